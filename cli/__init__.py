@@ -1,0 +1,3 @@
+"""proteus: distil vision foundation models into small ViTs from a teacher-feature cache."""
+
+__version__ = "0.1.0"

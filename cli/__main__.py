@@ -1,0 +1,3 @@
+from proteus.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per ``proteus`` subcommand: parse options, build a config, call ``run_*``."""

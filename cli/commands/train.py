@@ -1,0 +1,112 @@
+"""``proteus train``: distil a student from a cache, replaying the recorded views."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from proteus.options import device_option
+
+_LAMBDA_HELP = "Weight of the {} loss. [default: 1; for CLIP teachers token 1, others 0]"
+
+
+@click.command()
+@click.option(
+    "--cache",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A sealed cache written by `proteus extract`.",
+)
+@click.option(
+    "--student",
+    required=True,
+    help="vit_ti14, vit_s14, vit_b14, vit_l14, their *16 variants, or timm:<vit name>.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Run folder: checkpoints, per-step JSONL log, TensorBoard, resolved config.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Passes over the images, each using one of the K recorded views.",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many optimizer steps (overrides --epochs).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Images per process and step; the global batch is this × processes.",
+)
+@click.option(
+    "--lr",
+    type=float,
+    default=None,
+    help="Peak learning rate. [default: 5e-4 × global batch / 512]",
+)
+@click.option("--weight-decay", type=float, default=0.05, show_default=True, help="AdamW decay.")
+@click.option(
+    "--warmup-epochs",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Linear warm-up before the cosine schedule.",
+)
+@click.option(
+    "--drop-path",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Stochastic depth rate of the student.",
+)
+@click.option(
+    "--ema-decay",
+    type=float,
+    default=0.9999,
+    show_default=True,
+    help="Decay of the EMA student (0 turns EMA off).",
+)
+@click.option("--grad-clip", type=float, default=None, help="Clip gradients to this norm.")
+@click.option("--lambda-token", type=float, default=None, help=_LAMBDA_HELP.format("token"))
+@click.option("--lambda-fea", type=float, default=None, help=_LAMBDA_HELP.format("feature"))
+@click.option("--lambda-patch", type=float, default=None, help=_LAMBDA_HELP.format("patch"))
+@click.option(
+    "--mask-probability",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Share of each batch (its first samples) that gets a patch mask.",
+)
+@click.option(
+    "--mask-ratio",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Share of patches masked in a masked sample.",
+)
+@device_option
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of initialisation, view choice, and masks.",
+)
+@click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint.")
+def train(**kwargs) -> None:
+    """Train a student on a cache with the Proteus token, feature and patch losses."""
+    from proteus.train.config import TrainConfig
+    from proteus.train.runner import run_train
+
+    run_train(TrainConfig(**kwargs))

@@ -1,0 +1,1 @@
+"""Code shared by the extract and train stages: teachers, the renderer, the cache format."""

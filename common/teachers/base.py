@@ -1,0 +1,79 @@
+"""The module every teacher is: eval mode, no grad, one forward contract."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from proteus.common.errors import ProteusError
+from proteus.common.teachers.spec import TeacherBuild, TeacherOutput, TeacherSpec
+
+
+def resolve_layers(layers: tuple[int, ...], depth: int, name: str) -> tuple[int, ...]:
+    """Turn user layer indices (negative = from the end) into sorted, unique block indices."""
+    out = set()
+    for layer in layers:
+        if not -depth <= layer < depth:
+            raise ProteusError(
+                f"--layers {layer}: out of range for {name}, which has {depth} blocks "
+                f"(use 0..{depth - 1}, or -1 for the last)"
+            )
+        out.add(layer % depth)
+    return tuple(sorted(out))
+
+
+class Teacher(nn.Module):
+    """A frozen feature extractor returning :class:`TeacherOutput`.
+
+    Subclasses implement ``_features``; this class checks inputs, freezes the model and keeps
+    the facts the cache manifest records (input size, grid, normalisation, weight source).
+    """
+
+    def __init__(self, spec: TeacherSpec, request: TeacherBuild, model: nn.Module):
+        super().__init__()
+        if request.image_size % spec.patch_size:
+            raise ProteusError(
+                f"--image-size {request.image_size}: not a multiple of {spec.name}'s patch size "
+                f"{spec.patch_size} (try {request.image_size // spec.patch_size * spec.patch_size})"
+            )
+        self.spec = spec
+        self.image_size = request.image_size
+        self.layers = resolve_layers(request.layers, spec.depth, spec.name)
+        self.model = model
+        self.weights_source = _describe_source(spec, request)
+        self.eval().requires_grad_(False)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        side = self.image_size // self.spec.patch_size
+        return side, side
+
+    @property
+    def num_patches(self) -> int:
+        h, w = self.grid
+        return h * w
+
+    def train(self, mode: bool = True) -> Teacher:
+        # A teacher never leaves eval mode: dropout or batch-norm updates would change targets.
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward_features(self, x: torch.Tensor) -> TeacherOutput:
+        expected = (3, self.image_size, self.image_size)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"{self.spec.name} expects (B, {', '.join(map(str, expected))}), "
+                f"got {tuple(x.shape)}"
+            )
+        return self._features(x)
+
+    forward = forward_features
+
+    def _features(self, x: torch.Tensor) -> TeacherOutput:
+        raise NotImplementedError
+
+
+def _describe_source(spec: TeacherSpec, request: TeacherBuild) -> str:
+    if request.weights is not None:
+        return f"file:{request.weights}"
+    return spec.source if request.pretrained else "random-init"

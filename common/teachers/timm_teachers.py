@@ -1,0 +1,125 @@
+"""Teachers backed by timm models: DINOv2, SynCLR, effnet_lite0 and any ``timm:<model>``."""
+
+from __future__ import annotations
+
+import timm
+import torch
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+
+from proteus.common.errors import ProteusError
+from proteus.common.teachers.base import Teacher
+from proteus.common.teachers.spec import TeacherBuild, TeacherOutput, TeacherSpec
+from proteus.common.teachers.weights import load_into, load_weights_file
+
+
+class ViTTeacher(Teacher):
+    """A timm VisionTransformer: final normed tokens; layers through the final norm too.
+
+    Intermediate layers pass through the final LayerNorm, as DINOv2's
+    ``get_intermediate_layers(norm=True)`` does: raw residual streams carry a few huge-norm
+    tokens that would dominate an MSE target and defeat per-token quantisation.
+    """
+
+    model: VisionTransformer
+
+    def _features(self, x: torch.Tensor) -> TeacherOutput:
+        layers: dict[int, torch.Tensor] = {}
+        if self.layers:
+            final, inter = self.model.forward_intermediates(
+                x, indices=list(self.layers), norm=True, output_fmt="NLC", return_prefix_tokens=True
+            )
+            for i, (spatial, prefix) in zip(self.layers, inter, strict=True):
+                glob = prefix[:, :1] if prefix.shape[1] else spatial.mean(1, keepdim=True)
+                layers[i] = torch.cat([glob, spatial], dim=1)
+        else:
+            final = self.model.forward_features(x)
+        return {
+            # pre-logits pooling is the class token for DINOv2/SynCLR (global_pool="token")
+            "cls": self.model.forward_head(final, pre_logits=True),
+            "patch": final[:, self.model.num_prefix_tokens :],
+            "layers": layers,
+        }
+
+
+class ConvTeacher(Teacher):
+    """A timm CNN: the final feature map as patch tokens, pooled pre-logits as cls.
+
+    Layers are the model's feature stages (``feature_info``), each flattened row-major with
+    its mean-pooled token first, so every layer has the (B, 1 + N_i, D_i) shape of a ViT layer.
+    """
+
+    def _features(self, x: torch.Tensor) -> TeacherOutput:
+        layers: dict[int, torch.Tensor] = {}
+        if self.layers:
+            fmap, inter = self.model.forward_intermediates(x, indices=list(self.layers))
+            for i, stage in zip(self.layers, inter, strict=True):
+                tokens = stage.flatten(2).transpose(1, 2)
+                layers[i] = torch.cat([tokens.mean(1, keepdim=True), tokens], dim=1)
+        else:
+            fmap = self.model.forward_features(x)
+        return {
+            "cls": self.model.forward_head(fmap, pre_logits=True),
+            "patch": fmap.flatten(2).transpose(1, 2),
+            "layers": layers,
+        }
+
+
+def build_vit(spec: TeacherSpec, request: TeacherBuild) -> ViTTeacher:
+    """DINOv2 / SynCLR / timm ViTs. Hub weights come through timm, resampled to the image size."""
+    hub = request.weights is None and request.pretrained
+    model = timm.create_model(
+        spec.arch, pretrained=hub, num_classes=0, img_size=request.image_size, **spec.arch_kwargs
+    )
+    if request.weights is not None:
+        state = load_weights_file(request.weights, spec.strip_prefixes)
+        # timm's filter converts Meta's DINOv2 release format (w12/w3 SwiGLU names, register
+        # tokens, mask_token) and resamples position embeddings to this image size.
+        state = checkpoint_filter_fn(state, model)
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+        load_into(model, state, what=f"{spec.name} from {request.weights}")
+    return ViTTeacher(spec, request, model)
+
+
+def build_file_only_vit(spec: TeacherSpec, request: TeacherBuild) -> ViTTeacher:
+    """ViTs released only as files (SynCLR): refuse to fall back to timm's own weights."""
+    if request.weights is None and request.pretrained:
+        raise ProteusError(
+            f"{spec.name} has no hub weights; pass --weights FILE with the released checkpoint"
+        )
+    return build_vit(spec, request)
+
+
+def build_conv(spec: TeacherSpec, request: TeacherBuild) -> ConvTeacher:
+    """timm CNNs: hub weights through timm, or a local file in timm's key names."""
+    hub = request.weights is None and request.pretrained
+    model = timm.create_model(spec.arch, pretrained=hub, num_classes=0, **spec.arch_kwargs)
+    if request.weights is not None:
+        state = load_weights_file(request.weights, spec.strip_prefixes)
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+        load_into(model, state, what=f"{spec.name} from {request.weights}")
+    return ConvTeacher(spec, request, model)
+
+
+def spec_from_timm(name: str, builder_name: str | None = None) -> TeacherSpec:
+    """Registry record for ``timm:<model>``, read off the architecture without weights."""
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False, num_classes=0)
+    cfg = model.pretrained_cfg
+    is_vit = isinstance(model, VisionTransformer)
+    if is_vit:
+        patch, depth = model.patch_embed.patch_size[0], len(model.blocks)
+    else:
+        patch, depth = model.feature_info[-1]["reduction"], len(model.feature_info)
+    return TeacherSpec(
+        name=f"timm:{name}",
+        family="timm",
+        arch=name,
+        embed_dim=model.num_features,
+        patch_size=patch,
+        depth=depth,
+        builder=build_vit if is_vit else build_conv,
+        image_size=cfg.get("input_size", (3, 224, 224))[-1],
+        mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+        source=f"timm/{name}",
+    )

@@ -1,0 +1,1 @@
+"""The train stage: distil a student from the cache, replaying the recorded views."""

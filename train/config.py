@@ -1,0 +1,30 @@
+"""The resolved options of one training run; written to the run folder as config.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    cache: Path  # a sealed cache written by `proteus extract`
+    student: str  # vit_ti14 | vit_s14 | vit_b14 | vit_l14 | *16 variants | timm:<vit>
+    out: Path  # run folder: checkpoints, logs, resolved config
+    epochs: int = 300  # Proteus recipe length; --max-steps overrides it
+    max_steps: int | None = None  # stop after this many optimizer steps (smoke tests, sweeps)
+    batch_size: int = 128  # per process; the global batch is this × world size
+    lr: float | None = None  # None: 5e-4 × global batch / 512 (Proteus / DeiT scaling)
+    weight_decay: float = 0.05
+    warmup_epochs: float = 5.0
+    drop_path: float = 0.1
+    ema_decay: float = 0.9999  # EMA of the student weights; 0 turns it off
+    grad_clip: float | None = None  # max gradient norm; None: no clipping
+    lambda_token: float | None = None  # None: 1, or per the teacher (CLIP: 1/0/0)
+    lambda_fea: float | None = None
+    lambda_patch: float | None = None
+    mask_probability: float = 0.5  # share of each batch (the first samples) that is masked
+    mask_ratio: float = 0.5  # share of patches masked in a masked sample
+    device: str = "auto"  # cpu | cuda | auto
+    seed: int = 0
+    resume: bool = False  # continue from the run folder's latest checkpoint
