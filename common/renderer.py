@@ -1,0 +1,156 @@
+"""The one renderer: view records + encoded images -> normalised tensors, with DALI.
+
+Both stages call :class:`Renderer` with the same configuration (read from the cache
+manifest), so the teacher's targets and the student's inputs come from the same pixels.
+On the CPU (``device="cpu"``, no GPU needed) the output is byte-identical run to run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from proteus.common.errors import ProteusError
+from proteus.common.views import ViewTable
+
+# fn.resize's filter; part of the cache manifest, since changing it changes every pixel.
+INTERPOLATION = "linear+antialias"
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    image_size: int  # output side in pixels
+    mean: tuple[float, float, float]  # the teacher's normalisation, in [0, 1] units
+    std: tuple[float, float, float]
+    device: str = "cpu"  # "cpu" (device_id=None) or "gpu" (decode with nvJPEG, ops on GPU)
+    device_id: int = 0  # GPU index when device == "gpu"
+    threads: int = 2  # DALI CPU worker threads
+    max_batch: int = 64  # largest number of views rendered in one call
+
+
+def dali_version() -> str:
+    return _dali().__version__
+
+
+def _dali():
+    try:
+        import nvidia.dali as dali
+    except ImportError as exc:
+        raise ProteusError(
+            "NVIDIA DALI is not installed: pip install nvidia-dali-cuda130 (or -cuda120 for "
+            "CUDA 12 drivers); CPU rendering works with either"
+        ) from exc
+    return dali
+
+
+class Renderer:
+    """Renders batches of views. Build once per process; ``render`` is called per batch."""
+
+    _INPUTS = ("encoded", "anchor", "shape", "flip", "brightness", "contrast", "saturation",
+               "hue", "erase_anchor", "erase_shape")  # fmt: skip
+
+    def __init__(self, cfg: RenderConfig):
+        if cfg.device not in ("cpu", "gpu"):
+            raise ProteusError(f"renderer device must be cpu or gpu, not {cfg.device!r}")
+        self.cfg = cfg
+        self._pipe = self._build()
+
+    def _build(self):
+        dali = _dali()
+        fn, types = dali.fn, dali.types
+        cfg = self.cfg
+        gpu = cfg.device == "gpu"
+
+        @dali.pipeline_def(
+            batch_size=cfg.max_batch,
+            num_threads=cfg.threads,
+            device_id=cfg.device_id if gpu else None,
+            # Fed and run one batch at a time: no prefetching of inputs we do not have yet.
+            prefetch_queue_depth=1,
+            exec_async=False,
+            exec_pipelined=False,
+        )
+        def pipeline():
+            src = {name: fn.external_source(name=name) for name in self._INPUTS}
+            # ROI decode: only the crop is decoded (libjpeg-turbo / nvJPEG), source pixels.
+            img = fn.decoders.image_slice(
+                src["encoded"], src["anchor"], src["shape"], axis_names="WH",
+                normalized_anchor=False, normalized_shape=False, output_type=types.RGB,
+                device="mixed" if gpu else "cpu",
+            )  # fmt: skip
+            img = fn.resize(
+                img,
+                size=[cfg.image_size, cfg.image_size],
+                interp_type=types.INTERP_LINEAR,
+                antialias=True,
+            )
+            img = fn.flip(img, horizontal=src["flip"])
+            img = fn.color_twist(
+                img,
+                brightness=src["brightness"],
+                contrast=src["contrast"],
+                saturation=src["saturation"],
+                hue=src["hue"],
+            )
+            img = fn.crop_mirror_normalize(
+                img, mean=[255 * m for m in cfg.mean], std=[255 * s for s in cfg.std],
+                dtype=types.FLOAT, output_layout="CHW",
+            )  # fmt: skip
+            # Erase after normalising, with 0 = the mean colour (timm's "const" mode).
+            return fn.erase(
+                img,
+                anchor=src["erase_anchor"],
+                shape=src["erase_shape"],
+                axis_names="HW",
+                fill_value=0.0,
+            )
+
+        pipe = pipeline()
+        pipe.build()
+        return pipe
+
+    def render(self, encoded: Sequence[np.ndarray], views: ViewTable) -> torch.Tensor:
+        """``encoded[i]`` holds the file bytes of the image ``views[i]`` was drawn from."""
+        n = len(views)
+        if n != len(encoded):
+            raise ValueError(f"{n} views but {len(encoded)} encoded images")
+        if not 0 < n <= self.cfg.max_batch:
+            raise ValueError(f"batch of {n} views; this renderer takes 1..{self.cfg.max_batch}")
+        for name, column in self._feeds(encoded, views).items():
+            self._pipe.feed_input(name, column)
+        (out,) = self._pipe.run()
+        if self.cfg.device == "gpu":
+            return _gpu_to_torch(out, self.cfg.device_id)
+        return torch.from_numpy(np.array(out.as_tensor()))
+
+    @staticmethod
+    def _feeds(encoded: Sequence[np.ndarray], views: ViewTable) -> dict[str, list[np.ndarray]]:
+        y, x, h, w = views.crop.T.astype(np.float32)
+        saturation = np.where(views.grayscale, 0.0, views.color[:, 2]).astype(np.float32)
+        ey, ex, eh, ew = views.erase.T.astype(np.float32)
+        columns = {
+            "anchor": np.stack([x, y], 1),
+            "shape": np.stack([w, h], 1),
+            "flip": views.flip.astype(np.int32),
+            "brightness": views.color[:, 0],
+            "contrast": views.color[:, 1],
+            "saturation": saturation,
+            "hue": views.color[:, 3],
+            "erase_anchor": np.stack([ey, ex], 1),
+            "erase_shape": np.stack([eh, ew], 1),
+        }
+        feeds = {name: [np.ascontiguousarray(v) for v in col] for name, col in columns.items()}
+        feeds["encoded"] = [np.asarray(e, dtype=np.uint8) for e in encoded]
+        return feeds
+
+
+def _gpu_to_torch(out, device_id: int) -> torch.Tensor:
+    from nvidia.dali.plugin.pytorch import feed_ndarray
+
+    dense = out.as_tensor()
+    result = torch.empty(dense.shape(), dtype=torch.float32, device=f"cuda:{device_id}")
+    feed_ndarray(dense, result, cuda_stream=torch.cuda.current_stream(device_id))
+    return result

@@ -1,0 +1,165 @@
+"""Augmentation views as data: a seeded policy, and records the renderer replays.
+
+Teacher and student must see the same pixels (Beyer et al. 2022), so augmentation is never
+drawn inside a data loader. Each view's parameters are a pure function of
+(seed, image index, view index) and the image's size, recorded once and replayed by
+both stages through the same renderer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugPolicy:
+    """How views are drawn. Every augmentation can be turned off (probability or range 0).
+
+    Defaults follow DeiT/Proteus training as far as an exactly replayable renderer allows:
+    RandAugment is replaced by colour jitter (DeiT's strength 0.3) and grayscale (DINO's 0.2),
+    because its operations have no deterministic GPU counterpart.
+    """
+
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area share of the image
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # crop aspect ratio, log-uniform
+    flip_prob: float = 0.5  # horizontal flip
+    jitter_prob: float = 0.8  # chance a view gets colour jitter at all
+    brightness: float = 0.3  # factor drawn from [1 - b, 1 + b]
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue: float = 0.0  # shift drawn from [-h, h] turns (0.5 = 180°)
+    grayscale_prob: float = 0.2
+    erase_prob: float = 0.25  # DeiT random erasing (reprob), filled with the mean colour
+    erase_scale: tuple[float, float] = (0.02, 1 / 3)  # erased share of the output area
+    erase_ratio: tuple[float, float] = (0.3, 3.3)  # erased box aspect ratio, log-uniform
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AugPolicy:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+NO_AUGMENTATION = AugPolicy(
+    crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0,
+    grayscale_prob=0.0, erase_prob=0.0,
+)  # fmt: skip
+
+
+@dataclass
+class ViewTable:
+    """K views per image as columns; row i describes one rendered training input.
+
+    ``crop`` is (y, x, h, w) in source pixels, ``erase`` (y, x, h, w) in output pixels of the
+    final (flipped) view, all zero when nothing is erased. ``color`` is (brightness, contrast,
+    saturation, hue in degrees), identity (1, 1, 1, 0) when not jittered.
+    """
+
+    image: np.ndarray  # (V,) int64 image index
+    view: np.ndarray  # (V,) int32 view index within its image
+    crop: np.ndarray  # (V, 4) int32
+    flip: np.ndarray  # (V,) bool
+    color: np.ndarray  # (V, 4) float32
+    grayscale: np.ndarray  # (V,) bool
+    erase: np.ndarray  # (V, 4) int32
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    def __getitem__(self, rows) -> ViewTable:
+        return ViewTable(**{k: v[rows] for k, v in self.columns().items()})
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def concat(cls, tables: list[ViewTable]) -> ViewTable:
+        return cls(**{k: np.concatenate([t.columns()[k] for t in tables]) for k in cls.FIELDS})
+
+    FIELDS = ("image", "view", "crop", "flip", "color", "grayscale", "erase")
+
+
+def sample_views(
+    policy: AugPolicy,
+    seed: int,
+    images: np.ndarray,
+    sizes: np.ndarray,
+    views: int,
+    out_size: int,
+) -> ViewTable:
+    """Draw ``views`` records for each image index in ``images`` with (H, W) in ``sizes``.
+
+    Each record depends only on (policy, seed, image index, view index, H, W, out_size), so any
+    process can re-derive any subset, in any order, and get the same numbers.
+    """
+    rows = [
+        _sample_one(policy, seed, int(i), v, int(h), int(w), out_size)
+        for i, (h, w) in zip(images, sizes, strict=True)
+        for v in range(views)
+    ]
+    n = len(rows)
+    table = ViewTable(
+        image=np.repeat(np.asarray(images, dtype=np.int64), views),
+        view=np.tile(np.arange(views, dtype=np.int32), len(images)),
+        crop=np.zeros((n, 4), np.int32),
+        flip=np.zeros(n, bool),
+        color=np.zeros((n, 4), np.float32),
+        grayscale=np.zeros(n, bool),
+        erase=np.zeros((n, 4), np.int32),
+    )
+    for r, (crop, flip, color, gray, erase) in enumerate(rows):
+        table.crop[r], table.flip[r], table.color[r] = crop, flip, color
+        table.grayscale[r], table.erase[r] = gray, erase
+    return table
+
+
+def _sample_one(policy: AugPolicy, seed: int, image: int, view: int, h: int, w: int, out: int):
+    # One generator per (seed, image, view): records never depend on sampling order.
+    rng = np.random.default_rng(np.random.SeedSequence([seed, image, view]))
+    crop = _random_box(rng, h, w, policy.crop_scale, policy.crop_ratio)
+    if crop is None:
+        crop = _center_box(h, w, policy.crop_ratio)
+    flip = rng.random() < policy.flip_prob
+    color = (1.0, 1.0, 1.0, 0.0)
+    if rng.random() < policy.jitter_prob:
+        color = (
+            rng.uniform(1 - policy.brightness, 1 + policy.brightness),
+            rng.uniform(1 - policy.contrast, 1 + policy.contrast),
+            rng.uniform(1 - policy.saturation, 1 + policy.saturation),
+            rng.uniform(-policy.hue, policy.hue) * 360.0,
+        )
+    gray = rng.random() < policy.grayscale_prob
+    erase = (0, 0, 0, 0)
+    if rng.random() < policy.erase_prob:
+        erase = _random_box(rng, out, out, policy.erase_scale, policy.erase_ratio) or erase
+    return crop, flip, color, gray, erase
+
+
+def _random_box(rng, h: int, w: int, scale, ratio, attempts: int = 10):
+    """torchvision's RandomResizedCrop / timm's RandomErasing box draw: (y, x, bh, bw)."""
+    area = h * w
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(attempts):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        bw = round(math.sqrt(target * aspect))
+        bh = round(math.sqrt(target / aspect))
+        if 0 < bw <= w and 0 < bh <= h:
+            return int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1)), bh, bw
+    return None
+
+
+def _center_box(h: int, w: int, ratio) -> tuple[int, int, int, int]:
+    """torchvision's fallback: the largest centred box with an aspect ratio inside ``ratio``."""
+    aspect = w / h
+    if aspect < ratio[0]:
+        bw, bh = w, round(w / ratio[0])
+    elif aspect > ratio[1]:
+        bh, bw = h, round(h * ratio[1])
+    else:
+        bw, bh = w, h
+    return (h - bh) // 2, (w - bw) // 2, bh, bw

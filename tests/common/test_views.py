@@ -1,0 +1,96 @@
+"""View records: a pure function of (seed, image, view, size), inside the policy's ranges."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from proteus.common.views import NO_AUGMENTATION, AugPolicy, ViewTable, sample_views
+
+SIZES = np.array([[375, 500], [224, 224], [40, 1000], [1000, 40], [17, 23]] * 40)
+IMAGES = np.arange(len(SIZES))
+
+
+DEFAULT = AugPolicy()
+
+
+def _table(policy=DEFAULT, seed=0, images=IMAGES, sizes=SIZES, views=3) -> ViewTable:
+    return sample_views(policy, seed, images, sizes, views, out_size=56)
+
+
+def _equal(a: ViewTable, b: ViewTable) -> bool:
+    return all(np.array_equal(a.columns()[k], b.columns()[k]) for k in ViewTable.FIELDS)
+
+
+def test_records_do_not_depend_on_order_or_subset():
+    full = _table()
+    picked = np.array([7, 3, 150])
+    sub = _table(images=picked, sizes=SIZES[picked])
+    rows = np.concatenate([np.flatnonzero(full.image == i) for i in picked])
+    assert _equal(sub, full[rows])
+    assert _equal(_table(), full)  # and twice in a row
+
+
+def test_seed_changes_records():
+    assert not np.array_equal(_table(seed=1).crop, _table().crop)
+
+
+def test_crops_lie_inside_the_image_and_the_policy():
+    policy = AugPolicy()
+    table = _table(policy)
+    y, x, h, w = table.crop.T
+    H, W = SIZES[table.image].T
+    assert (y >= 0).all() and (x >= 0).all() and (y + h <= H).all() and (x + w <= W).all()
+    assert (h > 0).all() and (w > 0).all()
+    # Images of ordinary shape never need torchvision's centred fallback, so their crops obey
+    # the policy's ranges (up to rounding to whole pixels).
+    normal = np.isin(H, [375, 224])
+    share, ratio = (h * w / (H * W))[normal], (w / h)[normal]
+    assert share.max() <= 1.0 and share.min() >= policy.crop_scale[0] * 0.95
+    assert ratio.min() > 0.74 and ratio.max() < 1.35
+    # Very elongated images fall back to the largest centred box within the ratio range.
+    thin = table.crop[SIZES[table.image][:, 0] == 40]
+    assert (thin == [0, 473, 40, 53]).all()
+
+
+def test_erase_boxes_lie_inside_the_output():
+    table = _table(dataclasses.replace(AugPolicy(), erase_prob=1.0))
+    y, x, h, w = table.erase.T
+    assert (h > 0).all() and (y + h <= 56).all() and (x + w <= 56).all()
+
+
+def test_rates_follow_the_policy():
+    table = _table(views=5)
+    n = len(table)
+    assert abs(table.flip.mean() - 0.5) < 0.06
+    assert abs(table.grayscale.mean() - 0.2) < 0.05
+    assert abs((table.erase[:, 2] > 0).mean() - 0.25) < 0.05
+    jittered = (table.color != [1, 1, 1, 0]).any(1)
+    assert abs(jittered.mean() - 0.8) < 0.06 and n == 1000
+    assert (np.abs(table.color[jittered, :3] - 1) <= 0.3 + 1e-6).all()
+
+
+@pytest.mark.parametrize(
+    "field, check",
+    [
+        ("flip_prob", lambda t: not t.flip.any()),
+        ("jitter_prob", lambda t: (t.color == [1, 1, 1, 0]).all()),
+        ("grayscale_prob", lambda t: not t.grayscale.any()),
+        ("erase_prob", lambda t: not t.erase.any()),
+    ],
+)
+def test_each_augmentation_turns_off(field, check):
+    assert check(_table(dataclasses.replace(AugPolicy(), **{field: 0.0})))
+
+
+def test_no_augmentation_is_a_centred_square():
+    table = sample_views(NO_AUGMENTATION, 0, np.arange(2), np.array([[30, 40], [50, 20]]), 2, 28)
+    assert table.crop.tolist() == [[0, 5, 30, 30]] * 2 + [[15, 0, 20, 20]] * 2
+    assert not table.flip.any() and not table.erase.any() and not table.grayscale.any()
+
+
+def test_policy_round_trips_through_a_dict():
+    policy = AugPolicy(crop_scale=(0.3, 1.0), hue=0.1)
+    assert AugPolicy.from_dict(policy.to_dict()) == policy
