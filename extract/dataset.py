@@ -1,0 +1,128 @@
+"""Finding the images to extract: an ImageFolder tree, a flat folder, or a list file.
+
+The order is the sorted relative path, so the image index (which seeds every view record)
+does not depend on the file system's listing order. The fingerprint covers paths, labels and
+file sizes, so a resumed extraction notices a changed data set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from proteus.common.errors import ProteusError
+
+# What DALI's CPU decoders read. Files with other suffixes in a folder are not images.
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pnm", ".ppm",
+     ".pgm", ".pbm"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ImageList:
+    root: Path  # paths are relative to this folder (absolute entries of a list file stay so)
+    paths: tuple[str, ...]  # POSIX paths, sorted
+    labels: np.ndarray  # (N,) int64 class index, -1 when the source has no labels
+    classes: tuple[str, ...]  # class folder names, index = label
+    kind: str  # "imagefolder" | "flat" | "list"
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def fingerprint(self) -> str:
+        """sha256 over (path, label, size in bytes) of every image; -1 for a missing file."""
+        digest = hashlib.sha256()
+        for path, label in zip(self.paths, self.labels.tolist(), strict=True):
+            try:
+                size = (self.root / path).stat().st_size
+            except OSError:
+                size = -1
+            digest.update(f"{path}\t{label}\t{size}\n".encode())
+        return digest.hexdigest()
+
+
+def scan_images(data: Path) -> ImageList:
+    data = Path(data)
+    if data.is_file():
+        return _from_list_file(data)
+    if not data.is_dir():
+        raise ProteusError(f"--data {data}: no such folder or list file")
+    top = _walk(data, recurse=False)
+    class_dirs = sorted(e.name for e in os.scandir(data) if e.is_dir() and not _hidden(e.name))
+    per_class = {name: _walk(data / name, recurse=True) for name in class_dirs}
+    per_class = {name: files for name, files in per_class.items() if files}
+    if per_class and top:
+        raise ProteusError(
+            f"--data {data}: images both at the top level ({top[0]}) and in class sub-folders; "
+            "move them into a class folder, or pass a list file"
+        )
+    if per_class:
+        classes = tuple(sorted(per_class))
+        entries = sorted(
+            (f"{name}/{rel}", label)
+            for label, name in enumerate(classes)
+            for rel in per_class[name]
+        )
+        paths, labels = zip(*entries, strict=True)
+        return ImageList(data, paths, np.array(labels, np.int64), classes, "imagefolder")
+    if top:
+        return ImageList(data, tuple(sorted(top)), np.full(len(top), -1, np.int64), (), "flat")
+    raise ProteusError(
+        f"--data {data}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+    )
+
+
+def _walk(folder: Path, recurse: bool) -> list[str]:
+    """Image files under ``folder`` as POSIX paths relative to it; symlinks followed once."""
+    found: list[str] = []
+    seen: set[str] = set()
+
+    def fail(err: OSError) -> None:
+        raise ProteusError(f"--data: cannot read folder {err.filename} ({err.strerror})")
+
+    for here, dirs, files in os.walk(folder, onerror=fail, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:  # a symlink loop, or a second link to a folder already walked
+            dirs.clear()
+            continue
+        seen.add(real)
+        rel = Path(here).relative_to(folder)
+        found += [(rel / f).as_posix() for f in files if _is_image(f)]
+        dirs[:] = sorted(d for d in dirs if not _hidden(d)) if recurse else []
+    return found
+
+
+def _is_image(name: str) -> bool:
+    return not _hidden(name) and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _from_list_file(path: Path) -> ImageList:
+    """One image per line, optionally ``<TAB><integer label>``; ``#`` starts a comment."""
+    root = path.parent
+    entries: list[tuple[str, int]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.rstrip("\r\n")
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, _, label = line.partition("\t")
+        try:
+            entries.append((name.strip(), int(label) if label.strip() else -1))
+        except ValueError:
+            raise ProteusError(
+                f"--data {path}, line {number}: label {label!r} is not an integer "
+                "(format: path, optionally a tab and an integer label)"
+            ) from None
+    if not entries:
+        raise ProteusError(f"--data {path}: the list names no images")
+    entries.sort()
+    paths, labels = zip(*entries, strict=True)
+    return ImageList(root, paths, np.array(labels, np.int64), (), "list")
