@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -57,3 +58,14 @@ def device_option(func: Callable) -> Callable:
         show_default=True,
         help="Where the model runs; auto picks cuda when a GPU is visible.",
     )(func)
+
+
+def checkpoint_option(required: bool) -> Callable[[Callable], Callable]:
+    """--checkpoint: every command that reads a student takes a run folder or a file."""
+    return click.option(
+        "--checkpoint",
+        type=click.Path(path_type=Path),
+        required=required,
+        default=None,
+        help="A run folder (its latest checkpoint) or a checkpoint file.",
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from proteus.options import device_option
+from proteus.options import checkpoint_option, device_option
 from proteus.pending import not_built_yet
 
 
@@ -15,12 +15,7 @@ def _model_source(func: Callable) -> Callable:
     """Where features come from: a checkpoint, a teacher, or an untrained student."""
     for decorator in reversed(
         [
-            click.option(
-                "--checkpoint",
-                type=click.Path(path_type=Path),
-                default=None,
-                help="A run folder (its latest checkpoint) or a checkpoint file.",
-            ),
+            checkpoint_option(required=False),
             click.option(
                 "--ema/--no-ema",
                 default=True,
@@ -131,12 +126,7 @@ def linear(**kwargs) -> None:
 
 
 @eval_group.command()
-@click.option(
-    "--checkpoint",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="A run folder (its latest checkpoint) or a checkpoint file.",
-)
+@checkpoint_option(required=True)
 @click.option(
     "--cache",
     type=click.Path(path_type=Path),

@@ -6,16 +6,12 @@ from pathlib import Path
 
 import click
 
+from proteus.options import checkpoint_option
 from proteus.pending import not_built_yet
 
 
 @click.command()
-@click.option(
-    "--checkpoint",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="A run folder (its latest checkpoint) or a checkpoint file.",
-)
+@checkpoint_option(required=True)
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
