@@ -25,11 +25,16 @@ class ViTTeacher(Teacher):
     def _features(self, x: torch.Tensor) -> TeacherOutput:
         layers: dict[int, torch.Tensor] = {}
         if self.layers:
+            has_prefix = self.model.num_prefix_tokens > 0
             final, inter = self.model.forward_intermediates(
-                x, indices=list(self.layers), norm=True, output_fmt="NLC", return_prefix_tokens=True
-            )
-            for i, (spatial, prefix) in zip(self.layers, inter, strict=True):
-                glob = prefix[:, :1] if prefix.shape[1] else spatial.mean(1, keepdim=True)
+                x, indices=list(self.layers), norm=True, output_fmt="NLC",
+                return_prefix_tokens=has_prefix,
+            )  # fmt: skip
+            for i, item in zip(self.layers, inter, strict=True):
+                # timm pairs (spatial, prefix) only when the model has prefix tokens; a ViT
+                # without a class token gets its mean token first instead.
+                spatial, prefix = item if has_prefix else (item, None)
+                glob = prefix[:, :1] if prefix is not None else spatial.mean(1, keepdim=True)
                 layers[i] = torch.cat([glob, spatial], dim=1)
         else:
             final = self.model.forward_features(x)
@@ -57,6 +62,11 @@ class ConvTeacher(Teacher):
                 layers[i] = torch.cat([tokens.mean(1, keepdim=True), tokens], dim=1)
         else:
             fmap = self.model.forward_features(x)
+        if fmap.ndim != 4:
+            raise ProteusError(
+                f"{self.spec.name}: its features have shape {tuple(fmap.shape)}, not a "
+                "(B, C, H, W) map; timm:<model> supports CNNs and timm VisionTransformer models"
+            )
         return {
             "cls": self.model.forward_head(fmap, pre_logits=True),
             "patch": fmap.flatten(2).transpose(1, 2),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from proteus.common.errors import ProteusError
-from proteus.common.teachers import build_teacher, get_teacher_spec
+from proteus.common.teachers import build_teacher, get_teacher_spec, register_teacher
 
 # A generated crossword grid: white cells with black lines and some black squares. Real
 # ImageNet weights call it class 918, "crossword puzzle"; random weights would not.
@@ -86,3 +87,23 @@ def test_timm_vit_goes_through_the_vit_path():
 def test_unknown_timm_model():
     with pytest.raises(ProteusError, match="unknown timm model"):
         get_teacher_spec("timm:not_a_model_xyz")
+
+
+def test_vit_without_class_token_gets_a_mean_token_in_layers():
+    spec = dataclasses.replace(
+        get_teacher_spec("tiny_dinov2"),
+        name="tiny_no_cls",
+        arch_kwargs={"embed_dim": 32, "depth": 2, "num_heads": 2, "class_token": False,
+                     "global_pool": "avg"},
+        depth=2,
+    )  # fmt: skip
+    register_teacher(spec)
+    out = build_teacher("tiny_no_cls", pretrained=False, layers=(0,))(torch.zeros(1, 3, 28, 28))
+    assert out["patch"].shape == (1, 4, 32) and out["layers"][0].shape == (1, 5, 32)
+    torch.testing.assert_close(out["layers"][0][:, 0], out["layers"][0][:, 1:].mean(1))
+
+
+def test_timm_token_model_that_is_not_a_vit_is_a_clear_error():
+    teacher = build_teacher("timm:eva02_tiny_patch14_224", pretrained=False, image_size=224)
+    with pytest.raises(ProteusError, match=r"not a \(B, C, H, W\) map"):
+        teacher(torch.zeros(1, 3, 224, 224))
