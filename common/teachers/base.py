@@ -31,11 +31,6 @@ class Teacher(nn.Module):
 
     def __init__(self, spec: TeacherSpec, request: TeacherBuild, model: nn.Module):
         super().__init__()
-        if request.image_size % spec.patch_size:
-            raise ProteusError(
-                f"--image-size {request.image_size}: not a multiple of {spec.name}'s patch size "
-                f"{spec.patch_size} (try {request.image_size // spec.patch_size * spec.patch_size})"
-            )
         self.spec = spec
         self.image_size = request.image_size
         self.layers = resolve_layers(request.layers, spec.depth, spec.name)

@@ -64,8 +64,9 @@ def build_clip(spec: TeacherSpec, request: TeacherBuild) -> ClipTeacher:
     else:
         state = None
     if state is not None:
-        grid = request.image_size // spec.patch_size
-        state["positional_embedding"] = _resample(state["positional_embedding"], grid)
+        if "positional_embedding" in state:  # else load_into names it as missing
+            grid = request.image_size // spec.patch_size
+            state["positional_embedding"] = _resample(state["positional_embedding"], grid)
         load_into(visual, state, what=what)
     return ClipTeacher(spec, request, visual)
 

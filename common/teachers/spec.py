@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import torch
 
+from proteus.common.errors import ProteusError
+
 if TYPE_CHECKING:
     from proteus.common.teachers.base import Teacher
 
@@ -57,4 +59,11 @@ class TeacherSpec:
     strip_prefixes: tuple[str, ...] = ()
 
     def build(self, request: TeacherBuild) -> Teacher:
+        # Checked before building: a wrong size should not wait for a 1B-parameter download.
+        if request.image_size % self.patch_size:
+            fit = max(1, request.image_size // self.patch_size) * self.patch_size
+            raise ProteusError(
+                f"--image-size {request.image_size}: not a multiple of {self.name}'s patch size "
+                f"{self.patch_size} (try {fit})"
+            )
         return self.builder(self, request)
