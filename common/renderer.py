@@ -16,9 +16,6 @@ import torch
 from proteus.common.errors import ProteusError
 from proteus.common.views import ViewTable
 
-# fn.resize's filter; part of the cache manifest, since changing it changes every pixel.
-INTERPOLATION = "linear+antialias"
-
 
 @dataclass(frozen=True)
 class RenderConfig:
@@ -29,10 +26,6 @@ class RenderConfig:
     device_id: int = 0  # GPU index when device == "gpu"
     threads: int = 2  # DALI CPU worker threads
     max_batch: int = 64  # largest number of views rendered in one call
-
-
-def dali_version() -> str:
-    return _dali().__version__
 
 
 def _dali():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -59,6 +60,10 @@ class ViewTable:
     saturation, hue in degrees), identity (1, 1, 1, 0) when not jittered.
     """
 
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "image", "view", "crop", "flip", "color", "grayscale", "erase"
+    )  # fmt: skip
+
     image: np.ndarray  # (V,) int64 image index
     view: np.ndarray  # (V,) int32 view index within its image
     crop: np.ndarray  # (V, 4) int32
@@ -74,13 +79,7 @@ class ViewTable:
         return ViewTable(**{k: v[rows] for k, v in self.columns().items()})
 
     def columns(self) -> dict[str, np.ndarray]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def concat(cls, tables: list[ViewTable]) -> ViewTable:
-        return cls(**{k: np.concatenate([t.columns()[k] for t in tables]) for k in cls.FIELDS})
-
-    FIELDS = ("image", "view", "crop", "flip", "color", "grayscale", "erase")
+        return {name: getattr(self, name) for name in self.FIELDS}
 
 
 def sample_views(
