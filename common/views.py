@@ -100,20 +100,16 @@ def sample_views(
         for i, (h, w) in zip(images, sizes, strict=True)
         for v in range(views)
     ]
-    n = len(rows)
-    table = ViewTable(
+    crop, flip, color, gray, erase = zip(*rows, strict=True) if rows else ((),) * 5
+    return ViewTable(
         image=np.repeat(np.asarray(images, dtype=np.int64), views),
         view=np.tile(np.arange(views, dtype=np.int32), len(images)),
-        crop=np.zeros((n, 4), np.int32),
-        flip=np.zeros(n, bool),
-        color=np.zeros((n, 4), np.float32),
-        grayscale=np.zeros(n, bool),
-        erase=np.zeros((n, 4), np.int32),
+        crop=np.array(crop, np.int32).reshape(-1, 4),
+        flip=np.array(flip, bool),
+        color=np.array(color, np.float32).reshape(-1, 4),
+        grayscale=np.array(gray, bool),
+        erase=np.array(erase, np.int32).reshape(-1, 4),
     )
-    for r, (crop, flip, color, gray, erase) in enumerate(rows):
-        table.crop[r], table.flip[r], table.color[r] = crop, flip, color
-        table.grayscale[r], table.erase[r] = gray, erase
-    return table
 
 
 def _sample_one(policy: AugPolicy, seed: int, image: int, view: int, h: int, w: int, out: int):
