@@ -23,6 +23,9 @@ class ProteusGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
+            from proteus.common.plugins import load_plugins
+
+            load_plugins()
             return super().invoke(ctx)
         except ProteusError as exc:
             raise click.ClickException(str(exc)) from None

@@ -39,6 +39,10 @@ def _dali():
     return dali
 
 
+class RenderError(RuntimeError):
+    """DALI could not decode or render some image of the batch; the renderer stays usable."""
+
+
 class Renderer:
     """Renders batches of views. Build once per process; ``render`` is called per batch."""
 
@@ -112,9 +116,15 @@ class Renderer:
             raise ValueError(f"{n} views but {len(encoded)} encoded images")
         if not 0 < n <= self.cfg.max_batch:
             raise ValueError(f"batch of {n} views; this renderer takes 1..{self.cfg.max_batch}")
-        for name, column in self._feeds(encoded, views).items():
-            self._pipe.feed_input(name, column)
-        (out,) = self._pipe.run()
+        try:
+            for name, column in self._feeds(encoded, views).items():
+                self._pipe.feed_input(name, column)
+            (out,) = self._pipe.run()
+        except RuntimeError as exc:
+            # A failed DALI pipeline is dead ("no longer valid"): build a fresh one so the
+            # caller can retry the batch's images one by one and skip the bad file.
+            self._pipe = self._build()
+            raise RenderError(_dali_reason(exc)) from exc
         if self.cfg.device == "gpu":
             return _gpu_to_torch(out, self.cfg.device_id)
         return torch.from_numpy(np.array(out.as_tensor()))
@@ -138,6 +148,18 @@ class Renderer:
         feeds = {name: [np.ascontiguousarray(v) for v in col] for name, col in columns.items()}
         feeds["encoded"] = [np.asarray(e, dtype=np.uint8) for e in encoded]
         return feeds
+
+
+def dali_version() -> str:
+    """Recorded in the cache manifest: a different DALI may resample differently."""
+    return _dali().__version__
+
+
+def _dali_reason(exc: RuntimeError) -> str:
+    """The informative line of DALI's multi-line error (e.g. "Failed to decode sample #0")."""
+    lines = [line.strip(" :") for line in str(exc).splitlines()]
+    useful = [line for line in lines if line.startswith(("Failed", "Error in"))]
+    return (useful or [line for line in lines if line] or ["DALI error"])[-1]
 
 
 def _gpu_to_torch(out, device_id: int) -> torch.Tensor:

@@ -9,10 +9,12 @@ both stages through the same renderer.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import ClassVar
 
 import numpy as np
+
+from proteus.common.errors import ProteusError
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,53 @@ NO_AUGMENTATION = AugPolicy(
     crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0,
     grayscale_prob=0.0, erase_prob=0.0,
 )  # fmt: skip
+
+
+AUG_FIELDS = tuple(f.name for f in fields(AugPolicy))
+
+
+def parse_policy(settings: tuple[str, ...] | list[str], no_aug: bool = False) -> AugPolicy:
+    """``--aug name=value`` settings on top of the default (or of no augmentation)."""
+    base = NO_AUGMENTATION if no_aug else AugPolicy()
+    changes: dict = {}
+    for setting in settings:
+        name, sep, text = setting.partition("=")
+        name = name.strip()
+        if not sep or name not in AUG_FIELDS:
+            raise ProteusError(
+                f"--aug {setting!r}: expected NAME=VALUE with NAME one of {', '.join(AUG_FIELDS)}"
+            )
+        pair = isinstance(getattr(base, name), tuple)
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != (2 if pair else 1):
+            shape = "two numbers like 0.08,1" if pair else "one number"
+            raise ProteusError(f"--aug {setting!r}: {name} takes {shape}")
+        changes[name] = values if pair else values[0]
+    policy = replace(base, **changes)
+    _check_policy(policy)
+    return policy
+
+
+def _check_policy(p: AugPolicy) -> None:
+    for name in ("flip_prob", "jitter_prob", "grayscale_prob", "erase_prob"):
+        if not 0 <= getattr(p, name) <= 1:
+            raise ProteusError(f"--aug {name}={getattr(p, name)}: a probability is in [0, 1]")
+    for name in ("crop_scale", "erase_scale"):
+        lo, hi = getattr(p, name)
+        if not 0 < lo <= hi <= 1:
+            raise ProteusError(f"--aug {name}={lo},{hi}: need 0 < low <= high <= 1")
+    for name in ("crop_ratio", "erase_ratio"):
+        lo, hi = getattr(p, name)
+        if not 0 < lo <= hi:
+            raise ProteusError(f"--aug {name}={lo},{hi}: need 0 < low <= high")
+    for name in ("brightness", "contrast", "saturation"):
+        if not 0 <= getattr(p, name) < 1:
+            raise ProteusError(f"--aug {name}={getattr(p, name)}: a jitter strength is in [0, 1)")
+    if not 0 <= p.hue <= 0.5:
+        raise ProteusError(f"--aug hue={p.hue}: a hue shift is in [0, 0.5] turns")
 
 
 @dataclass

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from proteus.common.views import AugPolicy
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,14 @@ class ExtractConfig:
     layers: tuple[int, ...] = ()  # intermediate blocks stored as layer_<i> (for hint losses)
     batch_size: int = 64  # views per teacher forward
     weights: Path | None = None  # local weights file instead of the model hub
+    pretrained: bool = True  # False: random-init teacher (tests, benchmarks); never downloads
     seed: int = 0  # view parameters are a pure function of (seed, image index, view index)
+    policy: AugPolicy = field(default_factory=AugPolicy)  # how views are drawn
     device: str = "auto"  # cpu | cuda | auto
+    precision: str = "auto"  # float32 | bfloat16 (autocast); auto = bfloat16 on cuda only
     dtype: str = "float16"  # storage dtype of the targets
+    # 256 views of DINOv2-g patch targets is ~200 MB: big files for object stores and
+    # parallel file systems, small enough to hold one in memory while the next is built.
+    shard_views: int = 256
+    render_threads: int = 4  # DALI CPU threads
+    progress: bool = True  # tqdm bars on rank 0

@@ -1,15 +1,281 @@
-"""``run_extract``: the extract stage's entry point."""
+"""``run_extract``: lay out or resume a cache, fill this process's shards, seal.
+
+Rank 0 alone creates the cache (probing images, sampling views); every rank then takes the
+unfinished shards ``s`` with ``s % world == rank``, and rank 0 seals once all are done.
+"""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from proteus import __version__
+from proteus.common.cache.describe import summary_lines
+from proteus.common.cache.layout import (
+    TARGET_CODEC,
+    is_cache,
+    open_root,
+    read_image_table,
+    read_manifest,
+    read_view_table,
+    shard_bounds,
+)
+from proteus.common.cache.manifest import (
+    CREATING,
+    FORMAT_VERSION,
+    MANIFEST_KEY,
+    SEALED,
+    Manifest,
+    describe_mismatch,
+)
+from proteus.common.distributed import (
+    DistInfo,
+    barrier,
+    close_distributed,
+    init_distributed,
+    resolve_device,
+    share_outcome,
+)
 from proteus.common.errors import ProteusError
+from proteus.common.prefetch import prefetch
+from proteus.common.renderer import RenderConfig, Renderer, dali_version
+from proteus.common.teachers import Teacher, build_teacher
+from proteus.common.views import sample_views
 from proteus.extract.config import ExtractConfig
+from proteus.extract.dataset import ImageList, scan_images
+from proteus.extract.feed import Batch, ShardFeed
+from proteus.extract.probe import probe_images
+from proteus.extract.writer import CacheWriter, check_writable
+
+_STORAGE = {"float16": torch.float16, "float32": torch.float32}
 
 
-def run_extract(cfg: ExtractConfig) -> None:
-    # The stage itself is tracked as its own issue; until then the command fails loudly
-    # rather than pretending to have written a cache.
-    raise ProteusError(
-        f"proteus extract is not built yet (asked to write {cfg.out}); "
-        "it arrives with the extract-stage issue"
+def run_extract(cfg: ExtractConfig) -> Manifest:
+    device = resolve_device(cfg.device)
+    info = init_distributed(device)
+    try:
+        return _extract(cfg, device, info)
+    finally:
+        close_distributed(info)
+
+
+def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
+    if cfg.dtype not in _STORAGE:
+        raise ProteusError(f"--dtype {cfg.dtype}: choose one of {', '.join(_STORAGE)}")
+    precision = _resolve_precision(cfg.precision, device)
+    teacher = build_teacher(
+        cfg.teacher, image_size=cfg.image_size, layers=cfg.layers, weights=cfg.weights,
+        pretrained=cfg.pretrained,
+    )  # fmt: skip
+    if info.is_main:
+        try:
+            _prepare(cfg, teacher, precision, device)
+        except ProteusError as exc:
+            share_outcome(info, str(exc))
+            raise
+    share_outcome(info, None)
+
+    manifest = read_manifest(cfg.out)
+    if manifest.state == SEALED:
+        if info.is_main and cfg.progress:
+            print(f"{cfg.out}: already complete (sealed); nothing to do")
+        return manifest
+    writer = CacheWriter(cfg.out, manifest)
+    done = writer.done_shards()
+    mine = [s for s in range(manifest.num_shards) if s % info.world == info.rank and s not in done]
+    started = time.perf_counter()
+    if mine:
+        _fill_shards(cfg, manifest, writer, teacher.to(_torch_device(device, info)), mine, info)
+    barrier(info)
+    if info.is_main:
+        manifest = writer.seal()
+        if cfg.progress:
+            elapsed = time.perf_counter() - started
+            print("\n".join(summary_lines(cfg.out, manifest, elapsed=elapsed)))
+    barrier(info)
+    return manifest
+
+
+def _prepare(cfg: ExtractConfig, teacher: Teacher, precision: str, device: str) -> None:
+    """Create the cache, or check that the existing one was asked for with these options."""
+    existing = is_cache(cfg.out)
+    if not existing and cfg.out.exists() and any(cfg.out.iterdir()):
+        raise ProteusError(
+            f"--out {cfg.out}: folder exists, is not empty and is not a proteus cache; "
+            "choose a new folder"
+        )
+    check_writable(cfg.out)
+    images = scan_images(cfg.data)
+    manifest = _new_manifest(cfg, teacher, precision, device, images)
+    if existing:
+        raw = open_root(cfg.out).attrs.get(MANIFEST_KEY)
+        if not isinstance(raw, dict):
+            raise ProteusError(f"--out {cfg.out}: a Zarr store that is not a proteus cache")
+        if raw.get("state") != CREATING:  # "creating" = killed while laying out: redo it
+            old = Manifest.from_dict(raw, where=cfg.out)
+            mismatch = describe_mismatch(old.identity(), manifest.identity())
+            if mismatch:
+                raise ProteusError(
+                    f"--out {cfg.out}: holds a cache made with other options ({mismatch}); "
+                    "use a new --out folder, or the original options to resume it"
+                )
+            return
+    _create(cfg, manifest, images)
+
+
+def _create(cfg: ExtractConfig, manifest: Manifest, images: ImageList) -> None:
+    table, skipped = probe_images(images, progress=cfg.progress)
+    usable = np.flatnonzero(table.status == 0)
+    if not len(usable):
+        raise ProteusError(f"--data {cfg.data}: none of the {len(images)} images is readable")
+    views = sample_views(
+        cfg.policy, cfg.seed, usable, np.stack([table.height, table.width], 1)[usable],
+        cfg.views, manifest.image_size,
+    )  # fmt: skip
+    manifest.skipped = [item | {"stage": "probe"} for item in skipped]
+    manifest.counts = {"images": len(images), "views": len(views)}
+    CacheWriter.create(cfg.out, manifest, table, views)
+
+
+def _new_manifest(
+    cfg: ExtractConfig, teacher: Teacher, precision: str, device: str, images: ImageList
+) -> Manifest:
+    spec = teacher.spec
+    size = teacher.image_size
+    with torch.no_grad():  # one dummy forward gives every target's exact shape
+        probe = teacher(torch.zeros(1, 3, size, size))
+    targets = {"cls": list(probe["cls"].shape[1:]), "patch": list(probe["patch"].shape[1:])}
+    targets |= {f"layer_{i}": list(t.shape[1:]) for i, t in probe["layers"].items()}
+    return Manifest(
+        format_version=FORMAT_VERSION,
+        state=CREATING,
+        proteus_version=__version__,
+        teacher=cfg.teacher,
+        teacher_family=spec.family,
+        weights_source=teacher.weights_source,
+        weights_sha256=teacher.weights_sha256(),
+        embed_dim=spec.embed_dim,
+        patch_size=spec.patch_size,
+        grid=teacher.grid,
+        layers=teacher.layers,
+        image_size=size,
+        mean=spec.mean,
+        std=spec.std,
+        renderer={"name": "dali", "dali_version": dali_version(), "device": _render_device(device)},
+        policy=cfg.policy.to_dict(),
+        seed=cfg.seed,
+        views_per_image=cfg.views,
+        precision=precision,
+        targets=targets,
+        dtype=cfg.dtype,
+        codec=TARGET_CODEC,
+        shard_views=cfg.shard_views,
+        dataset={
+            "kind": images.kind,
+            "root": str(images.root.resolve()),
+            "fingerprint": images.fingerprint(),
+            "classes": list(images.classes),
+        },
+        extract={"batch_size": cfg.batch_size, "device": device},
     )
+
+
+def _fill_shards(
+    cfg: ExtractConfig,
+    manifest: Manifest,
+    writer: CacheWriter,
+    teacher: Teacher,
+    shards: list[int],
+    info: DistInfo,
+) -> None:
+    root = open_root(cfg.out)
+    images, views = read_image_table(root), read_view_table(root)
+    device = next(teacher.parameters()).device
+    renderer = Renderer(
+        RenderConfig(
+            image_size=manifest.image_size, mean=manifest.mean, std=manifest.std,
+            device=_render_device(device.type), device_id=info.local_rank,
+            threads=cfg.render_threads, max_batch=cfg.batch_size,
+        )
+    )  # fmt: skip
+    feed = ShardFeed(renderer, images, views, Path(manifest.dataset["root"]), cfg.batch_size,
+                     manifest.shard_views)  # fmt: skip
+    total = sum(np.subtract(*shard_bounds(manifest, s)[::-1]) for s in shards)
+    bar = tqdm(total=int(total), unit="view", desc=f"extract {manifest.teacher}", smoothing=0.1,
+               disable=not (info.is_main and cfg.progress))  # fmt: skip
+    storage = _STORAGE[manifest.dtype]
+    with ThreadPoolExecutor(1, thread_name_prefix="proteus-write") as pool:
+        pending: Future | None = None
+        shard = _ShardBuffer(manifest, -1)
+        for batch in prefetch(feed.batches(shards), depth=2):
+            if batch.shard != shard.index:
+                shard = _ShardBuffer(manifest, batch.shard)
+            out = _forward(teacher, batch.pixels.to(device), manifest.precision)
+            shard.add(batch, out, storage, images)
+            bar.update(batch.stop - batch.start)
+            if batch.last:
+                if pending is not None:
+                    pending.result()  # at most one shard in flight: bounded memory
+                pending = pool.submit(writer.write_shard, shard.index, shard.arrays,
+                                      shard.failed_images())  # fmt: skip
+        if pending is not None:
+            pending.result()
+    bar.close()
+
+
+class _ShardBuffer:
+    """One shard's targets, assembled in memory and written whole."""
+
+    def __init__(self, manifest: Manifest, index: int):
+        self.index = index
+        self.start, stop = shard_bounds(manifest, index) if index >= 0 else (0, 0)
+        dtype = np.dtype(manifest.dtype)
+        self.arrays = {
+            name: np.zeros((stop - self.start, *shape), dtype)
+            for name, shape in manifest.targets.items()
+        }
+        self.failed: dict[int, dict] = {}
+
+    def add(self, batch: Batch, out, storage: torch.dtype, images) -> None:
+        rows = slice(batch.start - self.start, batch.stop - self.start)
+        named = {"cls": out["cls"], "patch": out["patch"]}
+        named |= {f"layer_{i}": t for i, t in out["layers"].items()}
+        bad = torch.as_tensor(sorted(batch.failed), dtype=torch.long)
+        for name, values in named.items():
+            values = values.to(storage)
+            if len(bad):
+                values[bad.to(values.device)] = 0  # no targets from a picture we never saw
+            self.arrays[name][rows] = values.cpu().numpy()
+        for row, reason in batch.failed.items():
+            image = int(batch.image_ids[row])
+            self.failed.setdefault(image, {"image": image, "path": str(images.path[image]),
+                                           "reason": reason})  # fmt: skip
+
+    def failed_images(self) -> list[dict]:
+        return [self.failed[i] for i in sorted(self.failed)]
+
+
+def _forward(teacher: Teacher, pixels: torch.Tensor, precision: str):
+    with torch.autocast(pixels.device.type, torch.bfloat16, enabled=precision == "bfloat16"):
+        return teacher(pixels)
+
+
+def _resolve_precision(precision: str, device: str) -> str:
+    if precision == "auto":
+        return "bfloat16" if device == "cuda" else "float32"
+    if precision not in ("float32", "bfloat16"):
+        raise ProteusError(f"--precision {precision}: choose float32, bfloat16 or auto")
+    return precision
+
+
+def _render_device(device: str) -> str:
+    return "gpu" if device == "cuda" else "cpu"
+
+
+def _torch_device(device: str, info: DistInfo) -> torch.device:
+    return torch.device(f"cuda:{info.local_rank}") if device == "cuda" else torch.device("cpu")

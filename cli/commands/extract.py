@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from proteus.common.views import AUG_FIELDS, parse_policy
 from proteus.options import IntList, device_option, teacher_options
 
 
@@ -52,19 +53,58 @@ from proteus.options import IntList, device_option, teacher_options
     show_default=True,
     help="Seed of the view sampler; views are a pure function of (seed, image, view).",
 )
+@click.option(
+    "--aug",
+    "augs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Change one augmentation setting, e.g. --aug erase_prob=0 --aug crop_scale=0.25,1. "
+    "Names: " + ", ".join(AUG_FIELDS) + ". A probability of 0 turns that augmentation off.",
+)
+@click.option(
+    "--no-aug",
+    is_flag=True,
+    help="No augmentation at all: one centred square crop per view (use with --views 1).",
+)
 @device_option
 @click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "bfloat16"]),
+    default="auto",
+    show_default=True,
+    help="Teacher compute; auto is bfloat16 autocast on cuda and float32 on cpu.",
+)
+@click.option(
     "--dtype",
-    type=click.Choice(["float16", "bfloat16", "float32"]),
+    type=click.Choice(["float16", "float32"]),
     default="float16",
     show_default=True,
     help="Storage type of the targets.",
 )
-def extract(**kwargs) -> None:
-    """Run a teacher once and write its targets for K views of every image to a cache."""
+@click.option(
+    "--shard-views",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Views per shard file: the unit of writing, resuming and splitting work across processes.",
+)
+@click.option(
+    "--threads",
+    "render_threads",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="DALI CPU threads for decoding and augmenting.",
+)
+def extract(augs: tuple[str, ...], no_aug: bool, weights: str | None, **kwargs) -> None:
+    """Run a teacher once and write its targets for K views of every image to a cache.
+
+    Re-running the same command resumes an interrupted extraction. Under
+    `torchrun --nproc_per_node N` the processes split the shards between them.
+    """
     from proteus.extract.config import ExtractConfig
     from proteus.extract.runner import run_extract
 
-    weights = kwargs.pop("weights")
-    cfg = ExtractConfig(weights=Path(weights) if weights else None, **kwargs)
+    policy = parse_policy(augs, no_aug)
+    cfg = ExtractConfig(weights=Path(weights) if weights else None, policy=policy, **kwargs)
     run_extract(cfg)

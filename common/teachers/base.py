@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch import nn
 
@@ -47,6 +49,19 @@ class Teacher(nn.Module):
     def num_patches(self) -> int:
         h, w = self.grid
         return h * w
+
+    def weights_sha256(self) -> str:
+        """sha256 over every parameter and buffer (name, dtype, shape, bytes), in name order.
+
+        Hashes what was loaded rather than a file, so hub weights, a local file and a
+        re-saved copy of the same tensors all give the same id.
+        """
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            value = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}\n".encode())
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().data)
+        return digest.hexdigest()
 
     def train(self, mode: bool = True) -> Teacher:
         # A teacher never leaves eval mode: dropout or batch-norm updates would change targets.

@@ -1,0 +1,1 @@
+"""The cache format shared by the extract (writer) and train (reader) stages."""

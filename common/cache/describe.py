@@ -1,0 +1,80 @@
+"""The manifest in human form: ``proteus cache info`` and the end-of-extract summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from proteus.common.cache.manifest import Manifest
+
+
+def info_lines(path: Path, m: Manifest) -> list[str]:
+    policy = ", ".join(f"{k}={_short(v)}" for k, v in m.policy.items())
+    targets = ", ".join(f"{name} {'×'.join(map(str, shape))}" for name, shape in m.targets.items())
+    grid = "×".join(map(str, m.grid))
+    dataset = m.dataset
+    lines = [
+        f"cache      {path}",
+        f"state      {m.state} (format v{m.format_version}, written by proteus "
+        f"{m.proteus_version})",
+        f"teacher    {m.teacher} [{m.teacher_family}] dim {m.embed_dim}, patch {m.patch_size}, "
+        f"grid {grid}, layers {list(m.layers) or 'none'}",
+        f"weights    {m.weights_source}",
+        f"           sha256 {m.weights_sha256}",
+        f"pixels     {m.image_size}px, mean {_floats(m.mean)}, std {_floats(m.std)}, "
+        f"{m.renderer.get('name')} {m.renderer.get('dali_version')} on "
+        f"{m.renderer.get('device')}",
+        f"views      K={m.views_per_image} per image, seed {m.seed}",
+        f"policy     {policy}",
+        f"targets    {targets}; {m.dtype}, {m.shard_views} views per shard; {m.codec}",
+        f"compute    {m.precision} on {m.extract.get('device', '?')}, "
+        f"{m.extract.get('batch_size', '?')} views per forward",
+        f"dataset    {dataset.get('kind')} at {dataset.get('root')}, "
+        f"{len(dataset.get('classes', []))} classes",
+        f"           fingerprint {dataset.get('fingerprint')}",
+    ]
+    return lines + _count_lines(m)
+
+
+def summary_lines(path: Path, m: Manifest, elapsed: float | None = None) -> list[str]:
+    lines = [f"sealed {path}", *_count_lines(m)]
+    if elapsed:
+        lines.append(f"time       {elapsed:.1f} s for this run")
+    return lines
+
+
+def _count_lines(m: Manifest) -> list[str]:
+    c = m.counts
+    views = c.get("views", 0)
+    lines = [
+        f"images     {c.get('images', '?')} found, {c.get('usable_images', '?')} usable, "
+        f"{c.get('skipped_images', len(m.skipped))} skipped",
+        f"views      {views} recorded, {c.get('usable_views', '?')} with targets",
+    ]
+    if "target_bytes" in c:
+        per_view = c["target_bytes"] / max(1, views)
+        lines.append(
+            f"bytes      {_bytes(c['target_bytes'])} of targets, {_bytes(per_view)} per view"
+        )
+    for item in m.skipped[:10]:
+        lines.append(f"skipped    {item['path']}: {item['reason']}")
+    if len(m.skipped) > 10:
+        lines.append(f"skipped    … and {len(m.skipped) - 10} more (all listed in the manifest)")
+    return lines
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} TB"
+
+
+def _floats(values) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+def _short(value) -> str:
+    if isinstance(value, list):
+        return "(" + ", ".join(f"{v:.3g}" for v in value) + ")"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,135 @@
+"""Where things live inside a cache, and the tables both stages read.
+
+cache/                       a Zarr v3 group; attributes.proteus is the manifest
+  images/{path,label,height,width,transcode,status}   one row per input image
+  views/{image,view,crop,flip,color,grayscale,erase}  one row per rendered view
+  targets/{cls,patch,layer_<i>}                       one row per view, sharded
+  progress/shard-<n>.json    (not Zarr) written after shard n's targets are on disk
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import zarr
+from zarr.codecs import BytesCodec, Crc32cCodec
+
+from proteus.common.cache.manifest import MANIFEST_KEY, Manifest
+from proteus.common.errors import ProteusError
+from proteus.common.views import ViewTable
+
+PROGRESS_DIR = "progress"
+STATUS_OK, STATUS_SKIPPED, STATUS_FAILED = 0, 1, 2  # failed = header fine, DALI could not decode
+# Each view's target is one inner chunk: raw little-endian bytes plus a crc32c, so a flipped
+# byte is caught on read, and a reader can also compute the chunk's offset itself.
+TARGET_CODEC = "sharding(bytes, crc32c); one chunk per view"
+
+
+@dataclass
+class ImageTable:
+    """One row per image found in the data; ``status`` says whether its views count."""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "path", "label", "height", "width", "transcode", "status"
+    )  # fmt: skip
+
+    path: np.ndarray  # (N,) str, relative to the manifest's dataset root
+    label: np.ndarray  # (N,) int64, -1 without labels
+    height: np.ndarray  # (N,) int32, after EXIF orientation
+    width: np.ndarray  # (N,) int32
+    transcode: np.ndarray  # (N,) bool: Pillow re-encodes it to PNG before DALI decodes it
+    status: np.ndarray  # (N,) uint8: STATUS_OK / STATUS_SKIPPED / STATUS_FAILED
+
+    def __len__(self) -> int:
+        return len(self.path)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self.COLUMNS}
+
+
+def is_cache(path: Path) -> bool:
+    return (Path(path) / "zarr.json").is_file()
+
+
+def open_root(path: Path, mode: str = "r") -> zarr.Group:
+    try:
+        return zarr.open_group(str(path), mode=mode, zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise ProteusError(f"{path}: not a proteus cache (no Zarr v3 group there)") from exc
+
+
+def read_manifest(path: Path) -> Manifest:
+    root = open_root(path)
+    data = root.attrs.get(MANIFEST_KEY)
+    if not isinstance(data, dict):
+        raise ProteusError(f"{path}: a Zarr group without a proteus manifest; not a cache")
+    return Manifest.from_dict(data, where=path)
+
+
+def write_table(group: zarr.Group, columns: dict[str, np.ndarray]) -> None:
+    """Tables are written once, whole, as one chunk per column (small next to targets)."""
+    for name, values in columns.items():
+        values = np.asarray(values)
+        dtype = str if values.dtype.kind in "UO" else values.dtype
+        chunks = (max(1, len(values)), *values.shape[1:])
+        arr = group.create_array(name, shape=values.shape, dtype=dtype, chunks=chunks,
+                                 config={"write_empty_chunks": True},
+                                 overwrite=True)  # fmt: skip
+        if len(values):
+            arr[...] = values
+
+
+def _read_table(group: zarr.Group, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    out = {}
+    for name in names:
+        values = group[name][...]
+        # numpy 2 hands zarr strings back as StringDType; the tables use plain str arrays.
+        out[name] = np.array(values.tolist(), dtype=str) if values.dtype.kind in "OT" else values
+    return out
+
+
+def read_image_table(root: zarr.Group) -> ImageTable:
+    return ImageTable(**_read_table(root["images"], ImageTable.COLUMNS))
+
+
+def read_view_table(root: zarr.Group) -> ViewTable:
+    return ViewTable(**_read_table(root["views"], ViewTable.FIELDS))
+
+
+def create_target(
+    root: zarr.Group, name: str, views: int, shape: tuple[int, ...], dtype: str, shard_views: int
+) -> zarr.Array:
+    return root.require_group("targets").create_array(
+        name,
+        shape=(views, *shape),
+        dtype=dtype,
+        chunks=(1, *shape),
+        shards=(shard_views, *shape),
+        serializer=BytesCodec(),
+        compressors=(Crc32cCodec(),),
+        filters=None,
+        fill_value=0,
+        # Every chunk is stored, even all-zero ones, so a missing chunk always means damage.
+        config={"write_empty_chunks": True},
+        overwrite=True,
+    )
+
+
+def target_names(manifest: Manifest) -> tuple[str, ...]:
+    return tuple(manifest.targets)
+
+
+def shard_bounds(manifest: Manifest, shard: int) -> tuple[int, int]:
+    start = shard * manifest.shard_views
+    return start, min(start + manifest.shard_views, manifest.counts["views"])
+
+
+def seal_path(cache: Path) -> Path:
+    return Path(cache) / PROGRESS_DIR / "seal.json"
+
+
+def progress_path(cache: Path, shard: int) -> Path:
+    return Path(cache) / PROGRESS_DIR / f"shard-{shard:06d}.json"

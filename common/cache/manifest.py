@@ -1,0 +1,117 @@
+"""The cache manifest: everything needed to trust, replay and refuse a cache.
+
+It lives in the root group's attributes (``zarr.json`` → ``attributes.proteus``), so any Zarr
+v3 reader sees it. ``identity()`` is the part a resumed extraction must match exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from proteus.common.errors import ProteusError
+
+FORMAT_VERSION = 1
+MANIFEST_KEY = "proteus"
+
+CREATING, WRITING, SEALED = "creating", "writing", "sealed"
+
+
+@dataclass
+class Manifest:
+    format_version: int
+    state: str  # creating (tables being laid out) | writing (targets) | sealed (read-only)
+    proteus_version: str
+    # Teacher: what produced the targets.
+    teacher: str  # registry name or timm:<model>
+    teacher_family: str  # dinov2 | clip | synclr | timm | effnet
+    weights_source: str  # hub id, file:<path> or random-init
+    weights_sha256: str  # over the teacher's state dict (names, dtypes, shapes, bytes)
+    embed_dim: int
+    patch_size: int
+    grid: tuple[int, int]  # teacher patch grid (rows, cols)
+    layers: tuple[int, ...]  # intermediate blocks stored as targets/layer_<i>
+    # Pixels: how views are rendered, by both stages.
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    renderer: dict[str, Any]  # {"name": "dali", "dali_version": …, "device": cpu|gpu}
+    policy: dict[str, Any]  # AugPolicy.to_dict()
+    seed: int
+    views_per_image: int
+    precision: str  # teacher compute: float32, or bfloat16 autocast
+    # Storage.
+    targets: dict[str, list[int]]  # array name -> per-view shape
+    dtype: str  # float16 | float32
+    codec: str  # how each view's chunk is encoded
+    shard_views: int  # views per shard file: the unit of writing, resuming and rank split
+    # Data.
+    dataset: dict[str, Any]  # kind, root, fingerprint, classes
+    counts: dict[str, int] = field(default_factory=dict)  # images, usable, skipped, views, …
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # {image, path, reason}
+    extract: dict[str, Any] = field(default_factory=dict)  # device, precision, batch size
+
+    # What must be equal for a re-run to resume this cache instead of being refused.
+    IDENTITY = (
+        "format_version", "teacher", "weights_sha256", "image_size", "layers", "policy",
+        "seed", "views_per_image", "precision", "dtype", "shard_views", "mean", "std",
+    )  # fmt: skip
+
+    def identity(self) -> dict[str, Any]:
+        data = self.to_dict()
+        return {key: data[key] for key in self.IDENTITY} | {
+            "dataset_fingerprint": self.dataset.get("fingerprint")
+        }
+
+    @property
+    def num_shards(self) -> int:
+        views = self.counts["views"]
+        return -(-views // self.shard_views)
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON; recorded at sealing to notice later hand edits."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        # JSON round trip turns tuples into lists, so comparisons see one form.
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: Path | str = "cache") -> Manifest:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            newer = isinstance(version, int) and version > FORMAT_VERSION
+            raise ProteusError(
+                f"{where}: cache format version {version}, this proteus reads version "
+                f"{FORMAT_VERSION}"
+                + ("; upgrade proteus to read it" if newer else "; re-extract it with this one")
+            )
+        names = {f.name for f in fields(cls)}
+        missing = names - set(data) - {"counts", "skipped", "extract"}
+        if missing:
+            raise ProteusError(
+                f"{where}: manifest lacks {', '.join(sorted(missing))}; it was edited or is "
+                "not a proteus cache (`proteus cache verify` checks the rest)"
+            )
+        kwargs = {k: v for k, v in data.items() if k in names}
+        for key in ("grid", "layers", "mean", "std"):
+            kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+
+def describe_mismatch(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``key: cached → requested`` for every differing identity key."""
+    parts = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            parts.append(f"{key}: cache has {_brief(old.get(key))}, asked {_brief(new.get(key))}")
+    return "; ".join(parts)
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,146 @@
+"""``proteus cache verify``: completeness and integrity, naming every damaged part.
+
+Quick checks read only metadata: the manifest against its seal digest, the tables against the
+manifest and against the views its policy and seed give, every shard's marker and file. The
+full check also reads every target chunk (each carries a crc32c) and looks for NaN/inf.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from proteus.common.cache.layout import (
+    STATUS_SKIPPED,
+    ImageTable,
+    open_root,
+    progress_path,
+    read_image_table,
+    read_manifest,
+    read_view_table,
+    seal_path,
+    shard_bounds,
+)
+from proteus.common.cache.manifest import SEALED, Manifest
+from proteus.common.errors import ProteusError
+from proteus.common.views import AugPolicy, ViewTable, sample_views
+
+
+def verify_cache(
+    path: Path, *, read_targets: bool = True, on_shard: Callable[[], None] | None = None
+) -> list[str]:
+    """Every problem found, as one sentence each; an empty list means the cache is sound."""
+    path = Path(path)
+    try:
+        m = read_manifest(path)
+    except ProteusError as exc:
+        return [str(exc)]
+    problems = _check_seal(path, m)
+    root = open_root(path)
+    try:
+        images, views = read_image_table(root), read_view_table(root)
+    except (KeyError, ValueError, OSError, zarr.errors.BaseZarrError) as exc:
+        return [*problems, f"images/ or views/ table unreadable ({exc})"]
+    problems += _check_tables(m, images, views)
+    for name, shape in m.targets.items():
+        problems += _check_target(path, root, m, name, tuple(shape))
+    missing = [s for s in range(m.num_shards) if not progress_path(path, s).is_file()]
+    if missing:
+        problems.append(f"progress: {len(missing)} shard(s) never finished (first: {missing[0]})")
+    if read_targets and not problems:
+        problems += _read_all(path, m, on_shard)
+    return problems
+
+
+def _check_seal(path: Path, m: Manifest) -> list[str]:
+    if m.state != SEALED:
+        return [f"manifest: state {m.state!r}, not sealed; the extraction is unfinished"]
+    try:
+        recorded = json.loads(seal_path(path).read_text())["manifest_sha256"]
+    except (OSError, ValueError, KeyError):
+        return [f"{seal_path(path)}: missing or unreadable seal record"]
+    if recorded != m.digest():
+        return ["manifest: changed after sealing (its digest differs from progress/seal.json)"]
+    return []
+
+
+def _check_tables(m: Manifest, images: ImageTable, views: ViewTable) -> list[str]:
+    problems = []
+    n_images, n_views = m.counts.get("images"), m.counts.get("views")
+    for name, column in images.columns().items():
+        if len(column) != n_images:
+            problems.append(f"images/{name}: {len(column)} rows, manifest says {n_images}")
+    for name, column in views.columns().items():
+        if len(column) != n_views:
+            problems.append(f"views/{name}: {len(column)} rows, manifest says {n_views}")
+    if problems:
+        return problems
+    # The view records are a pure function of policy, seed and image sizes: re-derive them.
+    sampled = np.flatnonzero(images.status != STATUS_SKIPPED)
+    sizes = np.stack([images.height, images.width], 1)[sampled]
+    expected = sample_views(AugPolicy.from_dict(m.policy), m.seed, sampled, sizes,
+                            m.views_per_image, m.image_size)  # fmt: skip
+    for name, column in expected.columns().items():
+        stored = getattr(views, name)
+        if stored.shape != column.shape or not np.array_equal(stored, column):
+            bad = _first_difference(stored, column)
+            problems.append(f"views/{name}: differs from the recorded policy and seed (row {bad})")
+    return problems
+
+
+def _check_target(path: Path, root, m: Manifest, name: str, shape: tuple[int, ...]) -> list[str]:
+    try:
+        arr = root["targets"][name]
+    except KeyError:
+        return [f"targets/{name}: missing"]
+    want = (m.counts["views"], *shape)
+    if arr.shape != want or arr.dtype != np.dtype(m.dtype):
+        return [f"targets/{name}: shape {arr.shape} {arr.dtype}, manifest says {want} {m.dtype}"]
+    problems = []
+    for shard in range(m.num_shards):
+        if not shard_file(path, name, shard, len(want)).is_file():
+            problems.append(f"targets/{name} shard {shard}: file missing")
+    return problems
+
+
+def shard_file(path: Path, name: str, shard: int, ndim: int) -> Path:
+    return Path(path, "targets", name, "c", str(shard), *["0"] * (ndim - 1))
+
+
+def _read_all(path: Path, m: Manifest, on_shard) -> list[str]:
+    import tensorstore as ts
+
+    problems = []
+    for name in m.targets:
+        spec = {
+            "driver": "zarr3",
+            "kvstore": {"driver": "file", "path": str(path / "targets" / name)},
+        }
+        arr = ts.open(spec, read=True, open=True).result()
+        for shard in range(m.num_shards):
+            start, stop = shard_bounds(m, shard)
+            try:
+                data = arr[start:stop].read().result()
+            except (ValueError, RuntimeError) as exc:
+                problems.append(f"targets/{name} shard {shard}: unreadable ({_first_line(exc)})")
+                continue
+            if not np.isfinite(data).all():
+                problems.append(f"targets/{name} shard {shard}: contains NaN or inf")
+            if on_shard:
+                on_shard()
+    return problems
+
+
+def _first_difference(a: np.ndarray, b: np.ndarray) -> int | str:
+    if a.shape != b.shape:
+        return f"count {len(a)} vs {len(b)}"
+    rows = np.flatnonzero((a != b).reshape(len(a), -1).any(1))
+    return int(rows[0]) if len(rows) else 0
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

@@ -1,0 +1,98 @@
+"""Rendered batches for the shards a process owns, with bad images isolated, not fatal.
+
+Batches never cross a shard boundary, so every shard sees the same batch composition
+however the work is split or resumed, and CPU targets stay byte-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import UnidentifiedImageError
+
+from proteus.common.cache.layout import ImageTable
+from proteus.common.images import read_encoded
+from proteus.common.renderer import Renderer, RenderError
+from proteus.common.views import ViewTable
+
+
+@dataclass
+class Batch:
+    shard: int
+    start: int  # first view id of the batch
+    stop: int  # one past the last view id of the batch
+    last: bool  # the shard's final batch
+    image_ids: np.ndarray  # (B,) image index of each row
+    pixels: torch.Tensor  # (B, 3, S, S); zeros for failed rows
+    failed: dict[int, str] = field(default_factory=dict)  # row in batch -> reason
+
+
+class ShardFeed:
+    def __init__(
+        self,
+        renderer: Renderer,
+        images: ImageTable,
+        views: ViewTable,
+        data_root: Path,
+        batch_size: int,
+        shard_views: int,
+    ):
+        self.renderer = renderer
+        self.images = images
+        self.views = views
+        self.data_root = Path(data_root)
+        self.batch_size = batch_size
+        self.shard_views = shard_views
+        self._io = ThreadPoolExecutor(8, thread_name_prefix="proteus-read")
+
+    def batches(self, shards: list[int]) -> Iterator[Batch]:
+        for shard in shards:
+            first = shard * self.shard_views
+            end = min(first + self.shard_views, len(self.views))
+            for start in range(first, end, self.batch_size):
+                stop = min(start + self.batch_size, end)
+                pixels, failed = self.render(np.arange(start, stop))
+                image_ids = self.views.image[start:stop]
+                yield Batch(shard, start, stop, stop == end, image_ids, pixels, failed)
+
+    def render(self, ids: np.ndarray) -> tuple[torch.Tensor, dict[int, str]]:
+        views = self.views[ids]
+        loaded = list(self._io.map(self._load, views.image.tolist()))
+        failed = {row: item for row, item in enumerate(loaded) if isinstance(item, str)}
+        good = [row for row in range(len(ids)) if row not in failed]
+        size = self.renderer.cfg.image_size
+        pixels = torch.zeros(len(ids), 3, size, size)
+        if good:
+            encoded = [loaded[row] for row in good]
+            try:
+                out = self.renderer.render(encoded, views[np.array(good)])
+            except RenderError:
+                out = self._one_by_one(encoded, views[np.array(good)], good, failed)
+            pixels = pixels.to(out.device)
+            pixels[torch.as_tensor(good, device=out.device)] = out
+        return pixels, failed
+
+    def _one_by_one(self, encoded, views: ViewTable, rows: list[int], failed: dict[int, str]):
+        """Find which images of a failed batch DALI cannot decode; zero pixels for those."""
+        size = self.renderer.cfg.image_size
+        outs = []
+        for k, row in enumerate(rows):
+            try:
+                outs.append(self.renderer.render([encoded[k]], views[k : k + 1]))
+            except RenderError as exc:
+                failed[row] = f"could not be decoded ({exc})"
+                outs.append(torch.zeros(1, 3, size, size))
+        device = next((o.device for o in outs if o.is_cuda), torch.device("cpu"))
+        return torch.cat([o.to(device) for o in outs])
+
+    def _load(self, image: int) -> np.ndarray | str:
+        path = self.data_root / str(self.images.path[image])
+        try:
+            return read_encoded(path, bool(self.images.transcode[image]))
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+            return f"could not be read ({exc.__class__.__name__}: {str(exc)[:150]})"

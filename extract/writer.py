@@ -1,0 +1,188 @@
+"""Writing a cache: lay it out once, fill whole shards, mark each done, seal.
+
+Crash safety comes from three rules. Every file write is atomic (zarr's LocalStore writes a
+temporary file and renames it). A shard counts as done only when its progress marker exists,
+and the marker is written after all of the shard's target files. A shard is always written
+whole, by one process, so no read-modify-write of a shard ever happens (two writers touching
+one shard lose data) and a re-run simply rewrites any shard without a marker.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from proteus.common.cache.layout import (
+    PROGRESS_DIR,
+    STATUS_FAILED,
+    STATUS_OK,
+    ImageTable,
+    create_target,
+    open_root,
+    progress_path,
+    read_image_table,
+    seal_path,
+    shard_bounds,
+    write_table,
+)
+from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, SEALED, WRITING, Manifest
+from proteus.common.errors import ProteusError
+from proteus.common.views import ViewTable
+
+
+class CacheWriter:
+    def __init__(self, path: Path, manifest: Manifest):
+        self.path = Path(path)
+        self.manifest = manifest
+        self._root = open_root(self.path, mode="r+")
+
+    @classmethod
+    def create(
+        cls, path: Path, manifest: Manifest, images: ImageTable, views: ViewTable
+    ) -> CacheWriter:
+        """Lay out a new cache. Until the final manifest write its state reads "creating",
+        which tells a re-run that the folder is ours and may be laid out again."""
+        path = Path(path)
+        if path.exists():
+            shutil.rmtree(path)
+        root = open_root(path, mode="w")
+        root.attrs[MANIFEST_KEY] = {"format_version": manifest.format_version, "state": CREATING}
+        write_table(root.require_group("images"), images.columns())
+        write_table(root.require_group("views"), views.columns())
+        for name, shape in manifest.targets.items():
+            create_target(root, name, len(views), tuple(shape), manifest.dtype,
+                          manifest.shard_views)  # fmt: skip
+        (path / PROGRESS_DIR).mkdir()
+        manifest.state = WRITING
+        writer = cls(path, manifest)
+        writer.save_manifest()
+        return writer
+
+    def save_manifest(self) -> None:
+        self._root.attrs[MANIFEST_KEY] = self.manifest.to_dict()
+
+    def done_shards(self) -> set[int]:
+        done = set()
+        for shard in range(self.manifest.num_shards):
+            if _read_marker(progress_path(self.path, shard)) is not None:
+                done.add(shard)
+        return done
+
+    def write_shard(self, shard: int, targets: dict[str, np.ndarray], failed: list[dict]) -> None:
+        """Write all of one shard's targets, then its marker (which makes it count)."""
+        start, stop = shard_bounds(self.manifest, shard)
+        group = self._root["targets"]
+        try:
+            for name, values in targets.items():
+                if values.shape[0] != stop - start:
+                    raise ValueError(f"shard {shard}: {values.shape[0]} rows for {stop - start}")
+                group[name][start:stop] = values
+            marker = {"shard": shard, "views": [start, stop], "failed": failed}
+            _atomic_write_text(progress_path(self.path, shard), json.dumps(marker))
+        except OSError as exc:
+            raise _write_error(self.path, f"shard {shard}", exc) from exc
+
+    def seal(self) -> Manifest:
+        """Check every shard is done, fold render failures into the tables, mark sealed."""
+        missing = sorted(set(range(self.manifest.num_shards)) - self.done_shards())
+        if missing:
+            raise ProteusError(
+                f"{self.path}: cannot seal, {len(missing)} shard(s) unwritten (first: "
+                f"{missing[0]}); re-run the same extract command"
+            )
+        failed = self._collect_failures()
+        images = read_image_table(self._root)
+        status = images.status.copy()
+        status[status == STATUS_FAILED] = STATUS_OK  # recomputed from markers: idempotent
+        for item in failed:
+            status[item["image"]] = STATUS_FAILED
+        try:
+            write_table(self._root["images"], {"status": status})
+            m = self.manifest
+            m.skipped = [s for s in m.skipped if s.get("stage") == "probe"] + failed
+            usable = int((status == STATUS_OK).sum())
+            m.counts |= {
+                "usable_images": usable,
+                "skipped_images": len(m.skipped),
+                "usable_views": usable * m.views_per_image,
+                "target_bytes": _tree_bytes(self.path / "targets"),
+            }
+            _remove_partials(self.path)
+            m.state = SEALED
+            # The digest goes first: a kill between the two writes leaves state "writing",
+            # and the re-run seals again.
+            _atomic_write_text(seal_path(self.path), json.dumps({"manifest_sha256": m.digest()}))
+            self.save_manifest()
+        except OSError as exc:
+            raise _write_error(self.path, "the manifest", exc) from exc
+        _make_read_only(self.path)
+        return m
+
+    def _collect_failures(self) -> list[dict]:
+        seen: dict[int, dict] = {}
+        for shard in range(self.manifest.num_shards):
+            marker = _read_marker(progress_path(self.path, shard)) or {}
+            for item in marker.get("failed", []):
+                seen.setdefault(item["image"], item | {"stage": "render"})
+        return [seen[i] for i in sorted(seen)]
+
+
+def check_writable(out: Path) -> None:
+    """Fail before any teacher work if ``out`` cannot be created or written."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".proteus-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ProteusError(
+            f"--out {out}: cannot write there ({exc.strerror or exc}); choose a writable folder"
+        ) from exc
+
+
+def _read_marker(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # absent or torn: the shard is simply written again
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_error(cache: Path, what: str, exc: OSError) -> ProteusError:
+    if exc.errno == errno.ENOSPC:
+        return ProteusError(
+            f"{cache}: disk full while writing {what}; free space and re-run the same command "
+            "to resume (finished shards are kept)"
+        )
+    return ProteusError(f"{cache}: cannot write {what} ({exc.strerror or exc})")
+
+
+def _tree_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _remove_partials(cache: Path) -> None:
+    # Temporary files of writes a kill interrupted; never referenced by anything.
+    for leftover in cache.rglob("*.partial"):
+        leftover.unlink(missing_ok=True)
+
+
+def _make_read_only(cache: Path) -> None:
+    # Files only: folders stay writable so the cache can still be deleted with rm -r.
+    for path in cache.rglob("*"):
+        if path.is_file():
+            path.chmod(path.stat().st_mode & ~0o222)

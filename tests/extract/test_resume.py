@@ -1,0 +1,111 @@
+"""SIGKILL at any moment, then the same command: the cache equals an uninterrupted run's.
+
+Also the multi-process split: ``torchrun --nproc_per_node 2`` writes the same bytes as one
+process. Both run the real CLI in subprocesses (tiny teacher via PROTEUS_PLUGINS).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imagegen
+import pytest
+from extract_helpers import cli_args, cli_env, run_cli, target_bytes
+
+from proteus.common.cache.verify import verify_cache
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("resume")
+    imagegen.image_folder(root / "data", classes=3, per_class=4)
+    imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(workdir) -> dict[str, bytes]:
+    """One uninterrupted single-process CLI run."""
+    out = workdir / "reference"
+    run = run_cli(*cli_args(workdir / "data", out, workdir / "w.safetensors", "--shard-views", "2"))
+    assert run.returncode == 0, run.stderr
+    return target_bytes(out)
+
+
+def _start(workdir: Path, out: Path) -> subprocess.Popen:
+    args = cli_args(workdir / "data", out, workdir / "w.safetensors", "--shard-views", "2")
+    return subprocess.Popen([sys.executable, "-m", "proteus", *args], env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> bool:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds; False if it finished first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if ready():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.002)
+    proc.kill()
+    raise AssertionError("extraction neither finished nor reached the kill point")
+
+
+def _markers(out: Path) -> int:
+    return len(list((out / "progress").glob("shard-*.json"))) if (out / "progress").is_dir() else 0
+
+
+def _state(out: Path) -> str | None:
+    try:
+        return json.loads((out / "zarr.json").read_text())["attributes"]["proteus"]["state"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["laying-out", "first-shard", "mid-run"],
+)
+def test_sigkill_then_rerun_equals_uninterrupted(workdir, reference, point, tmp_path):
+    out = tmp_path / "cache"
+    ready = {
+        "laying-out": lambda: (out / "zarr.json").exists(),
+        "first-shard": lambda: (out / "targets").is_dir() and _state(out) == "writing",
+        "mid-run": lambda: _markers(out) >= 8,
+    }[point]
+    assert _kill_when(_start(workdir, out), ready), "finished before the kill point"
+    assert _state(out) != "sealed"
+    rerun = run_cli(*cli_args(workdir / "data", out, workdir / "w.safetensors",
+                              "--shard-views", "2"))  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    assert _state(out) == "sealed" and verify_cache(out) == []
+    assert target_bytes(out) == reference
+    assert not list(out.rglob("*.partial"))
+
+
+def test_two_processes_under_torchrun_equal_one(workdir, reference, tmp_path):
+    out = tmp_path / "cache"
+    args = cli_args(workdir / "data", out, workdir / "w.safetensors", "--shard-views", "2")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node", "2", "-m", "proteus", *args]  # fmt: skip
+    run = subprocess.run(torchrun, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert verify_cache(out) == [] and target_bytes(out) == reference
+    assert run.stdout.count("sealed ") == 1  # the summary comes from rank 0 only
+
+
+def test_a_copy_of_a_sealed_cache_verifies(workdir, reference, tmp_path):
+    # Caches are moved between machines and object stores: nothing in them is absolute
+    # except the dataset root, which readers can override.
+    out = workdir / "reference"
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    assert verify_cache(moved) == []

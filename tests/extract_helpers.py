@@ -1,0 +1,64 @@
+"""Running extraction in tests: in-process through the config, or as a real CLI subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from proteus.extract.config import ExtractConfig
+from proteus.extract.runner import run_extract
+
+TESTS = Path(__file__).resolve().parent
+
+
+def config(data: Path, out: Path, weights: Path, **overrides) -> ExtractConfig:
+    base = ExtractConfig(
+        teacher="tiny_dinov2", data=data, out=out, views=3, layers=(1,), weights=weights,
+        batch_size=4, shard_views=5, device="cpu", progress=False, render_threads=1,
+    )  # fmt: skip
+    return replace(base, **overrides)
+
+
+def extract(data: Path, out: Path, weights: Path, **overrides):
+    return run_extract(config(data, out, weights, **overrides))
+
+
+def cli_env() -> dict[str, str]:
+    """A subprocess that knows the tiny teachers, via the user-facing plugin mechanism."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    env["PROTEUS_PLUGINS"] = "tiny_models"
+    env["OMP_NUM_THREADS"] = "1"  # one thread, like each torchrun rank: same float results
+    return env
+
+
+def cli_args(data: Path, out: Path, weights: Path, *extra: str) -> list[str]:
+    return [
+        "extract", "--teacher", "tiny_dinov2", "--data", str(data), "--out", str(out),
+        "--views", "3", "--layers", "1", "--weights", str(weights), "--batch-size", "4",
+        "--shard-views", "5", "--device", "cpu", "--threads", "1", *extra,
+    ]  # fmt: skip
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "proteus", *args],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+def target_bytes(cache: Path) -> dict[str, bytes]:
+    """Every target array's values as raw bytes, read through zarr-python."""
+    import zarr
+
+    group = zarr.open_group(str(cache / "targets"), mode="r")
+    return {name: np.asarray(arr[...]).tobytes() for name, arr in group.arrays()}

@@ -1,0 +1,51 @@
+"""Images the tests make themselves: smooth random photos, saved in the formats users have."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def photo(height: int, width: int, seed: int) -> np.ndarray:
+    """A smooth colourful image (random low-frequency field), so resizing matters little."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((4, 4, 3)).astype(np.float32)
+    img = Image.fromarray((coarse * 255).astype(np.uint8)).resize((width, height),
+                                                                  Image.BICUBIC)  # fmt: skip
+    noise = rng.normal(0, 8, (height, width, 3))
+    return np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8)
+
+
+def save(array: np.ndarray, path: Path, fmt: str | None = None, mode: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(array)
+    if mode:
+        img = img.convert(mode)
+    img.save(path, format=fmt)
+    return path
+
+
+def image_folder(root: Path, classes: int = 2, per_class: int = 3, seed: int = 0) -> Path:
+    sizes = [(40, 56), (64, 48), (36, 36), (50, 70)]
+    for c in range(classes):
+        for i in range(per_class):
+            h, w = sizes[(c + i) % len(sizes)]
+            ext = "png" if (c + i) % 3 == 2 else "jpg"
+            save(photo(h, w, seed * 1000 + c * 100 + i), root / f"class{c}" / f"img{i}.{ext}")
+    return root
+
+
+def save_teacher_weights(name: str, path: Path, seed: int = 0) -> Path:
+    """Random weights for a registered teacher, saved as safetensors."""
+    import torch
+    from safetensors.torch import save_file
+
+    from proteus.common.teachers import build_teacher
+
+    torch.manual_seed(seed)
+    teacher = build_teacher(name, pretrained=False)
+    state = {k: v.contiguous() for k, v in teacher.model.state_dict().items()}
+    save_file(state, str(path))
+    return path

@@ -1,0 +1,74 @@
+"""Tiny teachers registered through the same builders as the real ones.
+
+Imported by tests/conftest.py, and by subprocesses through ``PROTEUS_PLUGINS=tiny_models``
+with ``tests/`` on PYTHONPATH (the plugin mechanism users have for their own models).
+"""
+
+from __future__ import annotations
+
+from proteus.common.teachers import TeacherSpec, register_teacher
+from proteus.common.teachers.clip import build_clip
+from proteus.common.teachers.spec import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from proteus.common.teachers.timm_teachers import build_file_only_vit, build_vit
+
+TINY_VIT = {"embed_dim": 32, "depth": 3, "num_heads": 2}
+TINY_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"width": 32, "layers": 3, "head_width": 16, "patch_size": 14},
+}
+
+
+def _register() -> None:
+    for name, arch in (
+        ("tiny_dinov2", "vit_small_patch14_dinov2"),
+        ("tiny_dinov2_reg", "vit_small_patch14_reg4_dinov2"),
+    ):
+        register_teacher(
+            TeacherSpec(
+                name=name,
+                family="dinov2",
+                arch=arch,
+                embed_dim=32,
+                patch_size=14,
+                depth=3,
+                builder=build_vit,
+                image_size=28,
+                arch_kwargs=TINY_VIT,
+                source="timm/" + arch,
+            )
+        )
+    register_teacher(
+        TeacherSpec(
+            name="tiny_synclr",
+            family="synclr",
+            arch="vit_base_patch16_224",
+            embed_dim=32,
+            patch_size=16,
+            depth=3,
+            builder=build_file_only_vit,
+            image_size=32,
+            arch_kwargs=TINY_VIT,
+            source="file only",
+            strip_prefixes=("visual.",),
+        )
+    )
+    register_teacher(
+        TeacherSpec(
+            name="tiny_clip",
+            family="clip",
+            arch="ViT-B-16-quickgelu",
+            embed_dim=32,
+            patch_size=14,
+            depth=3,
+            builder=build_clip,
+            image_size=28,
+            mean=OPENAI_CLIP_MEAN,
+            std=OPENAI_CLIP_STD,
+            arch_kwargs=TINY_CLIP,
+            source="open_clip:ViT-B-16-quickgelu:openai",
+            strip_prefixes=("visual.",),
+        )
+    )
+
+
+_register()
