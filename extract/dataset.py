@@ -46,6 +46,12 @@ class ImageList:
         return digest.hexdigest()
 
 
+def data_root(data: Path) -> Path:
+    """The folder image paths are relative to: the data folder, or a list file's folder."""
+    data = Path(data)
+    return (data.parent if data.is_file() else data).resolve()
+
+
 def scan_images(data: Path) -> ImageList:
     data = Path(data)
     if data.is_file():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,7 +46,7 @@ from proteus.common.renderer import RenderConfig, Renderer, dali_version
 from proteus.common.teachers import Teacher, build_teacher
 from proteus.common.views import sample_views
 from proteus.extract.config import ExtractConfig
-from proteus.extract.dataset import ImageList, scan_images
+from proteus.extract.dataset import ImageList, data_root, scan_images
 from proteus.extract.feed import Batch, ShardFeed
 from proteus.extract.probe import probe_images
 from proteus.extract.writer import CacheWriter, check_writable
@@ -203,7 +202,8 @@ def _fill_shards(
             threads=cfg.render_threads, max_batch=cfg.batch_size,
         )
     )  # fmt: skip
-    feed = ShardFeed(renderer, images, views, Path(manifest.dataset["root"]), cfg.batch_size,
+    # This process's own --data: on several nodes the images may be mounted elsewhere.
+    feed = ShardFeed(renderer, images, views, data_root(cfg.data), cfg.batch_size,
                      manifest.shard_views)  # fmt: skip
     total = sum(np.subtract(*shard_bounds(manifest, s)[::-1]) for s in shards)
     bar = tqdm(total=int(total), unit="view", desc=f"extract {manifest.teacher}", smoothing=0.1,
