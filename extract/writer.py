@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import zarr
 
 from proteus.common.cache.layout import (
     PROGRESS_DIR,
@@ -50,8 +51,9 @@ class CacheWriter:
         path = Path(path)
         if path.exists():
             shutil.rmtree(path)
-        root = open_root(path, mode="w")
-        root.attrs[MANIFEST_KEY] = {"format_version": manifest.format_version, "state": CREATING}
+        # The group and its "creating" mark appear in one write (no unmarked zarr.json).
+        creating = {"format_version": manifest.format_version, "state": CREATING}
+        root = zarr.create_group(str(path), zarr_format=3, attributes={MANIFEST_KEY: creating})
         write_table(root.require_group("images"), images.columns())
         write_table(root.require_group("views"), views.columns())
         for name, shape in manifest.targets.items():

@@ -72,3 +72,19 @@ def _register() -> None:
 
 
 _register()
+
+
+def _register_students() -> None:
+    from proteus.common.students import StudentSpec, register_student
+
+    tiny = {"embed_dim": 32, "depth": 2, "num_heads": 2}
+    register_student(
+        StudentSpec("tiny_vit14", "vit_small_patch14_dinov2", 14, 32, tiny | {"init_values": 1e-5})
+    )
+    # A different patch grid from the /14 teachers: targets must be resized to it.
+    register_student(
+        StudentSpec("tiny_vit7", "vit_small_patch16_224", 7, 32, tiny | {"patch_size": 7})
+    )
+
+
+_register_students()

@@ -15,6 +15,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests, sweeps)
     batch_size: int = 128  # per process; the global batch is this × world size
     lr: float | None = None  # None: 5e-4 × global batch / 512 (Proteus / DeiT scaling)
+    min_lr: float = 1e-6  # floor of the cosine schedule
     weight_decay: float = 0.05
     warmup_epochs: float = 5.0
     drop_path: float = 0.1
@@ -28,3 +29,8 @@ class TrainConfig:
     device: str = "auto"  # cpu | cuda | auto
     seed: int = 0
     resume: bool = False  # continue from the run folder's latest checkpoint
+    checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
+    data: Path | None = None  # where the cache's images are now, if they moved since extraction
+    tensorboard: bool = True  # also write TensorBoard scalars next to log.jsonl
+    render_threads: int = 4  # DALI CPU threads
+    progress: bool = True  # tqdm bar on rank 0

@@ -1,14 +1,365 @@
-"""``run_train``: the train stage's entry point."""
+"""``run_train``: distil a student from a sealed cache, with no teacher in memory.
+
+Every step is a pure function of (model state, optimizer state, step): views, masks and the
+drop-path RNG are all derived from the seed and the step, so a resumed run repeats an
+uninterrupted run's losses exactly on CPU.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from proteus import __version__
+from proteus.common.cache.reader import Cache
+from proteus.common.distributed import (
+    DistInfo,
+    barrier,
+    close_distributed,
+    init_distributed,
+    resolve_device,
+)
 from proteus.common.errors import ProteusError
+from proteus.common.renderer import RenderConfig, Renderer
+from proteus.common.students import build_student
+from proteus.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from proteus.train.config import TrainConfig
+from proteus.train.distiller import Distiller, param_groups
+from proteus.train.ema import EMA
+from proteus.train.loader import TrainBatch, TrainBatches
+from proteus.train.logs import RunLog
+from proteus.train.objective import resize_patch_targets, resolve_lambdas
+from proteus.train.sampler import ViewSampler
+from proteus.train.schedule import CosineSchedule, scaled_lr
+
+CONFIG = "config.json"
+CHECKPOINT_FORMAT = 1
+_PARTS = ("loss", "loss_token", "loss_fea", "loss_patch")
 
 
-def run_train(cfg: TrainConfig) -> None:
-    # Tracked as the train-stage issue; fail loudly rather than pretend to train.
-    raise ProteusError(
-        f"proteus train is not built yet (asked to train {cfg.student} into {cfg.out}); "
-        "it arrives with the train-stage issue"
-    )
+@dataclass
+class TrainResult:
+    run: Path
+    steps: int  # optimizer steps completed in total
+    last: dict[str, float]  # the final step's log record
+
+
+def run_train(cfg: TrainConfig) -> TrainResult:
+    device = resolve_device(cfg.device)
+    info = init_distributed(device)
+    try:
+        return _Trainer(cfg, device, info).run()
+    finally:
+        close_distributed(info)
+
+
+class _Trainer:
+    def __init__(self, cfg: TrainConfig, device: str, info: DistInfo):
+        self.cfg, self.info = cfg, info
+        self.device = torch.device(f"cuda:{info.local_rank}" if device == "cuda" else "cpu")
+        self.cache = Cache(cfg.cache, data_root=cfg.data)
+        m = self.cache.manifest
+        self.lambdas = resolve_lambdas(
+            m.teacher_family, cfg.lambda_token, cfg.lambda_fea, cfg.lambda_patch
+        )
+        missing = [t for t in self.lambdas.needed_targets() if t not in m.targets]
+        if missing:
+            raise ProteusError(
+                f"--cache {cfg.cache}: the chosen losses need {', '.join(missing)} targets, "
+                f"which this cache lacks (it has {', '.join(m.targets)}); set their --lambda-* "
+                "to 0 or re-extract"
+            )
+        torch.manual_seed(cfg.seed)  # initialisation: the same on every rank
+        student = build_student(cfg.student, m.image_size, drop_path=cfg.drop_path)
+        self.student_grid = student.grid
+        usable = self.cache.usable_views().reshape(-1, m.views_per_image)
+        self.sampler = ViewSampler(
+            usable, cfg.seed, cfg.batch_size, info.world, cfg.mask_probability, cfg.mask_ratio,
+            student.grid[0] * student.grid[1],
+        )  # fmt: skip
+        self._check_masking()
+        self.total_steps = cfg.max_steps or cfg.epochs * self.sampler.steps_per_epoch
+        self.model = Distiller(student, m.embed_dim, self.lambdas).to(self.device)
+        self.ddp = self.model
+        if info.active:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[info.local_rank] if self.device.type == "cuda" else None
+            )
+        global_batch = cfg.batch_size * info.world
+        self.peak_lr = scaled_lr(cfg.lr, global_batch)
+        self.schedule = CosineSchedule(
+            self.peak_lr, self.total_steps,
+            round(cfg.warmup_epochs * self.sampler.steps_per_epoch), cfg.min_lr,
+        )  # fmt: skip
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.model, cfg.weight_decay), lr=self.peak_lr, betas=(0.9, 0.999)
+        )
+        self.ema = EMA(self.model.student, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.start_step = 0
+        self._stop_signal: int | None = None
+
+    # ----------------------------------------------------------------------- set-up
+    def _check_masking(self) -> None:
+        if not self.lambdas.patch:
+            return
+        if self.sampler.n_masked == 0 or self.sampler.masked_patches == 0:
+            raise ProteusError(
+                f"--mask-probability {self.cfg.mask_probability} × --batch-size "
+                f"{self.cfg.batch_size} or --mask-ratio {self.cfg.mask_ratio} masks nothing, so "
+                "the patch loss has no tokens; raise them or set --lambda-patch 0"
+            )
+
+    def _prepare_run_folder(self) -> None:
+        out, cfg = Path(self.cfg.out), self.cfg
+        checkpoint = out / CHECKPOINT
+        if cfg.resume:
+            if not checkpoint.is_file():
+                raise ProteusError(
+                    f"--resume: no checkpoint in {out}; drop --resume to start a new run there"
+                )
+            self._restore(load_checkpoint(checkpoint))
+        elif checkpoint.exists():
+            raise ProteusError(
+                f"--out {out}: already holds a run (checkpoint.pt); pass --resume to continue "
+                "it, or choose a new --out"
+            )
+        if self.info.is_main:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                _write_json(out / CONFIG, self._resolved_config())
+            except OSError as exc:
+                raise ProteusError(f"--out {out}: cannot write ({exc.strerror or exc})") from exc
+
+    def _resolved_config(self) -> dict[str, Any]:
+        m = self.cache.manifest
+        return {
+            "proteus_version": __version__,
+            "config": _plain(asdict(self.cfg)),
+            "lambdas": asdict(self.lambdas),
+            "lr": self.peak_lr,
+            "world": self.info.world,
+            "global_batch": self.cfg.batch_size * self.info.world,
+            "steps_per_epoch": self.sampler.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.schedule.warmup_steps,
+            "student_grid": list(self.student_grid),
+            "targets_read": list(self.lambdas.needed_targets()),
+            "cache": self._cache_identity(),
+            "teacher": {
+                "name": m.teacher,
+                "family": m.teacher_family,
+                "dim": m.embed_dim,
+                "grid": list(m.grid),
+                "image_size": m.image_size,
+                "mean": list(m.mean),
+                "std": list(m.std),
+            },
+        }
+
+    def _cache_identity(self) -> dict[str, Any]:
+        m = self.cache.manifest
+        return {"path": str(self.cache.path), "teacher": m.teacher,
+                "weights_sha256": m.weights_sha256, "manifest_sha256": m.digest()}  # fmt: skip
+
+    # ----------------------------------------------------------------- checkpoints
+    def _state(self, next_step: int) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "step": next_step,
+            "student_name": self.cfg.student,
+            "image_size": self.cache.manifest.image_size,
+            "teacher_dim": self.cache.manifest.embed_dim,
+            "lambdas": asdict(self.lambdas),
+            "batch_size": self.cfg.batch_size,
+            "world": self.info.world,
+            "cache": self._cache_identity(),
+            "student": self.model.student.state_dict(),
+            "heads": self.model.heads.state_dict(),
+            "ema": self.ema.model.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "config": _plain(asdict(self.cfg)),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        expected = {
+            "student_name": self.cfg.student,
+            "batch_size": self.cfg.batch_size,
+            "world": self.info.world,
+            "lambdas": asdict(self.lambdas),
+        }
+        for key, want in expected.items():
+            if state.get(key) != want:
+                raise ProteusError(
+                    f"--resume: the checkpoint has {key}={state.get(key)!r}, this run asks "
+                    f"{want!r}; resume with the original options"
+                )
+        if state.get("cache", {}).get("weights_sha256") != self.cache.manifest.weights_sha256:
+            raise ProteusError("--resume: the checkpoint was trained on another teacher's cache")
+        self.model.student.load_state_dict(state["student"])
+        self.model.heads.load_state_dict(state["heads"])
+        if self.ema and state.get("ema") is not None:
+            self.ema.model.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_step = int(state["step"])
+
+    def _save(self, next_step: int) -> None:
+        if self.info.is_main:
+            save_checkpoint(Path(self.cfg.out), self._state(next_step))
+        barrier(self.info)
+
+    # ------------------------------------------------------------------- the loop
+    def run(self) -> TrainResult:
+        self._prepare_run_folder()
+        m = self.cache.manifest
+        renderer = Renderer(
+            RenderConfig(
+                image_size=m.image_size, mean=m.mean, std=m.std,
+                device="gpu" if self.device.type == "cuda" else "cpu",
+                device_id=self.info.local_rank, threads=self.cfg.render_threads,
+                max_batch=self.cfg.batch_size,
+            )
+        )  # fmt: skip
+        loader = TrainBatches(self.cache, self.sampler, renderer, self.lambdas.needed_targets(),
+                              self.info.rank)  # fmt: skip
+        log = RunLog(Path(self.cfg.out), self.start_step, self.cfg.tensorboard) \
+            if self.info.is_main else None  # fmt: skip
+        bar = tqdm(total=self.total_steps, initial=self.start_step, unit="step", desc="train",
+                   disable=not (self.info.is_main and self.cfg.progress))  # fmt: skip
+        last: dict[str, float] = {}
+        step = self.start_step
+        try:
+            with self._signals():
+                tick = time.perf_counter()
+                for batch in loader.iterate(self.start_step, self.total_steps):
+                    parts = self._step(batch)
+                    now = time.perf_counter()
+                    last = self._record(batch.step, parts, now - tick)
+                    tick = now
+                    if log:
+                        log.write(last)
+                    bar.update(1)
+                    bar.set_postfix(_postfix(last))
+                    step = batch.step + 1
+                    if step % self.cfg.checkpoint_every == 0 or step == self.total_steps:
+                        self._save(step)
+                    if self._stop_signal is not None:
+                        if step % self.cfg.checkpoint_every and step != self.total_steps:
+                            self._save(step)
+                        raise ProteusError(
+                            f"stopped by signal {self._stop_signal} after step {step}; the "
+                            "checkpoint is saved — rerun with --resume to continue"
+                        )
+        finally:
+            bar.close()
+            if log:
+                log.close()
+        return TrainResult(Path(self.cfg.out), step, last)
+
+    def _step(self, batch: TrainBatch) -> dict[str, float]:
+        cfg, step = self.cfg, batch.step
+        # Drop path draws from the global RNG: seed it from the step, so resuming needs no
+        # RNG state and every step is reproducible on its own.
+        torch.manual_seed(_step_seed(cfg.seed, step, self.info.rank))
+        lr = self.schedule(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images = batch.images.to(self.device, non_blocking=True)
+        masks = torch.from_numpy(batch.masks).to(self.device)
+        t_cls, t_patch = self._targets(batch)
+        self.ddp.train()
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
+            parts = self.ddp(images, masks, t_cls, t_patch)
+        values = self._reduce(parts)
+        if not math.isfinite(values["loss"]):
+            raise ProteusError(
+                f"step {step}: the loss is {values['loss']} ({_describe(values)}); stopping. "
+                f"The last good checkpoint in {cfg.out} is kept; lower --lr or set --grad-clip"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        if self.ema:
+            self.ema.update(self.model.student)
+        return values | {"lr": lr}
+
+    def _targets(self, batch: TrainBatch):
+        t_cls = t_patch = None
+        if "cls" in batch.targets:
+            t_cls = torch.from_numpy(batch.targets["cls"]).to(self.device).float()
+        if "patch" in batch.targets:
+            t_patch = torch.from_numpy(batch.targets["patch"]).to(self.device).float()
+            t_patch = resize_patch_targets(t_patch, self.cache.manifest.grid, self.student_grid)
+        return t_cls, t_patch
+
+    def _reduce(self, parts: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Loss parts averaged over ranks: the global batch's loss, the same on every rank."""
+        stacked = torch.stack([parts[k].detach().float() for k in _PARTS])
+        if self.info.active:
+            dist.all_reduce(stacked)
+            stacked /= self.info.world
+        return dict(zip(_PARTS, stacked.tolist(), strict=True))
+
+    def _record(self, step: int, values: dict[str, float], seconds: float) -> dict[str, float]:
+        global_batch = self.cfg.batch_size * self.info.world
+        return {
+            "step": step,
+            "epoch": self.sampler.epoch_of(step),
+            **{k: values[k] for k in _PARTS},
+            "lr": values["lr"],
+            "images_per_s": global_batch / max(seconds, 1e-9),
+            "time": time.time(),
+        }
+
+    @contextmanager
+    def _signals(self):
+        """SIGTERM/SIGINT (preemption, Ctrl-C): finish the step, checkpoint, stop cleanly."""
+
+        def handler(signum, frame):
+            self._stop_signal = signum
+
+        try:
+            previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        except ValueError:  # not the main thread (e.g. called from a worker): no handlers
+            previous = {}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def _postfix(record: dict[str, float]) -> dict[str, str]:
+    parts = {k.removeprefix("loss_"): f"{v:.4g}" for k, v in record.items() if k.startswith("loss")}
+    return parts | {"img/s": f"{record['images_per_s']:.0f}"}
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, 3, step, rank]).generate_state(1)[0])
+
+
+def _describe(values: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k != "loss")
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(data, default=str))
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -104,9 +104,51 @@ _LAMBDA_HELP = "Weight of the {} loss. [default: 1; for CLIP teachers token 1, o
     help="Seed of initialisation, view choice, and masks.",
 )
 @click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint.")
+@click.option(
+    "--min-lr",
+    type=float,
+    default=1e-6,
+    show_default=True,
+    help="Floor of the cosine schedule.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Steps between checkpoints; one is always written at the end and on SIGTERM.",
+)
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder the cache's images live in now, if it moved since extraction. "
+    "[default: the folder recorded in the cache]",
+)
+@click.option(
+    "--tensorboard/--no-tensorboard",
+    default=True,
+    show_default=True,
+    help="Also write TensorBoard scalars to RUN/tensorboard.",
+)
+@click.option(
+    "--threads",
+    "render_threads",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="DALI CPU threads for decoding and augmenting.",
+)
 def train(**kwargs) -> None:
-    """Train a student on a cache with the Proteus token, feature and patch losses."""
+    """Train a student on a cache with the Proteus token, feature and patch losses.
+
+    The teacher is never loaded: each step renders the recorded views again and reads their
+    cached targets. Under `torchrun --nproc_per_node N` it runs DDP (gloo on CPU, nccl on GPU).
+    """
     from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
-    run_train(TrainConfig(**kwargs))
+    result = run_train(TrainConfig(**kwargs))
+    if result.last:
+        parts = ", ".join(f"{k} {result.last[k]:.4g}" for k in result.last if k.startswith("loss"))
+        click.echo(f"trained {result.steps} steps into {result.run}: {parts}")

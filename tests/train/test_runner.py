@@ -1,0 +1,215 @@
+"""Training from a real tiny cache: loss goes down, same pixels, logs, refusals, DDP, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import imagegen
+import numpy as np
+import pytest
+import torch
+from extract_helpers import cli_env, extract, run_cli
+from train_helpers import train, train_args
+
+from proteus.common.cache.reader import Cache
+from proteus.common.errors import ProteusError
+from proteus.common.renderer import RenderConfig, Renderer
+from proteus.common.teachers import build_teacher
+from proteus.train.checkpoint import load_checkpoint
+from proteus.train.loader import TrainBatches
+from proteus.train.logs import read_log
+from proteus.train.sampler import ViewSampler
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    data = imagegen.image_folder(root / "data", classes=3, per_class=4)
+    weights = imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
+    extract(data, root / "cache", weights, views=2)
+    return root
+
+
+def _losses(run) -> list[float]:
+    return [r["loss"] for r in read_log(run)]
+
+
+def test_thirty_steps_lower_the_loss_and_write_the_run_folder(world, tmp_path):
+    result = train(world / "cache", tmp_path / "run", max_steps=30, tensorboard=True)
+    losses = _losses(tmp_path / "run")
+    assert len(losses) == 30 and result.steps == 30
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    record = read_log(tmp_path / "run")[0]
+    assert {"step", "loss", "loss_token", "loss_fea", "loss_patch", "lr",
+            "images_per_s"} <= record.keys()  # fmt: skip
+    assert record["loss"] == pytest.approx(record["loss_token"] + record["loss_fea"]
+                                           + record["loss_patch"], rel=1e-5)  # fmt: skip
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["lr"] == 2e-3 and config["lambdas"] == {"token": 1.0, "fea": 1.0, "patch": 1.0}
+    assert config["steps_per_epoch"] == 3 and config["total_steps"] == 30
+    assert config["cache"]["teacher"] == "tiny_dinov2" and config["config"]["weight_decay"] == 0.05
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    state = load_checkpoint(tmp_path / "run")
+    assert state["step"] == 30 and state["ema"] is not None
+
+
+def test_the_trainer_renders_the_pixels_the_teacher_saw(world):
+    # Take the trainer's own loader for a step, run the teacher on its images: the targets
+    # the trainer read come back (fp16 storage tolerance).
+    cache = Cache(world / "cache")
+    m = cache.manifest
+    sampler = ViewSampler(cache.usable_views().reshape(-1, 2), 0, 4, 1, 0.5, 0.5, 4)
+    renderer = Renderer(RenderConfig(m.image_size, m.mean, m.std, max_batch=4))
+    loader = TrainBatches(cache, sampler, renderer, ("cls", "patch"), rank=0)
+    teacher = build_teacher(m.teacher, weights=world / "w.safetensors")
+    for step in (0, 5):
+        batch = loader.batch(step)
+        out = teacher(batch.images)
+        torch.testing.assert_close(torch.from_numpy(batch.targets["cls"]).float(), out["cls"],
+                                   rtol=1e-3, atol=2e-3)  # fmt: skip
+        torch.testing.assert_close(torch.from_numpy(batch.targets["patch"]).float(),
+                                   out["patch"], rtol=1e-3, atol=2e-3)  # fmt: skip
+
+
+def test_token_only_run_never_reads_patch_targets(world, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(world / "cache", cache)
+    for path in cache.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    shutil.rmtree(cache / "targets" / "patch")  # reading it would fail
+    train(cache, tmp_path / "run", lambda_token=1.0, lambda_fea=0.0, lambda_patch=0.0)
+    assert all(r["loss_fea"] == 0 and r["loss_patch"] == 0 for r in read_log(tmp_path / "run"))
+
+
+def test_student_on_another_grid_gets_resized_targets(world, tmp_path):
+    train(world / "cache", tmp_path / "run", student="tiny_vit7", max_steps=3)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["student_grid"] == [4, 4] and config["teacher"]["grid"] == [2, 2]
+    assert all(np.isfinite(_losses(tmp_path / "run")))
+
+
+def test_resume_continues_with_identical_losses(world, tmp_path):
+    train(world / "cache", tmp_path / "full", max_steps=10)
+    # A run cut after step 6 (what a kill leaves: its last checkpoint) ...
+    cut = tmp_path / "cut"
+    with pytest.raises(ProteusError, match="stopped by signal"):
+        _train_then_signal(world, cut, after_steps=6)
+    assert load_checkpoint(cut)["step"] == 6
+    train(world / "cache", cut, max_steps=10, resume=True)
+    assert _losses(cut) == _losses(tmp_path / "full")  # exactly, step by step
+    assert [r["step"] for r in read_log(cut)] == list(range(10))
+
+
+def _train_then_signal(world, out, after_steps: int):
+    """In-process SIGTERM after a given step, through the real signal handler."""
+    from proteus.train import runner
+
+    original = runner._Trainer._record
+
+    def record(self, step, values, seconds):
+        if step + 1 == after_steps:
+            signal.raise_signal(signal.SIGTERM)
+        return original(self, step, values, seconds)
+
+    runner._Trainer._record = record
+    try:
+        train(world / "cache", out, max_steps=10)
+    finally:
+        runner._Trainer._record = original
+
+
+def test_sigkill_mid_run_then_resume_matches(world, tmp_path):
+    full = run_cli(*train_args(world / "cache", tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    out = tmp_path / "killed"
+    args = train_args(world / "cache", out, "--checkpoint-every", "4")
+    proc = subprocess.Popen([sys.executable, "-m", "proteus", *args], env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(read_log_safely(out)) >= 6:  # past the step-4 checkpoint, mid-way to step 8
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "finished before the kill"
+    resumed = run_cli(*train_args(world / "cache", out, "--checkpoint-every", "4", "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert _losses(out) == _losses(tmp_path / "full")
+
+
+def read_log_safely(run):
+    try:
+        return read_log(run)
+    except (ValueError, OSError):
+        return []
+
+
+def test_two_processes_follow_one(world, tmp_path):
+    one = run_cli(*train_args(world / "cache", tmp_path / "one", "--max-steps", "6"))
+    assert one.returncode == 0, one.stderr
+    args = train_args(world / "cache", tmp_path / "two", "--max-steps", "6", "--batch-size", "2")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node", "2", "-m", "proteus", *args]  # fmt: skip
+    two = subprocess.run(torchrun, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    config = json.loads((tmp_path / "two" / "config.json").read_text())
+    assert config["world"] == 2 and config["global_batch"] == 4
+    np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(world, tmp_path):
+    cfg = dict(max_steps=40, lr=1e30, checkpoint_every=1, ema_decay=0.0)
+    with pytest.raises(
+        ProteusError, match=r"step \d+: the loss is (nan|inf).*last good checkpoint"
+    ):
+        train(world / "cache", tmp_path / "run", **cfg)
+    state = load_checkpoint(tmp_path / "run")
+    bad_step = len(read_log(tmp_path / "run"))  # the failing step was never logged
+    assert state["step"] == bad_step
+    assert all(torch.isfinite(v).all() for v in state["student"].values() if v.is_floating_point())
+
+
+def test_refusals(world, tmp_path):
+    cache = world / "cache"
+    with pytest.raises(ProteusError, match="no such folder"):
+        train(tmp_path / "nope", tmp_path / "r0")
+    with pytest.raises(ProteusError, match="not a multiple of its patch size 16"):
+        train(cache, tmp_path / "r1", student="vit_s16")
+    with pytest.raises(ProteusError, match="no checkpoint in"):
+        train(cache, tmp_path / "r2", resume=True)
+    train(cache, tmp_path / "r3", max_steps=2)
+    with pytest.raises(ProteusError, match="already holds a run"):
+        train(cache, tmp_path / "r3", max_steps=2)
+    with pytest.raises(ProteusError, match="student_name='tiny_vit14', this run asks 'tiny_vit7'"):
+        train(cache, tmp_path / "r3", student="tiny_vit7", resume=True)
+    with pytest.raises(ProteusError, match="masks nothing"):
+        train(cache, tmp_path / "r4", mask_probability=0.1)
+
+
+def test_unsealed_and_newer_caches_are_refused(world, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(world / "cache", cache)
+    meta = cache / "zarr.json"
+    meta.chmod(0o644)
+    data = json.loads(meta.read_text())
+    data["attributes"]["proteus"]["format_version"] = 99
+    meta.write_text(json.dumps(data))
+    with pytest.raises(ProteusError, match=r"format version 99.*upgrade proteus"):
+        train(cache, tmp_path / "r1")
+    data["attributes"]["proteus"]["format_version"] = 1
+    data["attributes"]["proteus"]["state"] = "writing"
+    meta.write_text(json.dumps(data))
+    with pytest.raises(ProteusError, match="not sealed"):
+        train(cache, tmp_path / "r2")
+
+
+def test_cli_errors_are_one_line(world, tmp_path):
+    run = run_cli(*train_args(world / "cache", tmp_path / "r", "--student", "vit_s16"))
+    assert run.returncode == 1
+    assert run.stderr.strip().startswith("Error: ") and "Traceback" not in run.stderr

@@ -1,0 +1,31 @@
+"""Training in tests: a shared tiny cache, and runs in-process or as CLI subprocesses."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from proteus.train.config import TrainConfig
+from proteus.train.runner import run_train
+
+
+def train_config(cache: Path, out: Path, **overrides) -> TrainConfig:
+    base = TrainConfig(
+        cache=cache, student="tiny_vit14", out=out, max_steps=12, batch_size=4, lr=2e-3,
+        warmup_epochs=0, drop_path=0.0, ema_decay=0.9, device="cpu", checkpoint_every=100,
+        tensorboard=False, progress=False, render_threads=1,
+    )  # fmt: skip
+    return replace(base, **overrides)
+
+
+def train(cache: Path, out: Path, **overrides):
+    return run_train(train_config(cache, out, **overrides))
+
+
+def train_args(cache: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "train", "--cache", str(cache), "--student", "tiny_vit14", "--out", str(out),
+        "--max-steps", "12", "--batch-size", "4", "--lr", "2e-3", "--warmup-epochs", "0",
+        "--drop-path", "0", "--ema-decay", "0.9", "--device", "cpu", "--threads", "1",
+        "--no-tensorboard", *extra,
+    ]  # fmt: skip

@@ -1,0 +1,76 @@
+"""Training inputs: the recorded views rendered again, and the cached targets of those views.
+
+A background thread prepares step s+1 (file reads, DALI rendering, target reads) while the
+model runs step s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from proteus.common.cache.reader import Cache
+from proteus.common.errors import ProteusError
+from proteus.common.images import read_encoded
+from proteus.common.prefetch import prefetch
+from proteus.common.renderer import Renderer, RenderError
+from proteus.train.sampler import ViewSampler
+
+
+@dataclass
+class TrainBatch:
+    step: int
+    view_ids: np.ndarray  # (B,)
+    images: torch.Tensor  # (B, 3, S, S) float32, on the renderer's device
+    targets: dict[str, np.ndarray]  # name -> (B, ...) as stored (e.g. float16)
+    n_masked: int
+    masks: np.ndarray  # (n_masked, N_student) bool
+
+
+class TrainBatches:
+    def __init__(
+        self,
+        cache: Cache,
+        sampler: ViewSampler,
+        renderer: Renderer,
+        target_names: tuple[str, ...],
+        rank: int,
+    ):
+        self.cache = cache
+        self.sampler = sampler
+        self.renderer = renderer
+        self.target_names = target_names
+        self.rank = rank
+        self._io = ThreadPoolExecutor(8, thread_name_prefix="proteus-read")
+
+    def batch(self, step: int) -> TrainBatch:
+        plan = self.sampler.plan(step, self.rank)
+        views = self.cache.views[plan.view_ids]
+        encoded = list(self._io.map(self._load, views.image.tolist()))
+        try:
+            images = self.renderer.render(encoded, views)
+        except RenderError as exc:
+            raise ProteusError(
+                f"step {step}: rendering failed ({exc}); an image changed since extraction "
+                f"under {self.cache.data_root} (`proteus cache verify` and the dataset "
+                "fingerprint tell which)"
+            ) from exc
+        targets = {name: self.cache.read(name, plan.view_ids) for name in self.target_names}
+        return TrainBatch(step, plan.view_ids, images, targets, plan.n_masked, plan.masks)
+
+    def iterate(self, start: int, stop: int) -> Iterator[TrainBatch]:
+        return prefetch((self.batch(step) for step in range(start, stop)), depth=2)
+
+    def _load(self, image: int) -> np.ndarray:
+        path = self.cache.image_path(image)
+        try:
+            return read_encoded(path, bool(self.cache.images.transcode[image]))
+        except OSError as exc:
+            raise ProteusError(
+                f"{path}: cannot read an image the cache was extracted from ({exc.strerror}); "
+                "pass --data with the folder the images live in now"
+            ) from exc
