@@ -213,3 +213,33 @@ def test_cli_errors_are_one_line(world, tmp_path):
     run = run_cli(*train_args(world / "cache", tmp_path / "r", "--student", "vit_s16"))
     assert run.returncode == 1
     assert run.stderr.strip().startswith("Error: ") and "Traceback" not in run.stderr
+
+
+def test_losses_needing_targets_the_cache_lacks_are_refused(world, tmp_path):
+    cache = tmp_path / "cache"
+    shutil.copytree(world / "cache", cache)
+    meta = cache / "zarr.json"
+    meta.chmod(0o644)
+    data = json.loads(meta.read_text())
+    del data["attributes"]["proteus"]["targets"]["patch"]  # a cls-only cache
+    meta.write_text(json.dumps(data))
+    with pytest.raises(ProteusError, match="need patch targets, which this cache lacks"):
+        train(cache, tmp_path / "r")
+    train(cache, tmp_path / "r", lambda_fea=0.0, lambda_patch=0.0, max_steps=2)
+
+
+def test_several_runs_and_a_verify_share_one_cache(world, tmp_path):
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "proteus", *train_args(world / "cache",
+                          tmp_path / f"run{i}", "--seed", str(i))], env=cli_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ] + [
+        subprocess.Popen([sys.executable, "-m", "proteus", "cache", "verify",
+                          str(world / "cache")], env=cli_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    ]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    assert len(read_log(tmp_path / "run0")) == len(read_log(tmp_path / "run1")) == 12
