@@ -15,6 +15,7 @@ from proteus.commands.export import export
 from proteus.commands.extract import extract
 from proteus.commands.teachers import teachers
 from proteus.commands.train import train
+from proteus.commands.viz import viz
 from proteus.common.errors import ProteusError
 
 
@@ -45,5 +46,5 @@ def main() -> None:
     """
 
 
-for command in (extract, train, eval_group, cache, teachers, export, demo):
+for command in (extract, train, eval_group, cache, teachers, export, viz, demo):
     main.add_command(command)

@@ -9,8 +9,8 @@ import numpy as np
 from tqdm import tqdm
 
 from proteus.common.cache.layout import STATUS_OK, STATUS_SKIPPED, ImageTable
+from proteus.common.dataset import ImageList
 from proteus.common.images import ImageProbe, probe_image
-from proteus.extract.dataset import ImageList
 
 
 def probe_images(images: ImageList, *, progress: bool = True) -> tuple[ImageTable, list[dict]]:

@@ -32,6 +32,7 @@ from proteus.common.cache.manifest import (
     Manifest,
     describe_mismatch,
 )
+from proteus.common.dataset import ImageList, data_root, scan_images
 from proteus.common.distributed import (
     DistInfo,
     barrier,
@@ -46,7 +47,6 @@ from proteus.common.renderer import RenderConfig, Renderer, dali_version
 from proteus.common.teachers import Teacher, build_teacher
 from proteus.common.views import sample_views
 from proteus.extract.config import ExtractConfig
-from proteus.extract.dataset import ImageList, data_root, scan_images
 from proteus.extract.feed import Batch, ShardFeed
 from proteus.extract.probe import probe_images
 from proteus.extract.writer import CacheWriter, check_writable

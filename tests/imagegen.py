@@ -49,3 +49,14 @@ def save_teacher_weights(name: str, path: Path, seed: int = 0) -> Path:
     state = {k: v.contiguous() for k, v in teacher.model.state_dict().items()}
     save_file(state, str(path))
     return path
+
+
+def tinted_folder(root: Path, classes: int = 3, per_class: int = 6, seed: int = 0) -> Path:
+    """An ImageFolder whose classes differ in colour, so even weak features separate them."""
+    tints = np.array([[1.0, 0.3, 0.3], [0.3, 1.0, 0.3], [0.3, 0.3, 1.0], [1.0, 1.0, 0.2]])
+    for c in range(classes):
+        for i in range(per_class):
+            base = photo(36 + 4 * (i % 3), 40, seed * 1000 + c * 100 + i).astype(np.float32)
+            tinted = np.clip(base * tints[c % len(tints)], 0, 255).astype(np.uint8)
+            save(tinted, root / f"class{c}" / f"{i}.jpg")
+    return root

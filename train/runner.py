@@ -181,6 +181,11 @@ class _Trainer:
             "student_name": self.cfg.student,
             "image_size": self.cache.manifest.image_size,
             "teacher_dim": self.cache.manifest.embed_dim,
+            # What evaluation and export need to feed the student as it was trained.
+            "mean": list(self.cache.manifest.mean),
+            "std": list(self.cache.manifest.std),
+            "teacher": self.cache.manifest.teacher,
+            "teacher_family": self.cache.manifest.teacher_family,
             "lambdas": asdict(self.lambdas),
             "batch_size": self.cfg.batch_size,
             "world": self.info.world,

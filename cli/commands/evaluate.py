@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from proteus.options import checkpoint_option, device_option
-from proteus.pending import not_built_yet
 
 
 def _model_source(func: Callable) -> Callable:
@@ -108,7 +107,14 @@ def eval_group() -> None:
 )
 def knn(**kwargs) -> None:
     """Weighted k-nearest-neighbour top-1 on frozen cls features (DINO protocol)."""
-    not_built_yet("eval knn", "evaluate/export/demo")
+    from proteus.evaluate.runner import run_knn
+
+    json_path = kwargs.pop("json_path")
+    result = run_knn(_probe_config(kwargs))
+    click.echo(f"{result['model']}: kNN top-1 {100 * result['top1']:.2f}% "
+               f"(top-5 {100 * result['top5']:.2f}%, k={result['k']}, "
+               f"{result['val_images']} val images)")  # fmt: skip
+    _finish(result, json_path)
 
 
 @eval_group.command()
@@ -122,7 +128,16 @@ def knn(**kwargs) -> None:
 )
 def linear(**kwargs) -> None:
     """Linear probe on frozen features (cls, and cls + mean patch)."""
-    not_built_yet("eval linear", "evaluate/export/demo")
+    from proteus.evaluate.runner import run_linear
+
+    json_path = kwargs.pop("json_path")
+    result = run_linear(_probe_config(kwargs))
+    for name in ("cls", "cls_mean_patch"):
+        part = result[name]
+        click.echo(f"{result['model']}: linear top-1 {100 * part['top1']:.2f}% on {name} "
+                   f"(C={part['C']:g}, held-out {100 * part['holdout_top1']:.1f}%)")  # fmt: skip
+    click.echo(f"top-1 {100 * result['top1']:.2f}% ({result['features']}, chosen on held-out)")
+    _finish(result, json_path)
 
 
 @eval_group.command()
@@ -133,7 +148,71 @@ def linear(**kwargs) -> None:
     required=True,
     help="A cache of views the student never trained on.",
 )
+@click.option(
+    "--ema/--no-ema",
+    default=True,
+    show_default=True,
+    help="Use the EMA student rather than the raw one.",
+)
+@click.option(
+    "--max-views",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Score a seeded sample of this many views. [default: all usable views]",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Views per forward pass.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the results as JSON.",
+)
 @device_option
-def agreement(**kwargs) -> None:
+def agreement(
+    checkpoint: Path, cache: Path, ema: bool, max_views: int | None, batch_size: int,
+    json_path: Path | None, device: str,
+) -> None:  # fmt: skip
     """Cosine and MSE between the student's heads and the teacher's cached targets."""
-    not_built_yet("eval agreement", "evaluate/export/demo")
+    from proteus.common.distributed import resolve_device
+    from proteus.evaluate.agreement import run_agreement
+
+    result = run_agreement(checkpoint, cache, ema=ema, batch_size=batch_size,
+                           max_views=max_views, device=resolve_device(device))  # fmt: skip
+    for name in ("token", "fea", "patch"):
+        if f"{name}_cosine" in result:
+            click.echo(f"{name:>5}: cosine {result[f'{name}_cosine']:.4f}   "
+                       f"MSE {result[f'{name}_mse']:.4f}")  # fmt: skip
+    click.echo(f"over {result['views']} views of {cache}")
+    _finish(result, json_path)
+
+
+def _probe_config(options: dict):
+    from proteus.evaluate.config import ProbeConfig, SourceConfig
+
+    source_keys = ("checkpoint", "ema", "teacher", "weights", "student", "random_init",
+                   "image_size")  # fmt: skip
+    source = SourceConfig(**{k: options.pop(k) for k in source_keys})
+    return ProbeConfig(source=source, **options)
+
+
+def _finish(result: dict, json_path: Path | None) -> None:
+    import json
+
+    skipped = result.get("skipped") or []
+    if skipped:
+        click.echo(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}", err=True)
+    if json_path is not None:
+        try:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(result, indent=2) + "\n")
+        except OSError as exc:
+            raise click.ClickException(
+                f"--json {json_path}: cannot write ({exc.strerror})"
+            ) from exc

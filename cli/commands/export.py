@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from proteus.options import checkpoint_option
-from proteus.pending import not_built_yet
 
 
 @click.command()
@@ -24,6 +23,12 @@ from proteus.pending import not_built_yet
     show_default=True,
     help="Export the EMA student rather than the raw one.",
 )
-def export(**kwargs) -> None:
-    """Write the student backbone as timm-loadable safetensors plus its config."""
-    not_built_yet("export", "evaluate/export/demo")
+def export(checkpoint: Path, out: Path, ema: bool) -> None:
+    """Write the student backbone as timm-loadable safetensors plus its config.
+
+    Load it anywhere with timm.create_model("local-dir:OUT", pretrained=True).
+    """
+    from proteus.evaluate.export import run_export
+
+    run_export(checkpoint, out, ema)
+    click.echo(f"exported to {out}: timm.create_model('local-dir:{out}', pretrained=True)")

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
+from proteus.common.dataset import scan_images
 from proteus.common.errors import ProteusError
-from proteus.extract.dataset import scan_images
 
 
 def _touch(path, data=b"x"):

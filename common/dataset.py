@@ -52,19 +52,20 @@ def data_root(data: Path) -> Path:
     return (data.parent if data.is_file() else data).resolve()
 
 
-def scan_images(data: Path) -> ImageList:
+def scan_images(data: Path, option: str = "--data") -> ImageList:
+    """``option`` names the command-line option in error messages."""
     data = Path(data)
     if data.is_file():
-        return _from_list_file(data)
+        return _from_list_file(data, option)
     if not data.is_dir():
-        raise ProteusError(f"--data {data}: no such folder or list file")
+        raise ProteusError(f"{option} {data}: no such folder or list file")
     top = _walk(data, recurse=False)
     class_dirs = sorted(e.name for e in os.scandir(data) if e.is_dir() and not _hidden(e.name))
     per_class = {name: _walk(data / name, recurse=True) for name in class_dirs}
     per_class = {name: files for name, files in per_class.items() if files}
     if per_class and top:
         raise ProteusError(
-            f"--data {data}: images both at the top level ({top[0]}) and in class sub-folders; "
+            f"{option} {data}: images both at the top level ({top[0]}) and in class sub-folders; "
             "move them into a class folder, or pass a list file"
         )
     if per_class:
@@ -79,7 +80,7 @@ def scan_images(data: Path) -> ImageList:
     if top:
         return ImageList(data, tuple(sorted(top)), np.full(len(top), -1, np.int64), (), "flat")
     raise ProteusError(
-        f"--data {data}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+        f"{option} {data}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
     )
 
 
@@ -89,7 +90,7 @@ def _walk(folder: Path, recurse: bool) -> list[str]:
     seen: set[str] = set()
 
     def fail(err: OSError) -> None:
-        raise ProteusError(f"--data: cannot read folder {err.filename} ({err.strerror})")
+        raise ProteusError(f"cannot read folder {err.filename} ({err.strerror})")
 
     for here, dirs, files in os.walk(folder, onerror=fail, followlinks=True):
         real = os.path.realpath(here)
@@ -111,7 +112,7 @@ def _hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _from_list_file(path: Path) -> ImageList:
+def _from_list_file(path: Path, option: str) -> ImageList:
     """One image per line, optionally ``<TAB><integer label>``; ``#`` starts a comment."""
     root = path.parent
     entries: list[tuple[str, int]] = []
@@ -124,11 +125,11 @@ def _from_list_file(path: Path) -> ImageList:
             entries.append((name.strip(), int(label) if label.strip() else -1))
         except ValueError:
             raise ProteusError(
-                f"--data {path}, line {number}: label {label!r} is not an integer "
+                f"{option} {path}, line {number}: label {label!r} is not an integer "
                 "(format: path, optionally a tab and an integer label)"
             ) from None
     if not entries:
-        raise ProteusError(f"--data {path}: the list names no images")
+        raise ProteusError(f"{option} {path}: the list names no images")
     entries.sort()
     paths, labels = zip(*entries, strict=True)
     return ImageList(root, paths, np.array(labels, np.int64), (), "list")

@@ -1,0 +1,1 @@
+"""Evaluation of students and teachers: features, kNN, linear probe, agreement, export, plots."""

@@ -1,0 +1,32 @@
+"""The resolved options of an evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Which model's features: exactly one of checkpoint, teacher, or student + random_init."""
+
+    checkpoint: Path | None = None  # a run folder or checkpoint file
+    ema: bool = True  # with checkpoint: the EMA student
+    teacher: str | None = None  # registry name or timm:<model>
+    weights: Path | None = None  # with teacher: a local weights file
+    student: str | None = None  # with random_init: an untrained student (the floor)
+    random_init: bool = False
+    image_size: int = 224  # teachers and random students; a checkpoint keeps its own
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    source: SourceConfig
+    train_dir: Path  # ImageFolder the probe is fitted on
+    val_dir: Path  # ImageFolder top-1 is measured on
+    batch_size: int = 128
+    device: str = "auto"
+    k: int = 20  # kNN neighbours (DINO protocol)
+    temperature: float = 0.07  # kNN vote temperature
+    holdout: float = 0.1  # linear probe: share of train held out to choose C
+    progress: bool = True

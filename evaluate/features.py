@@ -1,0 +1,106 @@
+"""Frozen features of an ImageFolder tree, rendered the evaluation way (centre crop).
+
+The same DALI renderer as training, fed records of a centred square covering 87.5% of the
+short side (the 256 → 224 resize-and-crop convention of DINO/DeiT evaluation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from proteus.common.dataset import ImageList, scan_images
+from proteus.common.errors import ProteusError
+from proteus.common.images import probe_image, read_encoded
+from proteus.common.renderer import RenderConfig, Renderer, RenderError
+from proteus.common.views import ViewTable
+from proteus.evaluate.models import FeatureSource
+
+CROP_FRACTION = 224 / 256
+
+
+@dataclass
+class FeatureSet:
+    cls: np.ndarray  # (M, D) float32
+    mean_patch: np.ndarray  # (M, D) float32: average of the patch tokens
+    labels: np.ndarray  # (M,) int64
+    classes: tuple[str, ...]
+    skipped: list[str]  # paths that could not be read or decoded
+
+
+def center_views(sizes: np.ndarray, fraction: float = CROP_FRACTION) -> ViewTable:
+    """One record per image: the centred square of side ``fraction`` × the short side."""
+    n = len(sizes)
+    side = np.maximum(1, np.round(sizes.min(1) * fraction)).astype(np.int32)
+    y = (sizes[:, 0] - side) // 2
+    x = (sizes[:, 1] - side) // 2
+    return ViewTable(
+        image=np.arange(n, dtype=np.int64), view=np.zeros(n, np.int32),
+        crop=np.stack([y, x, side, side], 1).astype(np.int32), flip=np.zeros(n, bool),
+        color=np.tile(np.array([1, 1, 1, 0], np.float32), (n, 1)), grayscale=np.zeros(n, bool),
+        erase=np.zeros((n, 4), np.int32),
+    )  # fmt: skip
+
+
+def folder_features(
+    source: FeatureSource,
+    folder: Path,
+    *,
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+    option: str = "--train",
+    progress: bool = True,
+) -> FeatureSet:
+    images = _labelled(folder, option)
+    probes = [probe_image(images.root / p) for p in images.paths]
+    ok = [i for i, p in enumerate(probes) if not p.error]
+    skipped = [images.paths[i] for i, p in enumerate(probes) if p.error]
+    sizes = np.array([[probes[i].height, probes[i].width] for i in ok]).reshape(-1, 2)
+    views = center_views(sizes)
+    renderer = Renderer(RenderConfig(source.image_size, source.mean, source.std,
+                                     max_batch=batch_size))  # fmt: skip
+    source.model.to(device)
+    cls, mean_patch, kept = [], [], []
+    for start in tqdm(range(0, len(ok), batch_size), desc=f"features {folder.name}",
+                      unit="batch", disable=not progress, leave=False):  # fmt: skip
+        rows = list(range(start, min(start + batch_size, len(ok))))
+        encoded = [read_encoded(images.root / images.paths[ok[r]], probes[ok[r]].transcode)
+                   for r in rows]  # fmt: skip
+        try:
+            pixels = renderer.render(encoded, views[np.array(rows)])
+        except RenderError:
+            pixels, rows = _one_by_one(renderer, encoded, views, rows, images, ok, skipped)
+            if not rows:
+                continue
+        out = source.features(pixels.to(device))
+        cls.append(out["cls"].cpu().numpy())
+        mean_patch.append(out["patch"].mean(1).cpu().numpy())
+        kept += [ok[r] for r in rows]
+    if not kept:
+        raise ProteusError(f"{option} {folder}: none of its images could be read")
+    return FeatureSet(np.concatenate(cls), np.concatenate(mean_patch), images.labels[kept],
+                      images.classes, skipped)  # fmt: skip
+
+
+def _one_by_one(renderer, encoded, views, rows, images, ok, skipped):
+    pixels, good = [], []
+    for k, r in enumerate(rows):
+        try:
+            pixels.append(renderer.render([encoded[k]], views[np.array([r])]))
+            good.append(r)
+        except RenderError:
+            skipped.append(images.paths[ok[r]])
+    return (torch.cat(pixels) if pixels else None), good
+
+
+def _labelled(folder: Path, option: str) -> ImageList:
+    images = scan_images(Path(folder), option)
+    if images.kind != "imagefolder":
+        raise ProteusError(
+            f"{option} {folder}: needs an ImageFolder tree (one sub-folder per class) for labels"
+        )
+    return images

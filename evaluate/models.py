@@ -1,0 +1,106 @@
+"""Where features come from: a trained student, a teacher, or an untrained student.
+
+Every source becomes a :class:`FeatureSource`: a frozen model returning ``cls`` and ``patch``,
+with the input size and normalisation it expects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from proteus.common.errors import ProteusError
+from proteus.common.students import Student, build_student
+from proteus.common.teachers import build_teacher
+from proteus.common.teachers.spec import IMAGENET_MEAN, IMAGENET_STD
+from proteus.train.checkpoint import load_checkpoint
+from proteus.train.objective import Lambdas, ProteusHeads
+
+
+@dataclass
+class FeatureSource:
+    name: str  # for tables: "student (ema)", "teacher dinov2_g", "random vit_s14"
+    model: nn.Module  # forward(x) -> {"cls": (B, D), "patch": (B, N, D), …}
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.model(images)
+        return {"cls": out["cls"].float(), "patch": out["patch"].float()}
+
+
+@dataclass
+class TrainedStudent:
+    """A checkpoint's student, its heads and the facts needed to feed it."""
+
+    student: Student
+    heads: ProteusHeads
+    state: dict[str, Any]
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return tuple(self.state["mean"])
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return tuple(self.state["std"])
+
+
+def load_trained_student(checkpoint: Path, ema: bool = True) -> TrainedStudent:
+    """The student of a run folder or checkpoint file; ``ema`` picks the EMA weights."""
+    state = load_checkpoint(checkpoint)
+    for key in ("student_name", "image_size", "student", "heads", "mean", "std"):
+        if key not in state:
+            raise ProteusError(f"--checkpoint {checkpoint}: not a proteus checkpoint (no {key})")
+    student = build_student(state["student_name"], state["image_size"])
+    weights = state["ema"] if ema and state.get("ema") is not None else state["student"]
+    try:
+        student.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ProteusError(
+            f"--checkpoint {checkpoint}: its weights do not fit {state['student_name']} "
+            f"({str(exc).splitlines()[0]})"
+        ) from exc
+    heads = ProteusHeads(student.embed_dim, state["teacher_dim"], Lambdas(**state["lambdas"]))
+    heads.load_state_dict(state["heads"])
+    return TrainedStudent(student.eval(), heads.eval(), state)
+
+
+def load_source(
+    *,
+    checkpoint: Path | None = None,
+    ema: bool = True,
+    teacher: str | None = None,
+    weights: Path | None = None,
+    student: str | None = None,
+    random_init: bool = False,
+    image_size: int = 224,
+) -> FeatureSource:
+    """Exactly one of --checkpoint, --teacher, or --student with --random-init."""
+    chosen = [checkpoint is not None, teacher is not None, student is not None]
+    if sum(chosen) != 1:
+        raise ProteusError(
+            "choose one feature source: --checkpoint RUN, --teacher NAME, or "
+            "--student NAME --random-init"
+        )
+    if checkpoint is not None:
+        trained = load_trained_student(checkpoint, ema)
+        kind = "ema" if ema and trained.state.get("ema") is not None else "raw"
+        return FeatureSource(f"student {trained.state['student_name']} ({kind})",
+                             trained.student, trained.student.image_size, trained.mean,
+                             trained.std)  # fmt: skip
+    if teacher is not None:
+        model = build_teacher(teacher, image_size=image_size, weights=weights)
+        return FeatureSource(f"teacher {teacher}", model, model.image_size, model.spec.mean,
+                             model.spec.std)  # fmt: skip
+    if not random_init:
+        raise ProteusError("--student NAME needs --random-init (a trained one is --checkpoint)")
+    torch.manual_seed(0)
+    model = build_student(student, image_size).eval()
+    return FeatureSource(f"random {student}", model, image_size, IMAGENET_MEAN, IMAGENET_STD)

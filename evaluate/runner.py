@@ -1,0 +1,59 @@
+"""``run_knn`` and ``run_linear``: features of --train and --val, then the probe."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from proteus.common.distributed import resolve_device
+from proteus.evaluate.config import ProbeConfig
+from proteus.evaluate.features import FeatureSet, folder_features
+from proteus.evaluate.knn import knn_predict, topk_accuracy
+from proteus.evaluate.linear import linear_probe
+from proteus.evaluate.models import FeatureSource, load_source
+
+
+def _features(cfg: ProbeConfig) -> tuple[FeatureSource, FeatureSet, FeatureSet]:
+    device = resolve_device(cfg.device)
+    source = load_source(**asdict(cfg.source))
+    kwargs = {"batch_size": cfg.batch_size, "device": device, "progress": cfg.progress}
+    train = folder_features(source, cfg.train_dir, option="--train", **kwargs)
+    val = folder_features(source, cfg.val_dir, option="--val", **kwargs)
+    return source, train, val
+
+
+def run_knn(cfg: ProbeConfig) -> dict:
+    source, train, val = _features(cfg)
+    classes = max(len(train.classes), int(train.labels.max()) + 1, int(val.labels.max()) + 1)
+    scores = knn_predict(train.cls, train.labels, val.cls, classes, cfg.k, cfg.temperature)
+    return {
+        "model": source.name,
+        "top1": topk_accuracy(scores, val.labels, 1),
+        "top5": topk_accuracy(scores, val.labels, min(5, classes)),
+        "k": cfg.k,
+        "temperature": cfg.temperature,
+        "train_images": len(train.labels),
+        "val_images": len(val.labels),
+        "skipped": train.skipped + val.skipped,
+    }
+
+
+def run_linear(cfg: ProbeConfig) -> dict:
+    import numpy as np
+
+    source, train, val = _features(cfg)
+    cls = linear_probe(train.cls, train.labels, val.cls, val.labels, cfg.holdout)
+    both = linear_probe(np.concatenate([train.cls, train.mean_patch], 1), train.labels,
+                        np.concatenate([val.cls, val.mean_patch], 1), val.labels,
+                        cfg.holdout)  # fmt: skip
+    # The feature set is chosen like C: on the held-out part of --train, never on --val.
+    name, best = max((("cls", cls), ("cls_mean_patch", both)), key=lambda kv: kv[1]["holdout_top1"])
+    return {
+        "model": source.name,
+        "top1": best["top1"],
+        "features": name,
+        "cls": cls,
+        "cls_mean_patch": both,
+        "train_images": len(train.labels),
+        "val_images": len(val.labels),
+        "skipped": train.skipped + val.skipped,
+    }

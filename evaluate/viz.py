@@ -1,0 +1,110 @@
+"""Pictures of a run: PCA of patch features (image | teacher | student) and loss curves.
+
+The teacher's patch features come from the cache (no teacher is loaded); the student's from
+its backbone on the same rendered views. Each model's first three principal components,
+fitted over all patches shown, become RGB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from proteus.common.cache.reader import Cache
+from proteus.common.errors import ProteusError
+from proteus.common.images import read_encoded
+from proteus.common.renderer import RenderConfig, Renderer
+from proteus.evaluate.models import load_trained_student
+from proteus.train.logs import read_log
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def pca_rgb(features: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(V, N, D) features -> (V, H, W, 3) in [0, 1]: the first 3 components, min-max scaled."""
+    v, _, d = features.shape
+    flat = features.reshape(-1, d).astype(np.float64)
+    flat = flat - flat.mean(0)
+    _, _, vt = np.linalg.svd(flat, full_matrices=False)
+    comps = flat @ vt[:3].T
+    if comps.shape[1] < 3:
+        comps = np.pad(comps, ((0, 0), (0, 3 - comps.shape[1])))
+    lo, hi = comps.min(0), comps.max(0)
+    comps = (comps - lo) / np.where(hi > lo, hi - lo, 1)
+    return comps.reshape(v, *grid, 3)
+
+
+def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views: int = 4) -> Path:
+    trained = load_trained_student(checkpoint)
+    cache = Cache(cache_path or Path(trained.state["cache"]["path"]))
+    m = cache.manifest
+    if "patch" not in m.targets:
+        raise ProteusError(f"{cache.path}: no patch targets to picture")
+    ids = cache.usable_views()[:: max(1, m.views_per_image)][:views]
+    table = cache.views[ids]
+    encoded = [read_encoded(cache.image_path(i), bool(cache.images.transcode[i]))
+               for i in table.image]  # fmt: skip
+    renderer = Renderer(RenderConfig(m.image_size, m.mean, m.std, max_batch=len(ids)))
+    images = renderer.render(encoded, table)
+    with torch.no_grad():
+        student = trained.student(images)["patch"].numpy()
+    teacher = cache.read("patch", ids).astype(np.float32)
+    shown = images * torch.tensor(m.std)[:, None, None] + torch.tensor(m.mean)[:, None, None]
+    shown = shown.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    columns = [("image", shown), (f"teacher {m.teacher}", pca_rgb(teacher, tuple(m.grid))),
+               (f"student {trained.state['student_name']}",
+                pca_rgb(student, trained.student.grid))]  # fmt: skip
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(ids), 3, figsize=(7.5, 2.5 * len(ids)), squeeze=False)
+    for row in range(len(ids)):
+        for col, (title, pictures) in enumerate(columns):
+            ax = axes[row][col]
+            ax.imshow(pictures[row], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_losses(run: Path, out: Path) -> Path:
+    records = read_log(run)
+    if not records:
+        raise ProteusError(f"{run}: no log.jsonl with steps to plot")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [r["step"] for r in records]
+    for key in ("loss", "loss_token", "loss_fea", "loss_patch"):
+        values = [r.get(key, 0.0) for r in records]
+        if any(values):
+            ax.plot(steps, values, label=key, linewidth=1.5 if key == "loss" else 1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(str(run))
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _save(fig, out: Path) -> Path:
+    plt = _pyplot()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110)
+    except OSError as exc:
+        raise ProteusError(f"{out}: cannot write the picture ({exc.strerror or exc})") from exc
+    finally:
+        plt.close(fig)
+    return out

@@ -1,0 +1,129 @@
+"""eval knn/linear/agreement, export and viz through the CLI, on a tiny trained run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import timm
+import torch
+from click.testing import CliRunner
+from extract_helpers import extract
+from train_helpers import train
+
+import imagegen
+from proteus.app import main
+from proteus.evaluate.models import load_trained_student
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    imagegen.tinted_folder(root / "train", classes=3, per_class=6, seed=0)
+    imagegen.tinted_folder(root / "val", classes=3, per_class=3, seed=1)
+    weights = imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
+    extract(root / "train", root / "cache", weights, views=2)
+    extract(root / "val", root / "valcache", weights, views=1, seed=7)
+    train(root / "cache", root / "run", max_steps=8)
+    return root
+
+
+def _ok(args) -> str:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _error(args) -> str:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and "Traceback" not in result.output
+    return result.output
+
+
+def _splits(world):
+    return ["--train", world / "train", "--val", world / "val", "--device", "cpu"]
+
+
+def test_knn_for_teacher_student_and_random_baseline(world, tmp_path):
+    # The real offline teacher sees the colour that separates the classes.
+    out = _ok(["eval", "knn", "--teacher", "effnet_lite0", "--image-size", 64, *_splits(world),
+               "--json", tmp_path / "t.json"])  # fmt: skip
+    assert "teacher effnet_lite0: kNN top-1" in out
+    result = json.loads((tmp_path / "t.json").read_text())
+    assert result["top1"] > 0.6 and result["val_images"] == 9 and result["k"] == 20
+    run = world / "run"
+    for checkpoint in (run, run / "checkpoint.pt"):  # a run folder or a file
+        assert "student tiny_vit14 (ema): kNN top-1" in _ok(["eval", "knn", "--checkpoint",
+                                                            checkpoint, *_splits(world)])  # fmt: skip
+    assert "(raw)" in _ok(["eval", "knn", "--checkpoint", run, "--no-ema", *_splits(world)])
+    out = _ok(["eval", "knn", "--student", "tiny_vit14", "--random-init", "--image-size", 28,
+               *_splits(world)])  # fmt: skip
+    assert "random tiny_vit14" in out
+
+
+def test_linear_probe(world, tmp_path):
+    out = _ok(["eval", "linear", "--checkpoint", world / "run", *_splits(world), "--json",
+               tmp_path / "l.json"])  # fmt: skip
+    assert "linear top-1" in out and "on cls_mean_patch" in out
+    result = json.loads((tmp_path / "l.json").read_text())
+    assert 0 <= result["top1"] <= 1 and result["features"] in ("cls", "cls_mean_patch")
+
+
+def test_agreement_on_held_out_views(world, tmp_path):
+    out = _ok(["eval", "agreement", "--checkpoint", world / "run", "--cache", world / "valcache",
+               "--device", "cpu", "--json", tmp_path / "a.json"])  # fmt: skip
+    result = json.loads((tmp_path / "a.json").read_text())
+    for name in ("token", "fea", "patch"):
+        assert -1 <= result[f"{name}_cosine"] <= 1 and result[f"{name}_mse"] >= 0
+        assert f"{name}: cosine" in out
+    assert result["views"] == 9
+
+
+def test_agreement_refuses_another_teachers_cache(world, tmp_path):
+    other = imagegen.save_teacher_weights("tiny_dinov2", tmp_path / "o.safetensors", seed=3)
+    extract(world / "val", tmp_path / "other", other, views=1)
+    out = _error(["eval", "agreement", "--checkpoint", world / "run", "--cache",
+                  tmp_path / "other", "--device", "cpu"])  # fmt: skip
+    assert "another teacher" in out
+
+
+def test_export_loads_in_timm_with_the_same_features(world, tmp_path):
+    _ok(["export", "--checkpoint", world / "run", "--out", tmp_path / "exp"])
+    assert (tmp_path / "exp" / "model.safetensors").is_file()
+    model = timm.create_model(f"local-dir:{tmp_path / 'exp'}", pretrained=True).eval()
+    ours = load_trained_student(world / "run").student
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        theirs = model.forward_features(x)
+        mine = ours(x)
+    torch.testing.assert_close(theirs[:, 0], mine["cls"])
+    torch.testing.assert_close(theirs[:, model.num_prefix_tokens :], mine["patch"])
+    cfg = json.loads((tmp_path / "exp" / "config.json").read_text())
+    assert cfg["pretrained_cfg"]["mean"] == [0.485, 0.456, 0.406]
+    assert model.pretrained_cfg["input_size"] == (3, 28, 28)
+
+
+def test_viz_writes_pngs(world, tmp_path):
+    out = _ok(["viz", "--checkpoint", world / "run", "--out", tmp_path / "pics", "--views", 2])
+    for name in ("pca.png", "losses.png"):
+        data = (tmp_path / "pics" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, name
+        assert name in out
+
+
+def test_one_line_errors(world, tmp_path):
+    assert "no checkpoint there" in _error(["eval", "knn", "--checkpoint", tmp_path / "none",
+                                            *_splits(world)])  # fmt: skip
+    assert "--train" in _error(["eval", "knn", "--teacher", "tiny_dinov2", "--weights",
+                                world / "w.safetensors", "--image-size", 28, "--train",
+                                tmp_path / "nope", "--val", world / "val"])  # fmt: skip
+    assert "choose one feature source" in _error(["eval", "knn", *_splits(world)])
+    assert "needs --random-init" in _error(["eval", "knn", "--student", "tiny_vit14",
+                                            *_splits(world)])  # fmt: skip
+    assert "no checkpoint there" in _error(["export", "--checkpoint", tmp_path / "x", "--out",
+                                            tmp_path / "e"])  # fmt: skip
+    flat = tmp_path / "flat"
+    imagegen.save(imagegen.photo(30, 30, 0), flat / "a.jpg")
+    assert "needs an ImageFolder" in _error(["eval", "knn", "--checkpoint", world / "run",
+                                             "--train", flat, "--val", world / "val"])  # fmt: skip
