@@ -99,8 +99,9 @@ def _one_by_one(renderer, encoded, views, rows, images, ok, skipped):
 
 def _labelled(folder: Path, option: str) -> ImageList:
     images = scan_images(Path(folder), option)
-    if images.kind != "imagefolder":
+    if (images.labels < 0).any():
         raise ProteusError(
-            f"{option} {folder}: needs an ImageFolder tree (one sub-folder per class) for labels"
+            f"{option} {folder}: needs labels: an ImageFolder tree (one sub-folder per class) "
+            "or a list file with a label after each path"
         )
     return images

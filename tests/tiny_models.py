@@ -81,6 +81,7 @@ def _register_students() -> None:
     register_student(
         StudentSpec("tiny_vit14", "vit_small_patch14_dinov2", 14, 32, tiny | {"init_values": 1e-5})
     )
+    register_student(StudentSpec("tiny_vit16", "vit_small_patch16_224", 16, 32, tiny))
     # A different patch grid from the /14 teachers: targets must be resized to it.
     register_student(
         StudentSpec("tiny_vit7", "vit_small_patch16_224", 7, 32, tiny | {"patch_size": 7})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import imagegen
 import pytest
 import timm
 import torch
@@ -11,7 +12,6 @@ from click.testing import CliRunner
 from extract_helpers import extract
 from train_helpers import train
 
-import imagegen
 from proteus.app import main
 from proteus.evaluate.models import load_trained_student
 
@@ -54,8 +54,8 @@ def test_knn_for_teacher_student_and_random_baseline(world, tmp_path):
     assert result["top1"] > 0.6 and result["val_images"] == 9 and result["k"] == 20
     run = world / "run"
     for checkpoint in (run, run / "checkpoint.pt"):  # a run folder or a file
-        assert "student tiny_vit14 (ema): kNN top-1" in _ok(["eval", "knn", "--checkpoint",
-                                                            checkpoint, *_splits(world)])  # fmt: skip
+        out = _ok(["eval", "knn", "--checkpoint", checkpoint, *_splits(world)])
+        assert "student tiny_vit14 (ema): kNN top-1" in out
     assert "(raw)" in _ok(["eval", "knn", "--checkpoint", run, "--no-ema", *_splits(world)])
     out = _ok(["eval", "knn", "--student", "tiny_vit14", "--random-init", "--image-size", 28,
                *_splits(world)])  # fmt: skip
@@ -125,5 +125,5 @@ def test_one_line_errors(world, tmp_path):
                                             tmp_path / "e"])  # fmt: skip
     flat = tmp_path / "flat"
     imagegen.save(imagegen.photo(30, 30, 0), flat / "a.jpg")
-    assert "needs an ImageFolder" in _error(["eval", "knn", "--checkpoint", world / "run",
+    assert "needs labels" in _error(["eval", "knn", "--checkpoint", world / "run",
                                              "--train", flat, "--val", world / "val"])  # fmt: skip
