@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from proteus.common.errors import ProteusError
 from proteus.common.views import AugPolicy
+
+
+DIGIT_VIEWS = AugPolicy(crop_scale=(0.5, 1.0), flip_prob=0.0, erase_prob=0.0)
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class DemoConfig:
     weights: Path | None = None  # teacher weights file, for teachers without offline weights
     # Digits are small centred glyphs: mirror images are other symbols, and a crop of 8% of
     # the image or an erased third often removes the digit. Milder views than ImageNet's.
-    policy: AugPolicy = AugPolicy(crop_scale=(0.5, 1.0), flip_prob=0.0, erase_prob=0.0)
+    policy: AugPolicy = field(default_factory=lambda: DIGIT_VIEWS)
     device: str = "auto"
     progress: bool = True
 
