@@ -19,7 +19,6 @@ import numpy as np
 from proteus.common.errors import ProteusError
 from proteus.common.views import AugPolicy
 
-
 DIGIT_VIEWS = AugPolicy(crop_scale=(0.5, 1.0), flip_prob=0.0, erase_prob=0.0)
 
 
