@@ -16,6 +16,7 @@ import torch
 from PIL import UnidentifiedImageError
 
 from proteus.common.cache.layout import ImageTable
+from proteus.common.faults import failpoint
 from proteus.common.images import read_encoded
 from proteus.common.renderer import Renderer, RenderError
 from proteus.common.views import ViewTable
@@ -57,6 +58,7 @@ class ShardFeed:
             for start in range(first, end, self.batch_size):
                 stop = min(start + self.batch_size, end)
                 pixels, failed = self.render(np.arange(start, stop))
+                failpoint("render")
                 image_ids = self.views.image[start:stop]
                 yield Batch(shard, start, stop, stop == end, image_ids, pixels, failed)
 

@@ -209,23 +209,25 @@ def _fill_shards(
     bar = tqdm(total=int(total), unit="view", desc=f"extract {manifest.teacher}", smoothing=0.1,
                disable=not (info.is_main and cfg.progress))  # fmt: skip
     storage = _STORAGE[manifest.dtype]
-    with ThreadPoolExecutor(1, thread_name_prefix="proteus-write") as pool:
-        pending: Future | None = None
-        shard = _ShardBuffer(manifest, -1)
-        for batch in prefetch(feed.batches(shards), depth=2):
-            if batch.shard != shard.index:
-                shard = _ShardBuffer(manifest, batch.shard)
-            out = _forward(teacher, batch.pixels.to(device), manifest.precision)
-            shard.add(batch, out, storage, images)
-            bar.update(batch.stop - batch.start)
-            if batch.last:
-                if pending is not None:
-                    pending.result()  # at most one shard in flight: bounded memory
-                pending = pool.submit(writer.write_shard, shard.index, shard.arrays,
-                                      shard.failed_images())  # fmt: skip
-        if pending is not None:
-            pending.result()
-    bar.close()
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="proteus-write") as pool:
+            pending: Future | None = None
+            shard = _ShardBuffer(manifest, -1)
+            for batch in prefetch(feed.batches(shards), depth=2):
+                if batch.shard != shard.index:
+                    shard = _ShardBuffer(manifest, batch.shard)
+                out = _forward(teacher, batch.pixels.to(device), manifest.precision)
+                shard.add(batch, out, storage, images)
+                bar.update(batch.stop - batch.start)
+                if batch.last:
+                    if pending is not None:
+                        pending.result()  # at most one shard in flight: bounded memory
+                    pending = pool.submit(writer.write_shard, shard.index, shard.arrays,
+                                          shard.failed_images())  # fmt: skip
+            if pending is not None:
+                pending.result()
+    finally:
+        bar.close()  # an error message then starts on a fresh line
 
 
 class _ShardBuffer:

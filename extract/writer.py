@@ -33,6 +33,7 @@ from proteus.common.cache.layout import (
 )
 from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, SEALED, WRITING, Manifest
 from proteus.common.errors import ProteusError
+from proteus.common.faults import failpoint
 from proteus.common.views import ViewTable
 
 
@@ -83,6 +84,7 @@ class CacheWriter:
             for name, values in targets.items():
                 if values.shape[0] != stop - start:
                     raise ValueError(f"shard {shard}: {values.shape[0]} rows for {stop - start}")
+                failpoint("shard-write")  # between target files of one shard
                 group[name][start:stop] = values
             marker = {"shard": shard, "views": [start, stop], "failed": failed}
             _atomic_write_text(progress_path(self.path, shard), json.dumps(marker))
@@ -105,6 +107,7 @@ class CacheWriter:
             status[item["image"]] = STATUS_FAILED
         try:
             write_table(self._root["images"], {"status": status})
+            failpoint("seal")
             m = self.manifest
             m.skipped = [s for s in m.skipped if s.get("stage") == "probe"] + failed
             usable = int((status == STATUS_OK).sum())

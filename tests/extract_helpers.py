@@ -45,15 +45,16 @@ def cli_args(data: Path, out: Path, weights: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env_extra: dict[str, str] | None = None, **kwargs):
+    """The real command line in a subprocess; ``env_extra`` e.g. sets PROTEUS_FAULT."""
     return subprocess.run(
         [sys.executable, "-m", "proteus", *args],
-        env=cli_env(),
+        env=cli_env() | (env_extra or {}),
         capture_output=True,
         text=True,
         timeout=300,
         **kwargs,
-    )
+    )  # -> subprocess.CompletedProcess
 
 
 def target_bytes(cache: Path) -> dict[str, bytes]:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from proteus.common.errors import ProteusError
+from proteus.common.faults import failpoint
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -25,6 +26,7 @@ def save_checkpoint(run: Path, state: dict[str, Any]) -> Path:
     try:
         with open(tmp, "wb") as f:
             torch.save(state, f)
+            failpoint("checkpoint-write")  # the new file is half-way: written, not renamed
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -81,6 +81,7 @@ class _Trainer:
                 f"which this cache lacks (it has {', '.join(m.targets)}); set their --lambda-* "
                 "to 0 or re-extract"
             )
+        self.cache.check_shards(self.lambdas.needed_targets())
         torch.manual_seed(cfg.seed)  # initialisation: the same on every rank
         student = build_student(cfg.student, m.image_size, drop_path=cfg.drop_path)
         self.student_grid = student.grid

@@ -127,6 +127,11 @@ def shard_bounds(manifest: Manifest, shard: int) -> tuple[int, int]:
     return start, min(start + manifest.shard_views, manifest.counts["views"])
 
 
+def shard_file(cache: Path, name: str, shard: int, ndim: int) -> Path:
+    """The file of one shard of a target array (default chunk-key encoding, "/" separator)."""
+    return Path(cache, "targets", name, "c", str(shard), *["0"] * (ndim - 1))
+
+
 def seal_path(cache: Path) -> Path:
     return Path(cache) / PROGRESS_DIR / "seal.json"
 

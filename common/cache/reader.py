@@ -17,6 +17,7 @@ from proteus.common.cache.layout import (
     read_image_table,
     read_manifest,
     read_view_table,
+    shard_file,
 )
 from proteus.common.cache.manifest import SEALED, Manifest
 from proteus.common.errors import ProteusError
@@ -36,6 +37,12 @@ class Cache:
                 f"--cache {self.path}: not sealed (state {self.manifest.state!r}); its "
                 "extraction is unfinished — re-run the same `proteus extract` command to finish it"
             )
+        if require_sealed:
+            from proteus.common.cache.verify import check_seal
+
+            problems = check_seal(self.path, self.manifest)
+            if problems:
+                raise ProteusError(f"--cache {self.path}: {problems[0]}; `proteus cache verify`")
         root = open_root(self.path)
         self.images: ImageTable = read_image_table(root)
         self.views: ViewTable = read_view_table(root)
@@ -51,6 +58,18 @@ class Cache:
         ok = self.images.status[self.views.image] == STATUS_OK
         return np.flatnonzero(ok)
 
+    def check_shards(self, names: tuple[str, ...]) -> None:
+        """Every shard file of these targets exists: a missing one would read as zeros."""
+        m = self.manifest
+        for name in names:
+            ndim = 1 + len(m.targets[name])
+            for shard in range(m.num_shards):
+                if not shard_file(self.path, name, shard, ndim).is_file():
+                    raise ProteusError(
+                        f"--cache {self.path}: targets/{name} shard {shard} is missing; the cache "
+                        "is damaged (`proteus cache verify` lists everything wrong)"
+                    )
+
     def read(self, name: str, ids: np.ndarray) -> np.ndarray:
         """Targets of the views ``ids`` (any order, repeats allowed), as stored (e.g. fp16)."""
         if name not in self.manifest.targets:
@@ -59,7 +78,15 @@ class Cache:
         ids = np.asarray(ids, dtype=np.int64)
         # Sorted unique ids read each shard region once and in file order.
         unique, inverse = np.unique(ids, return_inverse=True)
-        data = self._array(name)[unique].read().result()
+        try:
+            data = self._array(name)[unique].read().result()
+        except (ValueError, RuntimeError) as exc:
+            # tensorstore reports a crc32c mismatch or a torn shard index here.
+            first = str(exc).splitlines()[0][:200]
+            raise ProteusError(
+                f"--cache {self.path}: targets/{name} is damaged ({first}); refusing to train "
+                "on it — `proteus cache verify` names every damaged shard"
+            ) from exc
         return np.asarray(data)[inverse]
 
     def _array(self, name: str):

@@ -24,6 +24,7 @@ from proteus.common.cache.layout import (
     read_view_table,
     seal_path,
     shard_bounds,
+    shard_file,
 )
 from proteus.common.cache.manifest import SEALED, Manifest
 from proteus.common.errors import ProteusError
@@ -39,7 +40,7 @@ def verify_cache(
         m = read_manifest(path)
     except ProteusError as exc:
         return [str(exc)]
-    problems = _check_seal(path, m)
+    problems = check_seal(path, m)
     root = open_root(path)
     try:
         images, views = read_image_table(root), read_view_table(root)
@@ -56,7 +57,7 @@ def verify_cache(
     return problems
 
 
-def _check_seal(path: Path, m: Manifest) -> list[str]:
+def check_seal(path: Path, m: Manifest) -> list[str]:
     if m.state != SEALED:
         return [f"manifest: state {m.state!r}, not sealed; the extraction is unfinished"]
     try:
@@ -105,10 +106,6 @@ def _check_target(path: Path, root, m: Manifest, name: str, shape: tuple[int, ..
         if not shard_file(path, name, shard, len(want)).is_file():
             problems.append(f"targets/{name} shard {shard}: file missing")
     return problems
-
-
-def shard_file(path: Path, name: str, shard: int, ndim: int) -> Path:
-    return Path(path, "targets", name, "c", str(shard), *["0"] * (ndim - 1))
 
 
 def _read_all(path: Path, m: Manifest, on_shard) -> list[str]:

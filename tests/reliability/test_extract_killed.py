@@ -1,7 +1,10 @@
-"""SIGKILL at any moment, then the same command: the cache equals an uninterrupted run's.
+"""Extraction killed (SIGKILL) or out of disk at any point, then the same command again:
+the sealed cache equals an uninterrupted run's, byte for byte, and verifies.
 
-Also the multi-process split: ``torchrun --nproc_per_node 2`` writes the same bytes as one
-process. Both run the real CLI in subprocesses (tiny teacher via PROTEUS_PLUGINS).
+Kills come two ways: from outside when the cache reaches a state (polling), and from inside
+at a named point through PROTEUS_FAULT (while rendering, between the target files of one
+shard, while sealing). Also the multi-process split under torchrun. All through the real CLI
+in subprocesses (tiny teacher via PROTEUS_PLUGINS).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import pytest
 from extract_helpers import cli_args, cli_env, run_cli, target_bytes
 
 from proteus.common.cache.verify import verify_cache
+
+pytestmark = pytest.mark.slow  # real CLI subprocesses; still run by make test
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +114,40 @@ def test_a_copy_of_a_sealed_cache_verifies(workdir, reference, tmp_path):
     moved = tmp_path / "moved"
     shutil.copytree(out, moved)
     assert verify_cache(moved) == []
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["render:5", "shard-write:5", "seal:1"],
+    ids=["while-rendering", "mid-shard-write", "while-sealing"],
+)
+def test_killed_at_a_named_point_then_rerun_equals_uninterrupted(workdir, reference, fault,
+                                                                 tmp_path):  # fmt: skip
+    out = tmp_path / "cache"
+    args = cli_args(workdir / "data", out, workdir / "w.safetensors", "--shard-views", "2")
+    killed = run_cli(*args, env_extra={"PROTEUS_FAULT": fault})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert _state(out) == "writing"
+    markers_before = _markers(out)
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _state(out) == "sealed" and verify_cache(out) == []
+    assert target_bytes(out) == reference
+    manifest = json.loads((out / "zarr.json").read_text())["attributes"]["proteus"]
+    assert manifest["counts"]["views"] == 36 and manifest["counts"]["usable_views"] == 36
+    assert manifest["skipped"] == []  # nothing counted twice, nothing lost
+    assert _markers(out) == 18 >= markers_before
+
+
+def test_disk_full_is_a_clear_error_and_resumable(workdir, reference, tmp_path):
+    out = tmp_path / "cache"
+    args = cli_args(workdir / "data", out, workdir / "w.safetensors", "--shard-views", "2")
+    full = run_cli(*args, env_extra={"PROTEUS_FAULT": "shard-write:7:enospc"})
+    assert full.returncode == 1
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "disk full while writing shard 2" in last
+    assert "re-run the same command" in last and "Traceback" not in full.stderr
+    assert not (out / "progress" / "shard-000002.json").exists()  # not treated as done
+    rerun = run_cli(*args)  # space is back
+    assert rerun.returncode == 0, rerun.stderr
+    assert target_bytes(out) == reference and verify_cache(out) == []

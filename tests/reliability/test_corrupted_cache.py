@@ -1,0 +1,76 @@
+"""A damaged cache: `cache verify` names the damaged part, and `train` refuses to use it
+instead of training on garbage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import imagegen
+import pytest
+from extract_helpers import extract
+from train_helpers import train
+
+from proteus.common.cache.verify import verify_cache
+from proteus.common.errors import ProteusError
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corrupt")
+    data = imagegen.image_folder(root / "data", classes=2, per_class=4)
+    weights = imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
+    extract(data, root / "cache", weights, views=2)
+    return root / "cache"
+
+
+@pytest.fixture
+def cache(sealed, tmp_path):
+    copy = tmp_path / "cache"
+    shutil.copytree(sealed, copy)
+    for path in copy.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return copy
+
+
+def _flip_byte(path, offset=64):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_byte_in_a_target_shard(cache, tmp_path):
+    _flip_byte(cache / "targets" / "patch" / "c" / "0" / "0" / "0")
+    assert verify_cache(cache)[0].startswith("targets/patch shard 0: unreadable")
+    with pytest.raises(ProteusError, match=r"targets/patch is damaged .*refusing to train"):
+        train(cache, tmp_path / "run", max_steps=30)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_deleted_shard_file(cache, tmp_path):
+    (cache / "targets" / "cls" / "c" / "1" / "0").unlink()
+    assert "targets/cls shard 1: file missing" in verify_cache(cache, read_targets=False)
+    with pytest.raises(ProteusError, match="targets/cls shard 1 is missing"):
+        train(cache, tmp_path / "run")
+
+
+def test_hand_edited_manifest(cache, tmp_path):
+    meta = cache / "zarr.json"
+    data = json.loads(meta.read_text())
+    data["attributes"]["proteus"]["mean"] = [0.5, 0.5, 0.5]  # would render other pixels
+    meta.write_text(json.dumps(data))
+    assert verify_cache(cache)[0].startswith("manifest: changed after sealing")
+    with pytest.raises(ProteusError, match="changed after sealing"):
+        train(cache, tmp_path / "run")
+
+
+def test_deleted_seal_record(cache, tmp_path):
+    (cache / "progress" / "seal.json").unlink()
+    with pytest.raises(ProteusError, match="missing or unreadable seal record"):
+        train(cache, tmp_path / "run")
+
+
+def test_a_damaged_unused_target_does_not_block_a_run_that_never_reads_it(cache, tmp_path):
+    _flip_byte(cache / "targets" / "layer_1" / "c" / "0" / "0" / "0")
+    train(cache, tmp_path / "run", max_steps=2)  # layer_1 is not read without hints
+    assert verify_cache(cache)  # but verify still reports it
