@@ -1,7 +1,9 @@
 """Opening a cache for reading: manifest, tables, and fast random access to targets.
 
-Targets are read with tensorstore, not zarr-python: on the same Zarr v3 store it serves random
-batches about 50× faster (docs/PERFORMANCE.md). Both read the very same bytes.
+Targets are read by :class:`ShardedTargets` (memory-mapped shards, crc32c checked), which
+serves random batches at close to plain-memmap speed; ``reader="tensorstore"`` uses
+tensorstore on the same Zarr v3 store instead. zarr-python would be ~50× slower for random
+batches (docs/PERFORMANCE.md, B1). All three return the very same bytes (tested).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from proteus.common.cache.layout import (
     shard_file,
 )
 from proteus.common.cache.manifest import SEALED, Manifest
+from proteus.common.cache.shards import ShardedTargets
 from proteus.common.errors import ProteusError
 from proteus.common.views import ViewTable
 
@@ -27,7 +30,14 @@ from proteus.common.views import ViewTable
 class Cache:
     """A cache opened read-only. ``data_root`` overrides where the images are now."""
 
-    def __init__(self, path: Path, *, require_sealed: bool = True, data_root: Path | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        require_sealed: bool = True,
+        data_root: Path | None = None,
+        reader: str = "shards",
+    ):
         self.path = Path(path)
         if not self.path.exists():
             raise ProteusError(f"--cache {self.path}: no such folder")
@@ -47,6 +57,9 @@ class Cache:
         self.images: ImageTable = read_image_table(root)
         self.views: ViewTable = read_view_table(root)
         self.data_root = Path(data_root or self.manifest.dataset["root"])
+        if reader not in ("shards", "tensorstore"):
+            raise ValueError(f"reader must be shards or tensorstore, not {reader!r}")
+        self.reader = reader
         self._arrays: dict[str, object] = {}
 
     def image_path(self, index: int) -> Path:
@@ -76,6 +89,8 @@ class Cache:
             have = ", ".join(self.manifest.targets)
             raise ProteusError(f"{self.path}: no target {name!r} in this cache (it has {have})")
         ids = np.asarray(ids, dtype=np.int64)
+        if self.reader == "shards":
+            return self._array(name).read(ids)
         # Sorted unique ids read each shard region once and in file order.
         unique, inverse = np.unique(ids, return_inverse=True)
         try:
@@ -90,6 +105,12 @@ class Cache:
         return np.asarray(data)[inverse]
 
     def _array(self, name: str):
+        if name not in self._arrays and self.reader == "shards":
+            m = self.manifest
+            self._arrays[name] = ShardedTargets(
+                self.path, name, m.counts["views"], tuple(m.targets[name]), m.dtype,
+                m.shard_views,
+            )  # fmt: skip
         if name not in self._arrays:
             import tensorstore as ts
 

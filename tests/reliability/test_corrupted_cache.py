@@ -42,7 +42,10 @@ def _flip_byte(path, offset=64):
 def test_flipped_byte_in_a_target_shard(cache, tmp_path):
     _flip_byte(cache / "targets" / "patch" / "c" / "0" / "0" / "0")
     assert verify_cache(cache)[0].startswith("targets/patch shard 0: unreadable")
-    with pytest.raises(ProteusError, match=r"targets/patch is damaged .*refusing to train"):
+    with pytest.raises(
+        ProteusError,
+        match=r"targets/patch shard 0 is damaged \(chunk \d+ fails its crc32c\); refusing to train",
+    ):
         train(cache, tmp_path / "run", max_steps=30)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
