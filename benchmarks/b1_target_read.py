@@ -31,7 +31,10 @@ def run(folder: Path, views: int, per_view: tuple[int, ...], batches: int, batch
     import tensorstore as ts
     import zarr
 
-    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(folder / "targets" / "patch")}}
+    spec = {
+        "driver": "zarr3",
+        "kvstore": {"driver": "file", "path": str(folder / "targets" / "patch")},
+    }
     store = ts.open(spec, read=True, open=True).result()
     zarr_arr = zarr.open_array(str(folder / "targets" / "patch"), mode="r")
     shards = ShardedTargets(folder, "patch", views, per_view, "float16", 256)

@@ -23,7 +23,9 @@ class ExtractConfig:
     policy: AugPolicy = field(default_factory=AugPolicy)  # how views are drawn
     device: str = "auto"  # cpu | cuda | auto
     precision: str = "auto"  # float32 | bfloat16 (autocast); auto = bfloat16 on cuda only
-    dtype: str = "float16"  # storage dtype of the targets
+    dtype: str = "float16"  # storage of the targets: float16 | float32 | int8 (per-token scale)
+    pca: int | None = None  # keep K principal components of token targets (patch, layers)
+    pca_sample: int = 2048  # views whose teacher tokens the PCA basis is fitted on
     # 256 views of DINOv2-g patch targets is ~200 MB: big files for object stores and
     # parallel file systems, small enough to hold one in memory while the next is built.
     shard_views: int = 256

@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from proteus import __version__
+from proteus.common.cache.codec import STORAGE_KINDS, TargetCodec
 from proteus.common.cache.describe import summary_lines
 from proteus.common.cache.layout import (
     TARGET_CODEC,
@@ -21,6 +22,7 @@ from proteus.common.cache.layout import (
     open_root,
     read_image_table,
     read_manifest,
+    read_pca,
     read_view_table,
     shard_bounds,
 )
@@ -47,11 +49,10 @@ from proteus.common.renderer import RenderConfig, Renderer, dali_version
 from proteus.common.teachers import Teacher, build_teacher
 from proteus.common.views import sample_views
 from proteus.extract.config import ExtractConfig
-from proteus.extract.feed import Batch, ShardFeed
+from proteus.extract.encode import ShardBuffer, ShardEncoder, fit_bases, forward
+from proteus.extract.feed import ShardFeed
 from proteus.extract.probe import probe_images
 from proteus.extract.writer import CacheWriter, check_writable
-
-_STORAGE = {"float16": torch.float16, "float32": torch.float32}
 
 
 def run_extract(cfg: ExtractConfig) -> Manifest:
@@ -64,16 +65,18 @@ def run_extract(cfg: ExtractConfig) -> Manifest:
 
 
 def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
-    if cfg.dtype not in _STORAGE:
-        raise ProteusError(f"--dtype {cfg.dtype}: choose one of {', '.join(_STORAGE)}")
+    if cfg.dtype not in STORAGE_KINDS:
+        raise ProteusError(f"--dtype {cfg.dtype}: choose one of {', '.join(STORAGE_KINDS)}")
     precision = _resolve_precision(cfg.precision, device)
     teacher = build_teacher(
         cfg.teacher, image_size=cfg.image_size, layers=cfg.layers, weights=cfg.weights,
         pretrained=cfg.pretrained,
     )  # fmt: skip
+    sha = teacher.weights_sha256()  # hashed on the CPU, before the move
+    teacher.to(_torch_device(device, info))
     if info.is_main:
         try:
-            _prepare(cfg, teacher, precision, device)
+            _prepare(cfg, teacher, precision, device, sha)
         except ProteusError as exc:
             share_outcome(info, str(exc))
             raise
@@ -89,7 +92,7 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
     mine = [s for s in range(manifest.num_shards) if s % info.world == info.rank and s not in done]
     started = time.perf_counter()
     if mine:
-        _fill_shards(cfg, manifest, writer, teacher.to(_torch_device(device, info)), mine, info)
+        _fill_shards(cfg, manifest, writer, teacher, mine, info)
     barrier(info)
     if info.is_main:
         manifest = writer.seal()
@@ -100,7 +103,7 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
     return manifest
 
 
-def _prepare(cfg: ExtractConfig, teacher: Teacher, precision: str, device: str) -> None:
+def _prepare(cfg: ExtractConfig, teacher: Teacher, precision: str, device: str, sha: str):
     """Create the cache, or check that the existing one was asked for with these options."""
     existing = is_cache(cfg.out)
     if not existing and cfg.out.exists() and any(cfg.out.iterdir()):
@@ -110,7 +113,7 @@ def _prepare(cfg: ExtractConfig, teacher: Teacher, precision: str, device: str) 
         )
     check_writable(cfg.out)
     images = scan_images(cfg.data)
-    manifest = _new_manifest(cfg, teacher, precision, device, images)
+    manifest = _new_manifest(cfg, teacher, precision, device, images, sha)
     if existing:
         raw = open_root(cfg.out).attrs.get(MANIFEST_KEY)
         if not isinstance(raw, dict):
@@ -124,10 +127,10 @@ def _prepare(cfg: ExtractConfig, teacher: Teacher, precision: str, device: str) 
                     "use a new --out folder, or the original options to resume it"
                 )
             return
-    _create(cfg, manifest, images)
+    _create(cfg, manifest, images, teacher)
 
 
-def _create(cfg: ExtractConfig, manifest: Manifest, images: ImageList) -> None:
+def _create(cfg: ExtractConfig, manifest: Manifest, images: ImageList, teacher: Teacher):
     table, skipped = probe_images(images, progress=cfg.progress)
     usable = np.flatnonzero(table.status == 0)
     if not len(usable):
@@ -138,18 +141,28 @@ def _create(cfg: ExtractConfig, manifest: Manifest, images: ImageList) -> None:
     )  # fmt: skip
     manifest.skipped = [item | {"stage": "probe"} for item in skipped]
     manifest.counts = {"images": len(images), "views": len(views)}
-    CacheWriter.create(cfg.out, manifest, table, views)
+    bases = None
+    if cfg.pca:
+        # The basis comes from the teacher on a seeded sample of the views themselves.
+        feed = ShardFeed(_renderer(cfg, manifest, teacher), table, views, data_root(cfg.data),
+                         cfg.batch_size, manifest.shard_views)  # fmt: skip
+        pca_names = [n for n, e in manifest.encoding.items() if e.get("pca_k")]
+        bases, manifest.pca = fit_bases(teacher, feed, pca_names, cfg.pca, cfg.pca_sample,
+                                        cfg.seed, manifest.precision)  # fmt: skip
+    CacheWriter.create(cfg.out, manifest, table, views, bases)
 
 
 def _new_manifest(
-    cfg: ExtractConfig, teacher: Teacher, precision: str, device: str, images: ImageList
-) -> Manifest:
+    cfg: ExtractConfig, teacher: Teacher, precision: str, device: str, images: ImageList,
+    sha: str,
+) -> Manifest:  # fmt: skip
     spec = teacher.spec
     size = teacher.image_size
     with torch.no_grad():  # one dummy forward gives every target's exact shape
-        probe = teacher(torch.zeros(1, 3, size, size))
+        probe = teacher(torch.zeros(1, 3, size, size, device=next(teacher.parameters()).device))
     targets = {"cls": list(probe["cls"].shape[1:]), "patch": list(probe["patch"].shape[1:])}
     targets |= {f"layer_{i}": list(t.shape[1:]) for i, t in probe["layers"].items()}
+    codecs = _codecs(cfg, targets)
     return Manifest(
         format_version=FORMAT_VERSION,
         state=CREATING,
@@ -157,7 +170,7 @@ def _new_manifest(
         teacher=cfg.teacher,
         teacher_family=spec.family,
         weights_source=teacher.weights_source,
-        weights_sha256=teacher.weights_sha256(),
+        weights_sha256=sha,
         embed_dim=spec.embed_dim,
         patch_size=spec.patch_size,
         grid=teacher.grid,
@@ -181,7 +194,24 @@ def _new_manifest(
             "classes": list(images.classes),
         },
         extract={"batch_size": cfg.batch_size, "device": device},
+        encoding={name: c.to_manifest() for name, c in codecs.items()},
+        arrays={
+            array: {"shape": list(shape), "dtype": dtype}
+            for c in codecs.values()
+            for array, (shape, dtype) in c.arrays().items()
+        },
     )
+
+
+def _codecs(cfg: ExtractConfig, targets: dict[str, list[int]]) -> dict[str, TargetCodec]:
+    """cls stays whole (it is small); token grids (patch, layers) get PCA when asked."""
+    codecs = {}
+    for name, shape in targets.items():
+        k = cfg.pca if name != "cls" else None
+        if k is not None and not 0 < k < shape[-1]:
+            raise ProteusError(f"--pca {k}: must be between 1 and {shape[-1] - 1} for {name}")
+        codecs[name] = TargetCodec(name, tuple(shape), cfg.dtype, k)
+    return codecs
 
 
 def _fill_shards(
@@ -195,29 +225,22 @@ def _fill_shards(
     root = open_root(cfg.out)
     images, views = read_image_table(root), read_view_table(root)
     device = next(teacher.parameters()).device
-    renderer = Renderer(
-        RenderConfig(
-            image_size=manifest.image_size, mean=manifest.mean, std=manifest.std,
-            device=_render_device(device.type), device_id=info.local_rank,
-            threads=cfg.render_threads, max_batch=cfg.batch_size,
-        )
-    )  # fmt: skip
     # This process's own --data: on several nodes the images may be mounted elsewhere.
-    feed = ShardFeed(renderer, images, views, data_root(cfg.data), cfg.batch_size,
-                     manifest.shard_views)  # fmt: skip
+    feed = ShardFeed(_renderer(cfg, manifest, teacher, info.local_rank), images, views,
+                     data_root(cfg.data), cfg.batch_size, manifest.shard_views)  # fmt: skip
+    encoder = ShardEncoder(manifest, read_pca(root, manifest.pca) if manifest.pca else {}, device)
     total = sum(np.subtract(*shard_bounds(manifest, s)[::-1]) for s in shards)
     bar = tqdm(total=int(total), unit="view", desc=f"extract {manifest.teacher}", smoothing=0.1,
                disable=not (info.is_main and cfg.progress))  # fmt: skip
-    storage = _STORAGE[manifest.dtype]
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="proteus-write") as pool:
             pending: Future | None = None
-            shard = _ShardBuffer(manifest, -1)
+            shard = ShardBuffer(manifest, -1)
             for batch in prefetch(feed.batches(shards), depth=2):
                 if batch.shard != shard.index:
-                    shard = _ShardBuffer(manifest, batch.shard)
-                out = _forward(teacher, batch.pixels.to(device), manifest.precision)
-                shard.add(batch, out, storage, images)
+                    shard = ShardBuffer(manifest, batch.shard)
+                out = forward(teacher, batch.pixels.to(device), manifest.precision)
+                shard.add(batch, encoder.encode(out, batch.failed), images)
                 bar.update(batch.stop - batch.start)
                 if batch.last:
                     if pending is not None:
@@ -230,49 +253,23 @@ def _fill_shards(
         bar.close()  # an error message then starts on a fresh line
 
 
-class _ShardBuffer:
-    """One shard's targets, assembled in memory and written whole."""
-
-    def __init__(self, manifest: Manifest, index: int):
-        self.index = index
-        self.start, stop = shard_bounds(manifest, index) if index >= 0 else (0, 0)
-        dtype = np.dtype(manifest.dtype)
-        self.arrays = {
-            name: np.zeros((stop - self.start, *shape), dtype)
-            for name, shape in manifest.targets.items()
-        }
-        self.failed: dict[int, dict] = {}
-
-    def add(self, batch: Batch, out, storage: torch.dtype, images) -> None:
-        rows = slice(batch.start - self.start, batch.stop - self.start)
-        named = {"cls": out["cls"], "patch": out["patch"]}
-        named |= {f"layer_{i}": t for i, t in out["layers"].items()}
-        bad = torch.as_tensor(sorted(batch.failed), dtype=torch.long)
-        for name, values in named.items():
-            values = values.to(storage)
-            if len(bad):
-                values[bad.to(values.device)] = 0  # no targets from a picture we never saw
-            self.arrays[name][rows] = values.cpu().numpy()
-        for row, reason in batch.failed.items():
-            image = int(batch.image_ids[row])
-            self.failed.setdefault(image, {"image": image, "path": str(images.path[image]),
-                                           "reason": reason})  # fmt: skip
-
-    def failed_images(self) -> list[dict]:
-        return [self.failed[i] for i in sorted(self.failed)]
-
-
-def _forward(teacher: Teacher, pixels: torch.Tensor, precision: str):
-    with torch.autocast(pixels.device.type, torch.bfloat16, enabled=precision == "bfloat16"):
-        return teacher(pixels)
-
-
 def _resolve_precision(precision: str, device: str) -> str:
     if precision == "auto":
         return "bfloat16" if device == "cuda" else "float32"
     if precision not in ("float32", "bfloat16"):
         raise ProteusError(f"--precision {precision}: choose float32, bfloat16 or auto")
     return precision
+
+
+def _renderer(cfg: ExtractConfig, manifest: Manifest, teacher: Teacher, gpu: int = 0):
+    device = next(teacher.parameters()).device.type
+    return Renderer(
+        RenderConfig(
+            image_size=manifest.image_size, mean=manifest.mean, std=manifest.std,
+            device=_render_device(device), device_id=gpu, threads=cfg.render_threads,
+            max_batch=cfg.batch_size,
+        )
+    )  # fmt: skip
 
 
 def _render_device(device: str) -> str:

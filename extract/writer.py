@@ -29,6 +29,7 @@ from proteus.common.cache.layout import (
     read_image_table,
     seal_path,
     shard_bounds,
+    write_pca,
     write_table,
 )
 from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, SEALED, WRITING, Manifest
@@ -45,8 +46,9 @@ class CacheWriter:
 
     @classmethod
     def create(
-        cls, path: Path, manifest: Manifest, images: ImageTable, views: ViewTable
-    ) -> CacheWriter:
+        cls, path: Path, manifest: Manifest, images: ImageTable, views: ViewTable,
+        pca: dict | None = None,
+    ) -> CacheWriter:  # fmt: skip
         """Lay out a new cache. Until the final manifest write its state reads "creating",
         which tells a re-run that the folder is ours and may be laid out again."""
         path = Path(path)
@@ -57,9 +59,11 @@ class CacheWriter:
         root = zarr.create_group(str(path), zarr_format=3, attributes={MANIFEST_KEY: creating})
         write_table(root.require_group("images"), images.columns())
         write_table(root.require_group("views"), views.columns())
-        for name, shape in manifest.targets.items():
-            create_target(root, name, len(views), tuple(shape), manifest.dtype,
+        for name, spec in manifest.arrays.items():
+            create_target(root, name, len(views), tuple(spec["shape"]), spec["dtype"],
                           manifest.shard_views)  # fmt: skip
+        if pca:
+            write_pca(root, pca)
         (path / PROGRESS_DIR).mkdir()
         manifest.state = WRITING
         writer = cls(path, manifest)
@@ -85,7 +89,9 @@ class CacheWriter:
                 if values.shape[0] != stop - start:
                     raise ValueError(f"shard {shard}: {values.shape[0]} rows for {stop - start}")
                 failpoint("shard-write")  # between target files of one shard
-                group[name][start:stop] = values
+                # write_empty_chunks is a runtime setting, not stored metadata: set it again,
+                # so all-zero chunks (views of undecodable images) are stored like any other.
+                group[name].with_config({"write_empty_chunks": True})[start:stop] = values
             marker = {"shard": shard, "views": [start, stop], "failed": failed}
             _atomic_write_text(progress_path(self.path, shard), json.dumps(marker))
         except OSError as exc:

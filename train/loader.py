@@ -26,7 +26,7 @@ class TrainBatch:
     step: int
     view_ids: np.ndarray  # (B,)
     images: torch.Tensor  # (B, 3, S, S) float32, on the renderer's device
-    targets: dict[str, np.ndarray]  # name -> (B, ...) as stored (e.g. float16)
+    targets: dict[str, dict[str, np.ndarray]]  # name -> its stored arrays, not yet decoded
     n_masked: int
     masks: np.ndarray  # (n_masked, N_student) bool
 
@@ -47,6 +47,13 @@ class TrainBatches:
         self.rank = rank
         self._io = ThreadPoolExecutor(8, thread_name_prefix="proteus-read")
 
+    def decode(self, batch: TrainBatch, name: str, device: torch.device) -> torch.Tensor:
+        """A target as float32 on ``device``: stored bytes travel, decoding happens there."""
+        stored = {k: torch.from_numpy(v).to(device, non_blocking=True)
+                  for k, v in batch.targets[name].items()}  # fmt: skip
+        basis = self.cache.pca(name)
+        return self.cache.codec(name).decode(stored, basis.to(device) if basis else None)
+
     def batch(self, step: int) -> TrainBatch:
         plan = self.sampler.plan(step, self.rank)
         views = self.cache.views[plan.view_ids]
@@ -59,7 +66,8 @@ class TrainBatches:
                 f"under {self.cache.data_root} (`proteus cache verify` and the dataset "
                 "fingerprint tell which)"
             ) from exc
-        targets = {name: self.cache.read(name, plan.view_ids) for name in self.target_names}
+        targets = {name: self.cache.read_stored(name, plan.view_ids)
+                   for name in self.target_names}  # fmt: skip
         return TrainBatch(step, plan.view_ids, images, targets, plan.n_masked, plan.masks)
 
     def iterate(self, start: int, stop: int) -> Iterator[TrainBatch]:

@@ -237,8 +237,9 @@ class _Trainer:
                 max_batch=self.cfg.batch_size,
             )
         )  # fmt: skip
-        loader = TrainBatches(self.cache, self.sampler, renderer, self.lambdas.needed_targets(),
-                              self.info.rank)  # fmt: skip
+        self.loader = loader = TrainBatches(self.cache, self.sampler, renderer,
+                                            self.lambdas.needed_targets(),
+                                            self.info.rank)  # fmt: skip
         log = RunLog(Path(self.cfg.out), self.start_step, self.cfg.tensorboard) \
             if self.info.is_main else None  # fmt: skip
         bar = tqdm(total=self.total_steps, initial=self.start_step, unit="step", desc="train",
@@ -305,9 +306,9 @@ class _Trainer:
     def _targets(self, batch: TrainBatch):
         t_cls = t_patch = None
         if "cls" in batch.targets:
-            t_cls = torch.from_numpy(batch.targets["cls"]).to(self.device).float()
+            t_cls = self.loader.decode(batch, "cls", self.device)
         if "patch" in batch.targets:
-            t_patch = torch.from_numpy(batch.targets["patch"]).to(self.device).float()
+            t_patch = self.loader.decode(batch, "patch", self.device)
             t_patch = resize_patch_targets(t_patch, self.cache.manifest.grid, self.student_grid)
         return t_cls, t_patch
 

@@ -44,7 +44,7 @@ def verify(cache_dir: Path, quick: bool) -> None:
 
     _exists(cache_dir)
     manifest = read_manifest(cache_dir)
-    total = 0 if quick else manifest.num_shards * len(manifest.targets)
+    total = 0 if quick else manifest.num_shards * len(manifest.arrays)
     with tqdm(total=total, desc="verify", unit="shard", disable=quick, leave=False) as bar:
         problems = verify_cache(cache_dir, read_targets=not quick, on_shard=bar.update)
     if problems:

@@ -9,7 +9,10 @@ from proteus.common.cache.manifest import Manifest
 
 def info_lines(path: Path, m: Manifest) -> list[str]:
     policy = ", ".join(f"{k}={_short(v)}" for k, v in m.policy.items())
-    targets = ", ".join(f"{name} {'×'.join(map(str, shape))}" for name, shape in m.targets.items())
+    targets = ", ".join(
+        f"{name} {'×'.join(map(str, shape))} {_encoding(m.encoding.get(name, {}))}"
+        for name, shape in m.targets.items()
+    )
     grid = "×".join(map(str, m.grid))
     dataset = m.dataset
     lines = [
@@ -25,7 +28,12 @@ def info_lines(path: Path, m: Manifest) -> list[str]:
         f"{m.renderer.get('device')}",
         f"views      K={m.views_per_image} per image, seed {m.seed}",
         f"policy     {policy}",
-        f"targets    {targets}; {m.dtype}, {m.shard_views} views per shard; {m.codec}",
+        f"targets    {targets}; {m.shard_views} views per shard; {m.codec}",
+        *[
+            f"pca        {name}: K={p['k']} keeps {100 * p['variance_kept']:.2f}% of the "
+            f"variance (fitted on {p['sample_views']} views)"
+            for name, p in m.pca.items()
+        ],
         f"compute    {m.precision} on {m.extract.get('device', '?')}, "
         f"{m.extract.get('batch_size', '?')} views per forward",
         f"dataset    {dataset.get('kind')} at {dataset.get('root')}, "
@@ -60,6 +68,11 @@ def _count_lines(m: Manifest) -> list[str]:
     if len(m.skipped) > 10:
         lines.append(f"skipped    … and {len(m.skipped) - 10} more (all listed in the manifest)")
     return lines
+
+
+def _encoding(enc: dict) -> str:
+    kind = enc.get("kind", "?")
+    return f"({kind}, PCA {enc['pca_k']})" if enc.get("pca_k") else f"({kind})"
 
 
 def _bytes(n: float) -> str:

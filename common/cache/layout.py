@@ -3,7 +3,8 @@
 cache/                       a Zarr v3 group; attributes.proteus is the manifest
   images/{path,label,height,width,transcode,status}   one row per input image
   views/{image,view,crop,flip,color,grayscale,erase}  one row per rendered view
-  targets/{cls,patch,layer_<i>}                       one row per view, sharded
+  targets/{cls,patch,layer_<i>}[, <name>_scale]       one row per view, sharded
+  pca/<name>_mean, pca/<name>_basis                   PCA-coded targets only
   progress/shard-<n>.json    (not Zarr) written after shard n's targets are on disk
 """
 
@@ -118,8 +119,29 @@ def create_target(
     )
 
 
-def target_names(manifest: Manifest) -> tuple[str, ...]:
-    return tuple(manifest.targets)
+def write_pca(root: zarr.Group, bases: dict) -> None:
+    group = root.require_group("pca")
+    for name, basis in bases.items():
+        for part, values in (("mean", basis.mean), ("basis", basis.components)):
+            data = values.cpu().numpy().astype(np.float32)
+            arr = group.create_array(f"{name}_{part}", shape=data.shape, dtype="float32",
+                                     chunks=data.shape, overwrite=True)  # fmt: skip
+            arr[...] = data
+
+
+def read_pca(root: zarr.Group, names) -> dict:
+    import torch
+
+    from proteus.common.cache.codec import PCABasis
+
+    group = root["pca"]
+    return {
+        name: PCABasis(
+            torch.from_numpy(group[f"{name}_mean"][...]),
+            torch.from_numpy(group[f"{name}_basis"][...]),
+        )
+        for name in names
+    }
 
 
 def shard_bounds(manifest: Manifest, shard: int) -> tuple[int, int]:

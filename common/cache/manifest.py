@@ -53,11 +53,17 @@ class Manifest:
     counts: dict[str, int] = field(default_factory=dict)  # images, usable, skipped, views, …
     skipped: list[dict[str, Any]] = field(default_factory=list)  # {image, path, reason}
     extract: dict[str, Any] = field(default_factory=dict)  # device, precision, batch size
+    # How each target is stored (TargetCodec): {"kind": float16|float32|int8, "pca_k": K|None}
+    encoding: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The stored arrays under targets/: name -> {"shape": per-view shape, "dtype": …}
+    arrays: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # PCA-coded targets: name -> {"k", "variance_kept", "sample_views"}
+    pca: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # What must be equal for a re-run to resume this cache instead of being refused.
     IDENTITY = (
         "format_version", "teacher", "weights_sha256", "image_size", "layers", "policy",
-        "seed", "views_per_image", "precision", "dtype", "shard_views", "mean", "std",
+        "seed", "views_per_image", "precision", "dtype", "encoding", "shard_views", "mean", "std",
     )  # fmt: skip
 
     def identity(self) -> dict[str, Any]:
@@ -65,6 +71,11 @@ class Manifest:
         return {key: data[key] for key in self.IDENTITY} | {
             "dataset_fingerprint": self.dataset.get("fingerprint")
         }
+
+    def codec_of(self, name: str):
+        from proteus.common.cache.codec import TargetCodec
+
+        return TargetCodec.from_manifest(name, self.targets[name], self.encoding[name])
 
     @property
     def num_shards(self) -> int:

@@ -11,13 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from proteus.common.cache.codec import PCABasis, TargetCodec
 from proteus.common.cache.layout import (
     STATUS_OK,
     ImageTable,
     open_root,
     read_image_table,
     read_manifest,
+    read_pca,
     read_view_table,
     shard_file,
 )
@@ -61,6 +64,7 @@ class Cache:
             raise ValueError(f"reader must be shards or tensorstore, not {reader!r}")
         self.reader = reader
         self._arrays: dict[str, object] = {}
+        self._bases: dict[str, PCABasis] = {}
 
     def image_path(self, index: int) -> Path:
         # Absolute entries (from a list file) stay absolute: Path join keeps the right side.
@@ -71,52 +75,78 @@ class Cache:
         ok = self.images.status[self.views.image] == STATUS_OK
         return np.flatnonzero(ok)
 
+    def arrays_of(self, names) -> list[str]:
+        """The stored arrays behind these targets (e.g. patch and patch_scale for int8)."""
+        return [a for name in names for a in self.manifest.codec_of(name).arrays()]
+
     def check_shards(self, names: tuple[str, ...]) -> None:
         """Every shard file of these targets exists: a missing one would read as zeros."""
         m = self.manifest
-        for name in names:
-            ndim = 1 + len(m.targets[name])
+        for array in self.arrays_of(names):
+            ndim = 1 + len(m.arrays[array]["shape"])
             for shard in range(m.num_shards):
-                if not shard_file(self.path, name, shard, ndim).is_file():
+                if not shard_file(self.path, array, shard, ndim).is_file():
                     raise ProteusError(
-                        f"--cache {self.path}: targets/{name} shard {shard} is missing; the cache "
-                        "is damaged (`proteus cache verify` lists everything wrong)"
+                        f"--cache {self.path}: targets/{array} shard {shard} is missing; the "
+                        "cache is damaged (`proteus cache verify` lists everything wrong)"
                     )
 
-    def read(self, name: str, ids: np.ndarray) -> np.ndarray:
-        """Targets of the views ``ids`` (any order, repeats allowed), as stored (e.g. fp16)."""
+    def codec(self, name: str) -> TargetCodec:
         if name not in self.manifest.targets:
             have = ", ".join(self.manifest.targets)
             raise ProteusError(f"{self.path}: no target {name!r} in this cache (it has {have})")
+        return self.manifest.codec_of(name)
+
+    def pca(self, name: str) -> PCABasis | None:
+        if name not in self.manifest.pca:
+            return None
+        if name not in self._bases:
+            self._bases |= read_pca(open_root(self.path), [name])
+        return self._bases[name]
+
+    def read_stored(self, name: str, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The stored arrays of target ``name`` for views ``ids`` (any order, repeats
+        allowed), undecoded: what the trainer moves to its device and decodes there."""
+        codec = self.codec(name)
         ids = np.asarray(ids, dtype=np.int64)
+        return {array: self._read_array(array, ids) for array in codec.arrays()}
+
+    def read(self, name: str, ids: np.ndarray) -> np.ndarray:
+        """Targets of the views ``ids``, decoded to float32 (int8 scaled, PCA reconstructed)."""
+        codec = self.codec(name)
+        stored = {k: torch.from_numpy(v) for k, v in self.read_stored(name, ids).items()}
+        return codec.decode(stored, self.pca(name)).numpy()
+
+    def _read_array(self, array: str, ids: np.ndarray) -> np.ndarray:
         if self.reader == "shards":
-            return self._array(name).read(ids)
+            return self._array(array).read(ids)
         # Sorted unique ids read each shard region once and in file order.
         unique, inverse = np.unique(ids, return_inverse=True)
         try:
-            data = self._array(name)[unique].read().result()
+            data = self._array(array)[unique].read().result()
         except (ValueError, RuntimeError) as exc:
             # tensorstore reports a crc32c mismatch or a torn shard index here.
             first = str(exc).splitlines()[0][:200]
             raise ProteusError(
-                f"--cache {self.path}: targets/{name} is damaged ({first}); refusing to train "
+                f"--cache {self.path}: targets/{array} is damaged ({first}); refusing to train "
                 "on it — `proteus cache verify` names every damaged shard"
             ) from exc
         return np.asarray(data)[inverse]
 
-    def _array(self, name: str):
-        if name not in self._arrays and self.reader == "shards":
+    def _array(self, array: str):
+        if array not in self._arrays and self.reader == "shards":
             m = self.manifest
-            self._arrays[name] = ShardedTargets(
-                self.path, name, m.counts["views"], tuple(m.targets[name]), m.dtype,
+            spec = m.arrays[array]
+            self._arrays[array] = ShardedTargets(
+                self.path, array, m.counts["views"], tuple(spec["shape"]), spec["dtype"],
                 m.shard_views,
             )  # fmt: skip
-        if name not in self._arrays:
+        if array not in self._arrays:
             import tensorstore as ts
 
             spec = {
                 "driver": "zarr3",
-                "kvstore": {"driver": "file", "path": str(self.path / "targets" / name)},
+                "kvstore": {"driver": "file", "path": str(self.path / "targets" / array)},
             }
-            self._arrays[name] = ts.open(spec, read=True, open=True).result()
-        return self._arrays[name]
+            self._arrays[array] = ts.open(spec, read=True, open=True).result()
+        return self._arrays[array]

@@ -47,8 +47,8 @@ def verify_cache(
     except (KeyError, ValueError, OSError, zarr.errors.BaseZarrError) as exc:
         return [*problems, f"images/ or views/ table unreadable ({exc})"]
     problems += _check_tables(m, images, views)
-    for name, shape in m.targets.items():
-        problems += _check_target(path, root, m, name, tuple(shape))
+    for name, spec in m.arrays.items():
+        problems += _check_target(path, root, m, name, tuple(spec["shape"]), spec["dtype"])
     missing = [s for s in range(m.num_shards) if not progress_path(path, s).is_file()]
     if missing:
         problems.append(f"progress: {len(missing)} shard(s) never finished (first: {missing[0]})")
@@ -93,14 +93,16 @@ def _check_tables(m: Manifest, images: ImageTable, views: ViewTable) -> list[str
     return problems
 
 
-def _check_target(path: Path, root, m: Manifest, name: str, shape: tuple[int, ...]) -> list[str]:
+def _check_target(
+    path: Path, root, m: Manifest, name: str, shape: tuple[int, ...], dtype: str
+) -> list[str]:
     try:
         arr = root["targets"][name]
     except KeyError:
         return [f"targets/{name}: missing"]
     want = (m.counts["views"], *shape)
-    if arr.shape != want or arr.dtype != np.dtype(m.dtype):
-        return [f"targets/{name}: shape {arr.shape} {arr.dtype}, manifest says {want} {m.dtype}"]
+    if arr.shape != want or arr.dtype != np.dtype(dtype):
+        return [f"targets/{name}: shape {arr.shape} {arr.dtype}, manifest says {want} {dtype}"]
     problems = []
     for shard in range(m.num_shards):
         if not shard_file(path, name, shard, len(want)).is_file():
@@ -112,7 +114,7 @@ def _read_all(path: Path, m: Manifest, on_shard) -> list[str]:
     import tensorstore as ts
 
     problems = []
-    for name in m.targets:
+    for name in m.arrays:
         spec = {
             "driver": "zarr3",
             "kvstore": {"driver": "file", "path": str(path / "targets" / name)},

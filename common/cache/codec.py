@@ -1,0 +1,125 @@
+"""How a target is stored: float16/float32 as is, int8 with a scale per token, or PCA
+coefficients (optionally int8 too). Encoding runs where the teacher runs, decoding where the
+student runs (on its device), so compressed targets cost neither stage a CPU round trip.
+
+int8 uses one scale per token (absmax / 127, itself stored as float16): a few outlier tokens
+with large norms (registers, ViT "high-norm" tokens) would ruin one scale per tensor. PCA keeps
+the first K principal directions of a target's tokens, fitted on a sample of views when the
+cache is created; the mean and basis live in the cache (``pca/<name>_mean``, ``_basis``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+STORAGE_KINDS = ("float16", "float32", "int8")
+
+
+@dataclass(frozen=True)
+class PCABasis:
+    mean: torch.Tensor  # (D,) float32
+    components: torch.Tensor  # (K, D) float32, orthonormal rows
+
+    def to(self, device) -> PCABasis:
+        return PCABasis(self.mean.to(device), self.components.to(device))
+
+
+@dataclass(frozen=True)
+class TargetCodec:
+    name: str  # target name: cls, patch, layer_<i>
+    shape: tuple[int, ...]  # logical per-view shape, e.g. (N, D)
+    kind: str  # float16 | float32 | int8
+    pca_k: int | None = None  # store K PCA coefficients per token instead of D values
+
+    @classmethod
+    def from_manifest(cls, name: str, shape, encoding: dict) -> TargetCodec:
+        return cls(name, tuple(shape), encoding["kind"], encoding.get("pca_k"))
+
+    def to_manifest(self) -> dict:
+        return {"kind": self.kind, "pca_k": self.pca_k}
+
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        return (*self.shape[:-1], self.pca_k) if self.pca_k else self.shape
+
+    def arrays(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Stored arrays under targets/: name -> (per-view shape, dtype)."""
+        if self.kind == "int8":
+            return {
+                self.name: (self.stored_shape, "int8"),
+                f"{self.name}_scale": (self.stored_shape[:-1], "float16"),
+            }
+        return {self.name: (self.stored_shape, self.kind)}
+
+    def encode(self, x: torch.Tensor, pca: PCABasis | None = None) -> dict[str, torch.Tensor]:
+        x = x.float()
+        if self.pca_k:
+            x = (x - pca.mean) @ pca.components.T
+        if self.kind == "int8":
+            # The scale is rounded to its stored float16 first, so decode uses the same one.
+            scale = (x.abs().amax(-1) / 127).clamp_min(1e-12).to(torch.float16)
+            q = torch.round(x / scale.float().unsqueeze(-1)).clamp_(-127, 127).to(torch.int8)
+            return {self.name: q, f"{self.name}_scale": scale}
+        return {self.name: x.to(getattr(torch, self.kind))}
+
+    def decode(self, stored: dict[str, torch.Tensor], pca: PCABasis | None = None) -> torch.Tensor:
+        x = stored[self.name].float()
+        if self.kind == "int8":
+            x = x * stored[f"{self.name}_scale"].float().unsqueeze(-1)
+        if self.pca_k:
+            x = x @ pca.components + pca.mean
+        return x
+
+    def bytes_per_view(self) -> int:
+        return sum(int(np.prod(s)) * np.dtype(d).itemsize for s, d in self.arrays().values())
+
+
+class PCAAccumulator:
+    """Running sums of tokens and their outer products (float64), for a streamed PCA."""
+
+    def __init__(self):
+        self.count = 0
+        self.total: torch.Tensor | None = None
+        self.outer: torch.Tensor | None = None
+
+    def update(self, tokens: torch.Tensor) -> None:
+        x = tokens.double().cpu()
+        if self.total is None:
+            self.total = torch.zeros(x.shape[1], dtype=torch.float64)
+            self.outer = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
+        self.count += len(x)
+        self.total += x.sum(0)
+        self.outer += x.T @ x
+
+    def eigen(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean, eigenvalues (descending) and eigenvectors (columns) of the covariance."""
+        mean = self.total / self.count
+        cov = (self.outer - self.count * torch.outer(mean, mean)) / max(1, self.count - 1)
+        values, vectors = torch.linalg.eigh(cov)
+        order = values.argsort(descending=True)
+        return mean, values[order].clamp_min(0), vectors[:, order]
+
+    def basis(self, k: int) -> tuple[PCABasis, float]:
+        """The top-k basis, and the share of variance it keeps."""
+        mean, values, vectors = self.eigen()
+        kept = float(values[:k].sum() / values.sum().clamp_min(1e-30))
+        return PCABasis(mean.float(), vectors[:, :k].T.contiguous().float()), kept
+
+
+def fit_pca(tokens: torch.Tensor, k: int) -> tuple[PCABasis, float]:
+    """Top-k principal directions of (M, D) tokens; also the share of variance they keep."""
+    acc = PCAAccumulator()
+    acc.update(tokens)
+    return acc.basis(k)
+
+
+def components_for(tokens: torch.Tensor, share: float) -> int:
+    """Smallest K keeping ``share`` of the variance (B5 reports K for 99%)."""
+    acc = PCAAccumulator()
+    acc.update(tokens)
+    values = acc.eigen()[1]
+    cumulative = values.cumsum(0) / values.sum()
+    return int((cumulative < share).sum()) + 1

@@ -1,0 +1,97 @@
+"""Teacher outputs → stored arrays: encoding on the teacher's device, shard assembly, and
+fitting the PCA bases of a cache from a sample of its own views."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from proteus.common.cache.codec import PCAAccumulator, PCABasis
+from proteus.common.cache.layout import ImageTable, shard_bounds
+from proteus.common.cache.manifest import Manifest
+from proteus.common.teachers import Teacher
+from proteus.extract.feed import Batch, ShardFeed
+
+
+def forward(teacher: Teacher, pixels: torch.Tensor, precision: str) -> dict[str, torch.Tensor]:
+    """The teacher's targets by name: cls, patch, layer_<i>."""
+    with torch.autocast(pixels.device.type, torch.bfloat16, enabled=precision == "bfloat16"):
+        out = teacher(pixels)
+    named = {"cls": out["cls"], "patch": out["patch"]}
+    return named | {f"layer_{i}": t for i, t in out["layers"].items()}
+
+
+class ShardEncoder:
+    """Applies each target's codec (cast, int8 with per-token scale, PCA) where it ran."""
+
+    def __init__(self, manifest: Manifest, bases: dict[str, PCABasis], device: torch.device):
+        self.codecs = {name: manifest.codec_of(name) for name in manifest.targets}
+        self.bases = {name: basis.to(device) for name, basis in bases.items()}
+
+    def encode(self, named: dict[str, torch.Tensor], failed: dict[int, str]) -> dict:
+        bad = sorted(failed)
+        stored = {}
+        for name, values in named.items():
+            values = values.float()
+            if bad:  # no targets from a picture we never saw
+                values[torch.as_tensor(bad, device=values.device)] = 0
+            encoded = self.codecs[name].encode(values, self.bases.get(name))
+            if bad:
+                for array in encoded.values():
+                    array[torch.as_tensor(bad, device=array.device)] = 0
+            stored |= {k: v.cpu().numpy() for k, v in encoded.items()}
+        return stored
+
+
+class ShardBuffer:
+    """One shard's stored arrays, assembled in memory and written whole."""
+
+    def __init__(self, manifest: Manifest, index: int):
+        self.index = index
+        self.start, stop = shard_bounds(manifest, index) if index >= 0 else (0, 0)
+        self.arrays = {
+            name: np.zeros((stop - self.start, *spec["shape"]), spec["dtype"])
+            for name, spec in manifest.arrays.items()
+        }
+        self.failed: dict[int, dict] = {}
+
+    def add(self, batch: Batch, stored: dict[str, np.ndarray], images: ImageTable) -> None:
+        rows = slice(batch.start - self.start, batch.stop - self.start)
+        for name, values in stored.items():
+            self.arrays[name][rows] = values
+        for row, reason in batch.failed.items():
+            image = int(batch.image_ids[row])
+            self.failed.setdefault(image, {"image": image, "path": str(images.path[image]),
+                                           "reason": reason})  # fmt: skip
+
+    def failed_images(self) -> list[dict]:
+        return [self.failed[i] for i in sorted(self.failed)]
+
+
+def fit_bases(
+    teacher: Teacher, feed: ShardFeed, names: list[str], k: int, sample: int, seed: int,
+    precision: str,
+) -> tuple[dict[str, PCABasis], dict[str, dict]]:  # fmt: skip
+    """PCA of every named target's tokens over a seeded sample of views (streamed: only
+    D×D sums are kept, so the sample size costs time, not memory)."""
+    views = len(feed.views)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCA]))
+    ids = np.sort(rng.choice(views, min(sample, views), replace=False))
+    device = next(teacher.parameters()).device
+    sums = {name: PCAAccumulator() for name in names}
+    for start in tqdm(range(0, len(ids), feed.batch_size), desc="fit PCA", unit="batch",
+                      leave=False):  # fmt: skip
+        batch = ids[start : start + feed.batch_size]
+        pixels, failed = feed.render(batch)
+        keep = [r for r in range(len(batch)) if r not in failed]
+        named = forward(teacher, pixels.to(device), precision)
+        for name in names:
+            tokens = named[name][keep].float()
+            sums[name].update(tokens.reshape(-1, tokens.shape[-1]))
+    bases, info = {}, {}
+    for name in names:
+        basis, kept = sums[name].basis(k)
+        bases[name] = basis
+        info[name] = {"k": k, "variance_kept": kept, "sample_views": len(ids)}
+    return bases, info
