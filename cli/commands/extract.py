@@ -76,10 +76,25 @@ from proteus.options import IntList, device_option, teacher_options
 )
 @click.option(
     "--dtype",
-    type=click.Choice(["float16", "float32"]),
+    type=click.Choice(["float16", "float32", "int8"]),
     default="float16",
     show_default=True,
-    help="Storage type of the targets.",
+    help="Storage of the targets; int8 keeps one float16 scale per token (about half of "
+    "float16's bytes; fidelity in docs/PERFORMANCE.md).",
+)
+@click.option(
+    "--pca",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Store K principal components of every token target (patch, layers) instead of "
+    "all D values; the basis is fitted on a sample of views and kept in the cache.",
+)
+@click.option(
+    "--pca-sample",
+    type=click.IntRange(min=1),
+    default=2048,
+    show_default=True,
+    help="Views whose teacher tokens the PCA basis is fitted on.",
 )
 @click.option(
     "--shard-views",

@@ -1,0 +1,79 @@
+"""Target codecs: float casts, int8 with per-token scales, PCA; error bounds as documented."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from proteus.common.cache.codec import TargetCodec, components_for, fit_pca
+
+
+def _tokens(n=64, tokens=17, d=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # Low-rank structure plus noise, and one outlier token per view with a 30x norm
+    # (the high-norm tokens of large ViTs that break one-scale-per-tensor int8).
+    basis = torch.randn(8, d, generator=g)
+    noise = torch.randn(n, tokens, d, generator=g)
+    x = torch.randn(n, tokens, 8, generator=g) @ basis + 0.05 * noise
+    x[:, 3] *= 30
+    return x
+
+
+def _rel_mse(a, b):
+    return float(((a - b) ** 2).mean() / (b**2).mean())
+
+
+def test_float16_round_trip():
+    x = _tokens()
+    codec = TargetCodec("patch", (17, 48), "float16")
+    stored = codec.encode(x)
+    assert stored["patch"].dtype == torch.float16
+    assert torch.equal(codec.decode(stored), x.half().float())
+
+
+def test_int8_per_token_scale_bounds_and_outliers():
+    x = _tokens()
+    codec = TargetCodec("patch", (17, 48), "int8")
+    stored = codec.encode(x)
+    assert stored["patch"].dtype == torch.int8 and stored["patch_scale"].shape == (64, 17)
+    y = codec.decode(stored)
+    # Each value is within half a quantisation step of its token's scale.
+    step = stored["patch_scale"].float().unsqueeze(-1)
+    assert ((y - x).abs() <= 0.5 * step * 1.01 + 1e-6).all()
+    assert _rel_mse(y, x) < 1e-4
+    # One scale per tensor would crush the ordinary tokens next to the outliers.
+    per_tensor = torch.round(x / (x.abs().max() / 127)) * (x.abs().max() / 127)
+    ordinary = [i for i in range(17) if i != 3]
+    assert _rel_mse(y[:, ordinary], x[:, ordinary]) < _rel_mse(per_tensor[:, ordinary],
+                                                               x[:, ordinary]) / 10  # fmt: skip
+    assert codec.bytes_per_view() == 17 * 48 + 17 * 2
+
+
+def test_int8_cls_has_one_scale_per_view():
+    codec = TargetCodec("cls", (48,), "int8")
+    stored = codec.encode(torch.randn(5, 48))
+    assert stored["cls_scale"].shape == (5,)
+    assert codec.arrays() == {"cls": ((48,), "int8"), "cls_scale": ((), "float16")}
+
+
+@pytest.mark.parametrize("kind", ["float16", "int8"])
+def test_pca_keeps_the_variance_it_reports(kind):
+    x = _tokens(n=128)
+    flat = x.reshape(-1, 48)
+    basis, kept = fit_pca(flat, 8)
+    assert kept > 0.99 and components_for(flat, 0.99) <= 8
+    codec = TargetCodec("patch", (17, 48), kind, pca_k=8)
+    stored = codec.encode(x, basis)
+    assert stored["patch"].shape == (128, 17, 8)
+    y = codec.decode(stored, basis)
+    centred = x - basis.mean
+    # The reconstruction error is the variance PCA left out (plus quantisation).
+    assert _rel_mse(y - basis.mean, centred) == pytest.approx(1 - kept, abs=2e-3)
+    assert codec.bytes_per_view() < TargetCodec("patch", (17, 48), kind).bytes_per_view()
+
+
+def test_pca_basis_is_orthonormal():
+    basis, _ = fit_pca(_tokens().reshape(-1, 48), 6)
+    gram = basis.components @ basis.components.T
+    np.testing.assert_allclose(gram.numpy(), np.eye(6), atol=1e-5)
