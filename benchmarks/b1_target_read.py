@@ -44,10 +44,15 @@ def run(folder: Path, views: int, per_view: tuple[int, ...], batches: int, batch
         unique, inverse = np.unique(ids, return_inverse=True)
         return np.asarray(store[unique].read().result())[inverse]
 
+    def first_touch(ids):
+        # A fresh reader for every batch: each chunk's crc32c is computed (the first epoch).
+        return ShardedTargets(folder, "patch", views, per_view, "float16", 256).read(ids)
+
     readers = {
         "memmap (baseline)": lambda ids: np.asarray(baseline[ids]),
-        "proteus shards, crc32c checked (train default)": shards.read,
-        "proteus shards, no crc32c": fast.read,
+        "proteus shards (train default; crc32c checked once)": shards.read,
+        "proteus shards, first touch (crc32c every read)": first_touch,
+        "proteus shards, crc32c off": fast.read,
         "tensorstore": ts_read,
     }
     # Sanity: all return the same bytes before anything is timed.

@@ -47,7 +47,7 @@ from proteus.options import device_option
 @click.option(
     "--views",
     type=click.IntRange(min=1),
-    default=2,
+    default=8,
     show_default=True,
     help="K recorded views per training image.",
 )

@@ -1,0 +1,130 @@
+"""B2 input overhead: a training loop fed by the real cache vs the same loop fed by targets
+already in memory (images pre-rendered in both). Goal ≥ 0.95. Also: the DALI renderer's
+views/s at 224 px next to a PIL/torchvision pipeline doing the same crop + resize + flip.
+
+The student here is deliberately small (a 4-block ViT at 224 px) so that a step is short and
+any input stall would show; a real student on a GPU is the same situation.
+
+    python benchmarks/b2_input_overhead.py [--steps 20] [--batch 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import synthetic_cache, table, timed
+
+from proteus.common.cache.reader import Cache
+from proteus.common.prefetch import prefetch
+from proteus.common.students import StudentSpec, build_student, register_student
+from proteus.train.distiller import Distiller
+from proteus.train.objective import Lambdas
+
+
+def loop_speed(cache: Cache, steps: int, batch: int) -> list[dict]:
+    register_student(StudentSpec("bench_vit14", "vit_small_patch14_dinov2", 14, 96,
+                                 {"embed_dim": 96, "depth": 4, "num_heads": 3}))  # fmt: skip
+    torch.manual_seed(0)
+    model = Distiller(build_student("bench_vit14", 224), 384, Lambdas())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    images = torch.randn(batch, 3, 224, 224)
+    masks = torch.zeros(batch // 2, 256, dtype=torch.bool)
+    masks[:, ::2] = True
+    views = cache.manifest.counts["views"]
+    rng = np.random.default_rng(0)
+    plan = [rng.choice(views, batch, replace=False) for _ in range(steps)]
+    memory = {n: cache.read_stored(n, np.arange(views)) for n in ("cls", "patch")}
+
+    def step(stored):
+        t = {n: cache.codec(n).decode({k: torch.from_numpy(v) for k, v in s.items()})
+             for n, s in stored.items()}  # fmt: skip
+        parts = model(images, masks, t["cls"], t["patch"])
+        opt.zero_grad()
+        parts["loss"].backward()
+        opt.step()
+
+    def from_memory():
+        for ids in plan:
+            step({n: {k: v[ids] for k, v in s.items()} for n, s in memory.items()})
+
+    def from_cache():
+        batches = ({n: cache.read_stored(n, ids) for n in ("cls", "patch")} for ids in plan)
+        for stored in prefetch(batches, depth=2):
+            step(stored)
+
+    base = steps / timed(from_memory, repeats=3)
+    fed = steps / timed(from_cache, repeats=3)
+    return [
+        {"loop": "targets in memory (baseline)", "steps/s": base, "ratio": 1.0},
+        {"loop": "targets from the cache (trainer path)", "steps/s": fed, "ratio": fed / base},
+    ]
+
+
+def render_speed(root: Path, views: int = 64) -> list[dict]:
+    from PIL import Image
+
+    from proteus.common.images import read_encoded
+    from proteus.common.renderer import RenderConfig, Renderer
+    from proteus.common.views import AugPolicy, sample_views
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(16):  # ImageNet-sized JPEGs
+        pixels = rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)
+        pixels = np.asarray(Image.fromarray(pixels).resize((125, 94)).resize((500, 375)))
+        path = root / f"{i}.jpg"
+        Image.fromarray(pixels).save(path, quality=90)
+        paths.append(path)
+    policy = AugPolicy(jitter_prob=0, grayscale_prob=0, erase_prob=0)  # crop+resize+flip only
+    records = sample_views(policy, 0, np.arange(16), np.array([[375, 500]] * 16), views // 16,
+                           224)  # fmt: skip
+    encoded = [read_encoded(paths[i], False) for i in records.image]
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    renderer = Renderer(RenderConfig(224, mean, std, max_batch=views, threads=2))
+    dali = views / timed(lambda: renderer.render(encoded, records), repeats=5)
+
+    import torchvision.transforms.v2.functional as TF
+
+    def pil():
+        out = []
+        for row in range(len(records)):
+            y, x, h, w = records.crop[row].tolist()
+            img = Image.open(paths[records.image[row]]).convert("RGB")
+            t = TF.resized_crop(TF.pil_to_tensor(img), y, x, h, w, [224, 224], antialias=True)
+            if records.flip[row]:
+                t = TF.horizontal_flip(t)
+            out.append(TF.normalize(t.float() / 255, mean, std))
+        return torch.stack(out)
+
+    torch_pil = views / timed(pil, repeats=3)
+    return [
+        {"pipeline": "PIL + torchvision (baseline)", "views/s": torch_pil, "ratio": 1.0},
+        {"pipeline": "proteus DALI renderer (CPU, 2 threads)", "views/s": dali,
+         "ratio": dali / torch_pil},
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="proteus-b2-"))
+    try:
+        shapes = {"cls": (384,), "patch": (256, 384)}
+        cache = synthetic_cache(root / "cache", views=2048, per_view=shapes)
+        print(f"\nB2  training loop, batch {args.batch}, 224 px, targets 257×384 fp16")
+        print(table(loop_speed(cache, args.steps, args.batch), ["loop", "steps/s", "ratio"]))
+        print("\nB2  rendering 64 views at 224 px (random-resized crop + flip) from 500×375 JPEGs")
+        print(table(render_speed(root), ["pipeline", "views/s", "ratio"]))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""B3 cache vs online teacher: steps/s of cached training vs training with the teacher run in
+the loop, with a teacher of ≥ 10× the student's FLOPs. Prints the FLOP-predicted speed-up
+beside the measured one; goal: measured ≥ 0.9 × predicted.
+
+The same student step (two passes, three heads, AdamW) runs in both; the online variant
+first runs the teacher forward on the batch, the cached one reads the targets from a cache.
+
+    python benchmarks/b3_cache_vs_online.py [--steps 6] [--batch 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+from _common import synthetic_cache, table, timed
+from torch.utils.flop_counter import FlopCounterMode
+
+from proteus.common.prefetch import prefetch
+from proteus.common.students import StudentSpec, build_student, register_student
+from proteus.train.distiller import Distiller
+from proteus.train.objective import Lambdas
+
+
+def flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    register_student(StudentSpec("bench_vit14", "vit_small_patch14_dinov2", 14, 96,
+                                 {"embed_dim": 96, "depth": 4, "num_heads": 3}))  # fmt: skip
+    model = Distiller(build_student("bench_vit14", 224), 384, Lambdas())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    teacher = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=224,
+                                num_classes=0).eval()  # fmt: skip
+    b = args.batch
+    images = torch.randn(b, 3, 224, 224)
+    masks = torch.zeros(b // 2, 256, dtype=torch.bool)
+    masks[:, ::2] = True
+
+    def student_step(t_cls, t_patch):
+        parts = model(images, masks, t_cls, t_patch)
+        opt.zero_grad()
+        parts["loss"].backward()
+        opt.step()
+
+    def teacher_forward():
+        with torch.no_grad():
+            tokens = teacher.forward_features(images)
+        return tokens[:, 0], tokens[:, 1:]
+
+    f_student = flops(lambda: student_step(torch.zeros(b, 384), torch.zeros(b, 256, 384)))
+    f_teacher = flops(teacher_forward)
+    predicted = (f_student + f_teacher) / f_student
+
+    root = Path(tempfile.mkdtemp(prefix="proteus-b3-"))
+    try:
+        cache = synthetic_cache(root / "cache", 512, {"cls": (384,), "patch": (256, 384)})
+        rng = np.random.default_rng(0)
+        plan = [rng.choice(512, b, replace=False) for _ in range(args.steps)]
+
+        def online():
+            for _ in plan:
+                student_step(*teacher_forward())
+
+        def cached():
+            reads = ({n: cache.read(n, ids) for n in ("cls", "patch")} for ids in plan)
+            for t in prefetch(reads, depth=2):
+                student_step(torch.from_numpy(t["cls"]), torch.from_numpy(t["patch"]))
+
+        t_online = timed(online, repeats=3)
+        t_cached = timed(cached, repeats=3)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    measured = t_online / t_cached
+    print(f"\nB3  batch {b}, 224 px; student {f_student / b / 1e9:.2f} GFLOP per image per "
+          f"training step, teacher forward {f_teacher / b / 1e9:.2f} GFLOP per image "
+          f"({f_teacher / f_student:.1f}× the student's step)")  # fmt: skip
+    rows = [
+        {"training": "teacher in the loop (baseline)", "steps/s": args.steps / t_online},
+        {"training": "targets from the cache", "steps/s": args.steps / t_cached},
+    ]
+    print(table(rows, ["training", "steps/s"]))
+    print(
+        f"speed-up measured {measured:.2f}×, FLOP-predicted {predicted:.2f}×, "
+        f"measured/predicted {measured / predicted:.2f} (goal ≥ 0.9)"
+    )
+
+
+if __name__ == "__main__":
+    main()
