@@ -2,7 +2,7 @@
 per-token scales, and PCA-k (k for 99% of the variance, basis fitted on other views), on
 
   A. real teacher features: effnet_lite0 (ImageNet weights, offline) on scikit-image's
-     photos, 16 recorded views each, rendered by the proteus renderer at 224 px;
+     photos, 48 recorded views each, rendered by the proteus renderer at 224 px;
   B. DINOv2-g-shaped tensors (257×1536): synthetic, with a decaying spectrum and a few
      high-norm outlier tokens, as large ViTs have (shape and structure only, not real);
 
@@ -49,7 +49,7 @@ def fidelity(x: torch.Tensor, fit_on: torch.Tensor, label: str) -> list[dict]:
     return rows
 
 
-def real_features(root: Path, views: int = 16) -> torch.Tensor:
+def real_features(root: Path, views: int = 48) -> torch.Tensor:
     import skimage.data as data
     from PIL import Image
 

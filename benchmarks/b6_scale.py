@@ -39,14 +39,18 @@ total = 0.0
 for stored in prefetch(reads):
     t = cache.codec("patch").decode({{k: torch.from_numpy(v) for k, v in stored["patch"].items()}})
     total += float(t.mean())
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+anon_kb = int(status["RssAnon"].split()[0])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, anon_kb)
 """
 
 
-def peak_rss(cache: Path) -> int:
+def peak_rss(cache: Path) -> tuple[int, int]:
+    """Peak resident set (incl. mapped file pages) and private (anonymous) memory, bytes."""
     code = READ_LOOP.format(here=str(HERE), cache=str(cache))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1]) * 1024  # KiB on Linux
+    peak, anon = out.stdout.strip().splitlines()[-1].split()
+    return int(peak) * 1024, int(anon) * 1024  # KiB on Linux
 
 
 def memory(root: Path, views: int) -> list[dict]:
@@ -55,11 +59,13 @@ def memory(root: Path, views: int) -> list[dict]:
         cache = root / f"mem{scale}"
         synthetic_cache(cache, views * scale, {"cls": (384,), "patch": (256, 384)})
         size = sum(p.stat().st_size for p in (cache / "targets").rglob("*") if p.is_file())
+        peak, anon = peak_rss(cache)
         rows.append({"cache": f"{scale}× ({views * scale} views)", "targets MB": size / 1e6,
-                     "peak RSS MB": peak_rss(cache) / 1e6})  # fmt: skip
+                     "peak RSS MB": peak / 1e6, "private MB": anon / 1e6})  # fmt: skip
         shutil.rmtree(cache)
     for row in rows:
         row["RSS ratio"] = row["peak RSS MB"] / rows[0]["peak RSS MB"]
+        row["private ratio"] = row["private MB"] / rows[0]["private MB"]
     return rows
 
 
@@ -106,7 +112,7 @@ def main() -> None:
     try:
         print("\nB6  peak memory of a 40-step read loop (batches of 64, 257×384 fp16 targets)")
         print(table(memory(root, args.views), ["cache", "targets MB", "peak RSS MB",
-                                               "RSS ratio"]))  # fmt: skip
+                    "RSS ratio", "private MB", "private ratio"]))  # fmt: skip
         print("\nB6  time against data size (ViT-S/16 teacher at 96 px, K=2; 4-block student)")
         print(table(linearity(root, args.images), ["images", "views", "extract s",
                     "extract ms/view", "train epoch s", "train ms/image"]))  # fmt: skip

@@ -71,7 +71,7 @@ class ShardBuffer:
 
 def fit_bases(
     teacher: Teacher, feed: ShardFeed, names: list[str], k: int, sample: int, seed: int,
-    precision: str,
+    precision: str, progress: bool = True,
 ) -> tuple[dict[str, PCABasis], dict[str, dict]]:  # fmt: skip
     """PCA of every named target's tokens over a seeded sample of views (streamed: only
     D×D sums are kept, so the sample size costs time, not memory)."""
@@ -81,7 +81,7 @@ def fit_bases(
     device = next(teacher.parameters()).device
     sums = {name: PCAAccumulator() for name in names}
     for start in tqdm(range(0, len(ids), feed.batch_size), desc="fit PCA", unit="batch",
-                      leave=False):  # fmt: skip
+                      leave=False, disable=not progress):  # fmt: skip
         batch = ids[start : start + feed.batch_size]
         pixels, failed = feed.render(batch)
         keep = [r for r in range(len(batch)) if r not in failed]

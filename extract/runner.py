@@ -148,7 +148,8 @@ def _create(cfg: ExtractConfig, manifest: Manifest, images: ImageList, teacher: 
                          cfg.batch_size, manifest.shard_views)  # fmt: skip
         pca_names = [n for n, e in manifest.encoding.items() if e.get("pca_k")]
         bases, manifest.pca = fit_bases(teacher, feed, pca_names, cfg.pca, cfg.pca_sample,
-                                        cfg.seed, manifest.precision)  # fmt: skip
+                                        cfg.seed, manifest.precision,
+                                        cfg.progress)  # fmt: skip
     CacheWriter.create(cfg.out, manifest, table, views, bases)
 
 

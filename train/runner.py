@@ -300,7 +300,7 @@ class _Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         if self.ema:
-            self.ema.update(self.model.student)
+            self.ema.update(self.model.student, step)
         return values | {"lr": lr}
 
     def _targets(self, batch: TrainBatch):

@@ -27,6 +27,7 @@ from proteus.common.cache.layout import shard_file
 from proteus.common.errors import ProteusError
 
 _MISSING = np.uint64(2**64 - 1)  # zarr's marker of an absent chunk in a shard index
+_PIECE = 64 * 1024
 
 
 class ShardedTargets:
@@ -59,17 +60,26 @@ class ShardedTargets:
                 self._damaged(shard, f"chunk {row} absent or of the wrong size")
             start = int(offset)
             if self.verify and not self._verified[view]:
-                # google-crc32c takes bytes only, so the chunk is copied out once to check it.
-                chunk = data[start : start + self.chunk_bytes]
                 end = start + self.chunk_bytes
-                stored = int.from_bytes(data[end : end + 4], "little")
-                if google_crc32c.value(chunk) != stored:
+                if self._copy_checked(data, start, flat[k]) != int.from_bytes(data[end : end + 4],
+                                                                           "little"):  # fmt: skip
                     self._damaged(shard, f"chunk {row} fails its crc32c")
-                flat[k] = np.frombuffer(chunk, dtype=np.uint8)
                 self._verified[view] = True
             else:
                 flat[k] = np.frombuffer(data, np.uint8, self.chunk_bytes, start)
         return out
+
+    @staticmethod
+    def _copy_checked(data: mmap.mmap, start: int, out: np.ndarray) -> int:
+        """Copy a chunk into ``out`` and return its crc32c. google-crc32c takes ``bytes``
+        only, so the chunk passes through in 64 KiB pieces: small enough for malloc to reuse
+        one block, where whole-chunk copies (≥ 128 KiB) leave freed buffers behind."""
+        crc = 0
+        for pos in range(0, len(out), _PIECE):
+            piece = data[start + pos : start + min(pos + _PIECE, len(out))]
+            crc = google_crc32c.extend(crc, piece)
+            out[pos : pos + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
+        return crc
 
     def _shard(self, shard: int) -> tuple[mmap.mmap, np.ndarray]:
         entry = self._maps.get(shard)
@@ -84,6 +94,10 @@ class ShardedTargets:
         try:
             with open(path, "rb") as f:
                 mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            if hasattr(mmap, "MADV_RANDOM"):
+                # Views are read in random order: kernel read-ahead would only pull in (and
+                # map) neighbouring chunks nobody asked for.
+                mapped.madvise(mmap.MADV_RANDOM)
         except (OSError, ValueError) as exc:
             self._damaged(shard, f"cannot map {path} ({exc})")
         data = mapped

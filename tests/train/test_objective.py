@@ -110,3 +110,16 @@ def test_patch_targets_resize_to_the_student_grid():
     assert image[0, 0] == 0 and image[-1, -1] == 3
     assert torch.all(image[:, 1:] >= image[:, :-1]) and torch.all(image[1:] >= image[:-1])
     assert resize_patch_targets(patch, (2, 2), (2, 2)) is patch
+
+
+def test_ema_warms_up_then_holds_its_decay():
+    from proteus.train.ema import EMA
+
+    model = torch.nn.Linear(2, 2)
+    ema = EMA(model, decay=0.999)
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(10_000_000) == 0.999
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    before = ema.model.weight.clone()
+    ema.update(model, step=0)  # moves 90% of the way at the first step
+    torch.testing.assert_close(ema.model.weight, before + 0.9 * (1.0 - before))
