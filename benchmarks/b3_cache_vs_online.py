@@ -37,15 +37,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--teacher", default="vit_base_patch14_dinov2", help="timm name")
+    parser.add_argument("--student-dim", type=int, default=192)
+    parser.add_argument("--student-depth", type=int, default=3)
     args = parser.parse_args()
     torch.manual_seed(0)
-    # A 3-block ViT-Ti/14 student and a ViT-B/14 teacher (DINOv2 architecture, random init).
-    register_student(StudentSpec("bench_ti14_d3", "vit_small_patch14_dinov2", 14, 192,
-                                 {"embed_dim": 192, "depth": 3, "num_heads": 3}))  # fmt: skip
-    model = Distiller(build_student("bench_ti14_d3", 224), 768, Lambdas())
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    teacher = timm.create_model("vit_base_patch14_dinov2", pretrained=False, img_size=224,
+    # A shallow /14 student and a DINOv2-architecture teacher, both random init.
+    dim, depth = args.student_dim, args.student_depth
+    register_student(StudentSpec("bench_student", "vit_small_patch14_dinov2", 14, dim,
+                                 {"embed_dim": dim, "depth": depth,
+                                  "num_heads": dim // 64}))  # fmt: skip
+    teacher = timm.create_model(args.teacher, pretrained=False, img_size=224,
                                 num_classes=0).eval()  # fmt: skip
+    t_dim = teacher.embed_dim
+    model = Distiller(build_student("bench_student", 224), t_dim, Lambdas())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     b = args.batch
     images = torch.randn(b, 3, 224, 224)
     masks = torch.zeros(b // 2, 256, dtype=torch.bool)
@@ -62,13 +68,13 @@ def main() -> None:
             tokens = teacher.forward_features(images)
         return tokens[:, 0], tokens[:, 1:]
 
-    f_student = flops(lambda: student_step(torch.zeros(b, 768), torch.zeros(b, 256, 768)))
+    f_student = flops(lambda: student_step(torch.zeros(b, t_dim), torch.zeros(b, 256, t_dim)))
     f_teacher = flops(teacher_forward)
     predicted = (f_student + f_teacher) / f_student
 
     root = Path(tempfile.mkdtemp(prefix="proteus-b3-"))
     try:
-        cache = synthetic_cache(root / "cache", 512, {"cls": (768,), "patch": (256, 768)})
+        cache = synthetic_cache(root / "cache", 512, {"cls": (t_dim,), "patch": (256, t_dim)})
         rng = np.random.default_rng(0)
         plan = [rng.choice(512, b, replace=False) for _ in range(args.steps)]
 
@@ -81,7 +87,7 @@ def main() -> None:
             for t in prefetch(reads, depth=2):
                 student_step(torch.from_numpy(t["cls"]), torch.from_numpy(t["patch"]))
 
-        zeros = (torch.zeros(b, 768), torch.zeros(b, 256, 768))
+        zeros = (torch.zeros(b, t_dim), torch.zeros(b, 256, t_dim))
         t_online = timed(online, repeats=3)
         t_cached = timed(cached, repeats=3)
         t_student = timed(lambda: [student_step(*zeros) for _ in plan], repeats=3)
@@ -89,7 +95,8 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     measured = t_online / t_cached
-    print(f"\nB3  batch {b}, 224 px; student {f_student / b / 1e9:.2f} GFLOP per image per "
+    print(f"\nB3  {depth}-block dim-{dim} student, teacher {args.teacher}; batch {b}, 224 px")
+    print(f"    student {f_student / b / 1e9:.2f} GFLOP per image per "
           f"training step, teacher forward {f_teacher / b / 1e9:.2f} GFLOP per image "
           f"({f_teacher / f_student:.1f}× the student's step)")  # fmt: skip
     rows = [

@@ -32,7 +32,7 @@ class DemoConfig:
     views: int = 8  # K recorded views per training image: more views, less overfitting
     steps: int = 300  # training steps (~3 minutes on 2 CPU cores at the defaults)
     batch_size: int = 64
-    lr: float = 3e-4
+    lr: float = 1e-4  # measured best of 1e-3, 3e-4, 1e-4 for a 300-step run (kNN 71% vs 45–67%)
     drop_path: float = 0.1
     grad_clip: float = 1.0
     weights: Path | None = None  # teacher weights file, for teachers without offline weights
