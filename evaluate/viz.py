@@ -49,7 +49,11 @@ def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views:
     m = cache.manifest
     if "patch" not in m.targets:
         raise ProteusError(f"{cache.path}: no patch targets to picture")
-    ids = cache.usable_views()[:: max(1, m.views_per_image)][:views]
+    first_views = cache.usable_views()[:: max(1, m.views_per_image)]  # view 0 of each image
+    # Evenly spread over the (sorted, so class-grouped) images: several classes, not one.
+    ids = first_views[
+        np.linspace(0, len(first_views) - 1, min(views, len(first_views))).astype(int)
+    ]
     table = cache.views[ids]
     encoded = [read_encoded(cache.image_path(i), bool(cache.images.transcode[i]))
                for i in table.image]  # fmt: skip
