@@ -23,11 +23,8 @@ import numpy as np
 from _common import synthetic_cache, table
 from PIL import Image
 
-HERE = Path(__file__).resolve().parent
-
 READ_LOOP = """
-import resource, sys, numpy as np, torch
-sys.path.insert(0, {here!r})
+import resource, numpy as np, torch
 from proteus.common.cache.reader import Cache
 from proteus.common.prefetch import prefetch
 cache = Cache({cache!r})
@@ -47,7 +44,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, anon_kb)
 
 def peak_rss(cache: Path) -> tuple[int, int]:
     """Peak resident set (incl. mapped file pages) and private (anonymous) memory, bytes."""
-    code = READ_LOOP.format(here=str(HERE), cache=str(cache))
+    code = READ_LOOP.format(cache=str(cache))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     peak, anon = out.stdout.strip().splitlines()[-1].split()
     return int(peak) * 1024, int(anon) * 1024  # KiB on Linux
