@@ -77,8 +77,8 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
     if info.is_main:
         try:
             _prepare(cfg, teacher, precision, device, sha)
-        except ProteusError as exc:
-            share_outcome(info, str(exc))
+        except Exception as exc:  # any failure: the other ranks must not wait forever
+            share_outcome(info, str(exc) or type(exc).__name__)
             raise
     share_outcome(info, None)
 
