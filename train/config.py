@@ -34,3 +34,6 @@ class TrainConfig:
     tensorboard: bool = True  # also write TensorBoard scalars next to log.jsonl
     render_threads: int = 4  # DALI CPU threads
     progress: bool = True  # tqdm bar on rank 0
+    subset_classes: int | None = None  # train on a seeded choice of this many classes
+    subset_per_class: int | None = None  # at most this many images per class (seeded)
+    subset_fraction: float | None = None  # a seeded share of the (remaining) images

@@ -43,6 +43,7 @@ from proteus.train.logs import RunLog
 from proteus.train.objective import resize_patch_targets, resolve_lambdas
 from proteus.train.sampler import ViewSampler
 from proteus.train.schedule import CosineSchedule, scaled_lr
+from proteus.train.subset import Subset, select_images
 
 CONFIG = "config.json"
 CHECKPOINT_FORMAT = 1
@@ -86,6 +87,12 @@ class _Trainer:
         student = build_student(cfg.student, m.image_size, drop_path=cfg.drop_path)
         self.student_grid = student.grid
         usable = self.cache.usable_views().reshape(-1, m.views_per_image)
+        subset = Subset(cfg.subset_classes, cfg.subset_per_class, cfg.subset_fraction)
+        self.subset_info: dict = {}
+        if subset.active:
+            labels = self.cache.images.label[self.cache.views.image[usable[:, 0]]]
+            rows, self.subset_info = select_images(labels, subset, cfg.seed)
+            usable = usable[rows]
         self.sampler = ViewSampler(
             usable, cfg.seed, cfg.batch_size, info.world, cfg.mask_probability, cfg.mask_ratio,
             student.grid[0] * student.grid[1],
@@ -157,6 +164,8 @@ class _Trainer:
             "warmup_steps": self.schedule.warmup_steps,
             "student_grid": list(self.student_grid),
             "targets_read": list(self.lambdas.needed_targets()),
+            "subset": self.subset_info,
+            "images": len(self.sampler.image_views),
             "cache": self._cache_identity(),
             "teacher": {
                 "name": m.teacher,

@@ -139,6 +139,24 @@ _LAMBDA_HELP = "Weight of the {} loss. [default: 1; for CLIP teachers token 1, o
     show_default=True,
     help="DALI CPU threads for decoding and augmenting.",
 )
+@click.option(
+    "--subset-classes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on a seeded choice of this many classes of the cache (no re-extraction).",
+)
+@click.option(
+    "--subset-per-class",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep at most this many images of each class (seeded).",
+)
+@click.option(
+    "--subset-fraction",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Keep a seeded share of the images (after the class filters).",
+)
 def train(**kwargs) -> None:
     """Train a student on a cache with the Proteus token, feature and patch losses.
 
