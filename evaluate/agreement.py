@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 from proteus.common.cache.reader import Cache
 from proteus.common.errors import ProteusError
-from proteus.common.images import read_encoded
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.evaluate.models import load_trained_student
 from proteus.train.objective import resize_patch_targets
@@ -59,8 +58,7 @@ def run_agreement(
                       disable=not progress, leave=False):  # fmt: skip
         batch = ids[start : start + batch_size]
         views = cache.views[batch]
-        encoded = [read_encoded(cache.image_path(i), bool(cache.images.transcode[i]))
-                   for i in views.image]  # fmt: skip
+        encoded = [cache.encoded(i) for i in views.image]
         images = renderer.render(encoded, views).to(device)
         t_cls = torch.from_numpy(cache.read("cls", batch)).float().to(device)
         t_patch = torch.from_numpy(cache.read("patch", batch)).float().to(device)

@@ -14,7 +14,6 @@ import torch
 
 from proteus.common.cache.reader import Cache
 from proteus.common.errors import ProteusError
-from proteus.common.images import read_encoded
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.evaluate.models import load_trained_student
 from proteus.train.logs import read_log
@@ -55,8 +54,7 @@ def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views:
         np.linspace(0, len(first_views) - 1, min(views, len(first_views))).astype(int)
     ]
     table = cache.views[ids]
-    encoded = [read_encoded(cache.image_path(i), bool(cache.images.transcode[i]))
-               for i in table.image]  # fmt: skip
+    encoded = [cache.encoded(i) for i in table.image]
     renderer = Renderer(RenderConfig(m.image_size, m.mean, m.std, max_batch=len(ids)))
     images = renderer.render(encoded, table)
     with torch.no_grad():

@@ -15,7 +15,6 @@ import torch
 
 from proteus.common.cache.reader import Cache
 from proteus.common.errors import ProteusError
-from proteus.common.images import read_encoded
 from proteus.common.prefetch import prefetch
 from proteus.common.renderer import Renderer, RenderError
 from proteus.train.sampler import ViewSampler
@@ -74,10 +73,10 @@ class TrainBatches:
         return prefetch((self.batch(step) for step in range(start, stop)), depth=2)
 
     def _load(self, image: int) -> np.ndarray:
-        path = self.cache.image_path(image)
         try:
-            return read_encoded(path, bool(self.cache.images.transcode[image]))
+            return self.cache.encoded(image)
         except OSError as exc:
+            path = self.cache.image_path(image)
             raise ProteusError(
                 f"{path}: cannot read an image the cache was extracted from ({exc.strerror}); "
                 "pass --data with the folder the images live in now"

@@ -27,6 +27,7 @@ from proteus.common.cache.layout import (
 from proteus.common.cache.manifest import SEALED, Manifest
 from proteus.common.cache.shards import ShardedTargets
 from proteus.common.errors import ProteusError
+from proteus.common.images import read_encoded
 from proteus.common.views import ViewTable
 
 
@@ -69,6 +70,10 @@ class Cache:
     def image_path(self, index: int) -> Path:
         # Absolute entries (from a list file) stay absolute: Path join keeps the right side.
         return self.data_root / str(self.images.path[index])
+
+    def encoded(self, index: int) -> np.ndarray:
+        """The bytes the renderer decodes for image ``index`` (transcoded if recorded so)."""
+        return read_encoded(self.image_path(index), bool(self.images.transcode[index]))
 
     def usable_views(self) -> np.ndarray:
         """Ids of views whose image rendered; skipped and failed images have no targets."""

@@ -19,7 +19,6 @@ from proteus.common.cache.layout import (
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.verify import verify_cache
 from proteus.common.errors import ProteusError
-from proteus.common.images import read_encoded
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.common.teachers import build_teacher
 from proteus.common.views import AugPolicy, sample_views
@@ -69,7 +68,7 @@ def test_stored_targets_match_a_fresh_render_and_teacher(cache, tiny_weights):
     teacher = build_teacher(m.teacher, layers=m.layers, weights=tiny_weights)
     ids = np.array([0, 4, 7, 11, 12, 17])
     views = c.views[ids]
-    encoded = [read_encoded(c.image_path(i), bool(c.images.transcode[i])) for i in views.image]
+    encoded = [c.encoded(i) for i in views.image]
     out = teacher(renderer.render(encoded, views))
     for name, fresh in (("cls", out["cls"]), ("patch", out["patch"]),
                         ("layer_1", out["layers"][1])):  # fmt: skip
