@@ -35,6 +35,7 @@ from proteus.common.cache.layout import (
 from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, SEALED, WRITING, Manifest
 from proteus.common.errors import ProteusError
 from proteus.common.faults import failpoint
+from proteus.common.files import atomic_write_text
 from proteus.common.views import ViewTable
 
 
@@ -93,7 +94,7 @@ class CacheWriter:
                 # so all-zero chunks (views of undecodable images) are stored like any other.
                 group[name].with_config({"write_empty_chunks": True})[start:stop] = values
             marker = {"shard": shard, "views": [start, stop], "failed": failed}
-            _atomic_write_text(progress_path(self.path, shard), json.dumps(marker))
+            atomic_write_text(progress_path(self.path, shard), json.dumps(marker))
         except OSError as exc:
             raise _write_error(self.path, f"shard {shard}", exc) from exc
 
@@ -127,7 +128,7 @@ class CacheWriter:
             m.state = SEALED
             # The digest goes first: a kill between the two writes leaves state "writing",
             # and the re-run seals again.
-            _atomic_write_text(seal_path(self.path), json.dumps({"manifest_sha256": m.digest()}))
+            atomic_write_text(seal_path(self.path), json.dumps({"manifest_sha256": m.digest()}))
             self.save_manifest()
         except OSError as exc:
             raise _write_error(self.path, "the manifest", exc) from exc
@@ -162,15 +163,6 @@ def _read_marker(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None  # absent or torn: the shard is simply written again
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _write_error(cache: Path, what: str, exc: OSError) -> ProteusError:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import time
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from proteus.common.distributed import (
     resolve_device,
 )
 from proteus.common.errors import ProteusError
+from proteus.common.files import atomic_write_text
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.common.students import build_student
 from proteus.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -146,7 +146,8 @@ class _Trainer:
         if self.info.is_main:
             try:
                 out.mkdir(parents=True, exist_ok=True)
-                _write_json(out / CONFIG, self._resolved_config())
+                resolved = json.dumps(self._resolved_config(), indent=2)
+                atomic_write_text(out / CONFIG, resolved + "\n")
             except OSError as exc:
                 raise ProteusError(f"--out {out}: cannot write ({exc.strerror or exc})") from exc
 
@@ -373,9 +374,3 @@ def _describe(values: dict[str, float]) -> str:
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data, default=str))
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
