@@ -60,6 +60,16 @@ def device_option(func: Callable) -> Callable:
     )(func)
 
 
+render_threads_option = click.option(
+    "--threads",
+    "render_threads",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="DALI CPU threads for decoding and augmenting.",
+)
+
+
 def checkpoint_option(required: bool) -> Callable[[Callable], Callable]:
     """--checkpoint: every command that reads a student takes a run folder or a file."""
     return click.option(

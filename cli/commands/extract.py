@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from proteus.common.views import AUG_FIELDS, parse_policy
-from proteus.options import IntList, device_option, teacher_options
+from proteus.options import IntList, device_option, render_threads_option, teacher_options
 
 
 @click.command()
@@ -103,14 +103,7 @@ from proteus.options import IntList, device_option, teacher_options
     show_default=True,
     help="Views per shard file: the unit of writing, resuming and splitting work across processes.",
 )
-@click.option(
-    "--threads",
-    "render_threads",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="DALI CPU threads for decoding and augmenting.",
-)
+@render_threads_option
 def extract(augs: tuple[str, ...], no_aug: bool, weights: str | None, **kwargs) -> None:
     """Run a teacher once and write its targets for K views of every image to a cache.
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from proteus.options import device_option
+from proteus.options import device_option, render_threads_option
 
 _LAMBDA_HELP = "Weight of the {} loss. [default: 1; for CLIP teachers token 1, others 0]"
 
@@ -131,14 +131,7 @@ _LAMBDA_HELP = "Weight of the {} loss. [default: 1; for CLIP teachers token 1, o
     show_default=True,
     help="Also write TensorBoard scalars to RUN/tensorboard.",
 )
-@click.option(
-    "--threads",
-    "render_threads",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="DALI CPU threads for decoding and augmenting.",
-)
+@render_threads_option
 @click.option(
     "--subset-classes",
     type=click.IntRange(min=1),
