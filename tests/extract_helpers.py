@@ -63,3 +63,30 @@ def target_bytes(cache: Path) -> dict[str, bytes]:
 
     group = zarr.open_group(str(cache / "targets"), mode="r")
     return {name: np.asarray(arr[...]).tobytes() for name, arr in group.arrays()}
+
+
+def writable_copy(cache: Path, to: Path) -> Path:
+    """A copy of a sealed cache that tests may damage (sealing clears the write bits)."""
+    import shutil
+
+    shutil.copytree(cache, to)
+    for path in to.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return to
+
+
+def edit_manifest(cache: Path, **changes) -> dict:
+    """Set manifest keys by hand (a value of None deletes the key); returns the manifest."""
+    import json
+
+    meta = Path(cache) / "zarr.json"
+    meta.chmod(0o644)
+    data = json.loads(meta.read_text())
+    manifest = data["attributes"]["proteus"]
+    for key, value in changes.items():
+        if value is None:
+            manifest.pop(key, None)
+        else:
+            manifest[key] = value
+    meta.write_text(json.dumps(data))
+    return manifest

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import pytest
 from click.testing import CliRunner
-from extract_helpers import extract
+from extract_helpers import edit_manifest, extract, writable_copy
 
 from proteus.app import main
 
@@ -25,11 +22,7 @@ def sealed(tmp_path_factory):
 
 @pytest.fixture
 def damaged(sealed, tmp_path):
-    copy = tmp_path / "copy"
-    shutil.copytree(sealed, copy)
-    for path in copy.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return copy
+    return writable_copy(sealed, tmp_path / "copy")
 
 
 def _verify(path, *extra):
@@ -76,10 +69,7 @@ def test_deleted_progress_marker_is_named(damaged):
 
 
 def test_hand_edited_manifest_is_named(damaged):
-    meta = damaged / "zarr.json"
-    data = json.loads(meta.read_text())
-    data["attributes"]["proteus"]["image_size"] = 56
-    meta.write_text(json.dumps(data))
+    edit_manifest(damaged, image_size=56)
     result = _verify(damaged)
     assert result.exit_code == 1 and "manifest: changed after sealing" in result.output
 

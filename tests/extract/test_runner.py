@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 import zarr
-from extract_helpers import extract, target_bytes
+from extract_helpers import edit_manifest, extract, target_bytes
 
 from proteus.common.cache.layout import (
     STATUS_OK,
@@ -162,10 +160,7 @@ def test_killed_while_laying_out_is_redone(image_folder, tiny_weights, tmp_path)
 def test_unsealed_cache_is_refused_by_readers(image_folder, tiny_weights, tmp_path):
     out = tmp_path / "c"
     extract(image_folder, out, tiny_weights)
-    data = json.loads((out / "zarr.json").read_text())
-    data["attributes"]["proteus"]["state"] = "writing"
-    (out / "zarr.json").chmod(0o644)
-    (out / "zarr.json").write_text(json.dumps(data))
+    edit_manifest(out, state="writing")
     with pytest.raises(ProteusError, match=r"not sealed.*re-run the same `proteus extract`"):
         Cache(out)
     assert any("not sealed" in p for p in verify_cache(out))
@@ -180,12 +175,10 @@ def test_every_rank_split_gives_the_same_bytes(image_folder, tiny_weights, tmp_p
     extract(image_folder, part, tiny_weights)
     for marker in sorted((part / "progress").glob("shard-00000[13].json")):
         marker.unlink()
-    data = json.loads((part / "zarr.json").read_text())
-    data["attributes"]["proteus"]["state"] = "writing"
     for path in part.rglob("*"):
         if path.is_file():
             path.chmod(0o644)
-    (part / "zarr.json").write_text(json.dumps(data))
+    edit_manifest(part, state="writing")
     extract(image_folder, part, tiny_weights)
     assert target_bytes(part) == target_bytes(full) and verify_cache(part) == []
 

@@ -3,12 +3,9 @@ instead of training on garbage."""
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import imagegen
 import pytest
-from extract_helpers import extract
+from extract_helpers import edit_manifest, extract, writable_copy
 from train_helpers import train
 
 from proteus.common.cache.verify import verify_cache
@@ -26,11 +23,7 @@ def sealed(tmp_path_factory):
 
 @pytest.fixture
 def cache(sealed, tmp_path):
-    copy = tmp_path / "cache"
-    shutil.copytree(sealed, copy)
-    for path in copy.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return copy
+    return writable_copy(sealed, tmp_path / "cache")
 
 
 def _flip_byte(path, offset=64):
@@ -58,10 +51,7 @@ def test_deleted_shard_file(cache, tmp_path):
 
 
 def test_hand_edited_manifest(cache, tmp_path):
-    meta = cache / "zarr.json"
-    data = json.loads(meta.read_text())
-    data["attributes"]["proteus"]["mean"] = [0.5, 0.5, 0.5]  # would render other pixels
-    meta.write_text(json.dumps(data))
+    edit_manifest(cache, mean=[0.5, 0.5, 0.5])  # would render other pixels
     assert verify_cache(cache)[0].startswith("manifest: changed after sealing")
     with pytest.raises(ProteusError, match="changed after sealing"):
         train(cache, tmp_path / "run")

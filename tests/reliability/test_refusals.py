@@ -3,7 +3,6 @@ checkpoint and weight files never run code. Readers and verify share a cache saf
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -12,7 +11,15 @@ import sys
 import imagegen
 import pytest
 import torch
-from extract_helpers import cli_args, cli_env, extract, run_cli, target_bytes
+from extract_helpers import (
+    cli_args,
+    cli_env,
+    edit_manifest,
+    extract,
+    run_cli,
+    target_bytes,
+    writable_copy,
+)
 from train_helpers import train, train_args
 
 from proteus.train.logs import read_log
@@ -61,25 +68,15 @@ def test_extract_into_a_cache_made_differently(world, extra, key):
 
 
 def test_train_on_an_unsealed_cache(world, tmp_path):
-    cache = tmp_path / "cache"
-    shutil.copytree(world / "cache", cache)
-    meta = cache / "zarr.json"
-    meta.chmod(0o644)
-    data = json.loads(meta.read_text())
-    data["attributes"]["proteus"]["state"] = "writing"
-    meta.write_text(json.dumps(data))
+    cache = writable_copy(world / "cache", tmp_path / "cache")
+    edit_manifest(cache, state="writing")
     _refused(run_cli(*train_args(cache, tmp_path / "r")), "not sealed")
     assert not (tmp_path / "r").exists()
 
 
 def test_a_cache_from_a_newer_proteus(world, tmp_path):
-    cache = tmp_path / "cache"
-    shutil.copytree(world / "cache", cache)
-    meta = cache / "zarr.json"
-    meta.chmod(0o644)
-    data = json.loads(meta.read_text())
-    data["attributes"]["proteus"]["format_version"] = 2
-    meta.write_text(json.dumps(data))
+    cache = writable_copy(world / "cache", tmp_path / "cache")
+    edit_manifest(cache, format_version=2)
     _refused(run_cli(*train_args(cache, tmp_path / "r")), "upgrade proteus")
     _refused(run_cli("cache", "info", str(cache)), "cache format version 2")
 

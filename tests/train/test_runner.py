@@ -12,7 +12,7 @@ import imagegen
 import numpy as np
 import pytest
 import torch
-from extract_helpers import cli_env, extract, run_cli
+from extract_helpers import cli_env, edit_manifest, extract, run_cli, writable_copy
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
@@ -75,10 +75,7 @@ def test_the_trainer_renders_the_pixels_the_teacher_saw(world):
 
 
 def test_token_only_run_never_reads_patch_targets(world, tmp_path):
-    cache = tmp_path / "cache"
-    shutil.copytree(world / "cache", cache)
-    for path in cache.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
+    cache = writable_copy(world / "cache", tmp_path / "cache")
     shutil.rmtree(cache / "targets" / "patch")  # reading it would fail
     train(cache, tmp_path / "run", lambda_token=1.0, lambda_fea=0.0, lambda_patch=0.0)
     assert all(r["loss_fea"] == 0 and r["loss_patch"] == 0 for r in read_log(tmp_path / "run"))
@@ -164,18 +161,11 @@ def test_refusals(world, tmp_path):
 
 
 def test_unsealed_and_newer_caches_are_refused(world, tmp_path):
-    cache = tmp_path / "cache"
-    shutil.copytree(world / "cache", cache)
-    meta = cache / "zarr.json"
-    meta.chmod(0o644)
-    data = json.loads(meta.read_text())
-    data["attributes"]["proteus"]["format_version"] = 99
-    meta.write_text(json.dumps(data))
+    cache = writable_copy(world / "cache", tmp_path / "cache")
+    edit_manifest(cache, format_version=99)
     with pytest.raises(ProteusError, match=r"format version 99.*upgrade proteus"):
         train(cache, tmp_path / "r1")
-    data["attributes"]["proteus"]["format_version"] = 1
-    data["attributes"]["proteus"]["state"] = "writing"
-    meta.write_text(json.dumps(data))
+    edit_manifest(cache, format_version=1, state="writing")
     with pytest.raises(ProteusError, match="not sealed"):
         train(cache, tmp_path / "r2")
 
@@ -187,13 +177,9 @@ def test_cli_errors_are_one_line(world, tmp_path):
 
 
 def test_losses_needing_targets_the_cache_lacks_are_refused(world, tmp_path):
-    cache = tmp_path / "cache"
-    shutil.copytree(world / "cache", cache)
-    meta = cache / "zarr.json"
-    meta.chmod(0o644)
-    data = json.loads(meta.read_text())
-    del data["attributes"]["proteus"]["targets"]["patch"]  # a cls-only cache
-    meta.write_text(json.dumps(data))
+    cache = writable_copy(world / "cache", tmp_path / "cache")
+    targets = edit_manifest(cache)["targets"]
+    edit_manifest(cache, targets={k: v for k, v in targets.items() if k != "patch"})  # cls only
     _reseal(cache)
     with pytest.raises(ProteusError, match="need patch targets, which this cache lacks"):
         train(cache, tmp_path / "r")
