@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from _common import synthetic_targets, table, timed
 
+from proteus.common.cache.layout import open_tensorstore
 from proteus.common.cache.shards import ShardedTargets
 
 
@@ -28,14 +29,9 @@ def run(folder: Path, views: int, per_view: tuple[int, ...], batches: int, batch
     def loop(read):
         return lambda: [read(ids) for ids in plan]
 
-    import tensorstore as ts
     import zarr
 
-    spec = {
-        "driver": "zarr3",
-        "kvstore": {"driver": "file", "path": str(folder / "targets" / "patch")},
-    }
-    store = ts.open(spec, read=True, open=True).result()
+    store = open_tensorstore(folder, "patch")
     zarr_arr = zarr.open_array(str(folder / "targets" / "patch"), mode="r")
     shards = ShardedTargets(folder, "patch", views, per_view, "float16", 256)
     fast = ShardedTargets(folder, "patch", views, per_view, "float16", 256, verify=False)

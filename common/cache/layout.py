@@ -154,6 +154,17 @@ def shard_file(cache: Path, name: str, shard: int, ndim: int) -> Path:
     return Path(cache, "targets", name, "c", str(shard), *["0"] * (ndim - 1))
 
 
+def open_tensorstore(cache: Path, name: str):
+    """A target array opened read-only with tensorstore (verify, and the alternative reader)."""
+    import tensorstore as ts
+
+    spec = {
+        "driver": "zarr3",
+        "kvstore": {"driver": "file", "path": str(Path(cache, "targets", name))},
+    }
+    return ts.open(spec, read=True, open=True).result()
+
+
 def seal_path(cache: Path) -> Path:
     return Path(cache) / PROGRESS_DIR / "seal.json"
 

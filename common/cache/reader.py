@@ -18,6 +18,7 @@ from proteus.common.cache.layout import (
     STATUS_OK,
     ImageTable,
     open_root,
+    open_tensorstore,
     read_image_table,
     read_manifest,
     read_pca,
@@ -147,11 +148,5 @@ class Cache:
                 m.shard_views,
             )  # fmt: skip
         if array not in self._arrays:
-            import tensorstore as ts
-
-            spec = {
-                "driver": "zarr3",
-                "kvstore": {"driver": "file", "path": str(self.path / "targets" / array)},
-            }
-            self._arrays[array] = ts.open(spec, read=True, open=True).result()
+            self._arrays[array] = open_tensorstore(self.path, array)
         return self._arrays[array]

@@ -18,6 +18,7 @@ from proteus.common.cache.layout import (
     STATUS_SKIPPED,
     ImageTable,
     open_root,
+    open_tensorstore,
     progress_path,
     read_image_table,
     read_manifest,
@@ -111,15 +112,10 @@ def _check_target(
 
 
 def _read_all(path: Path, m: Manifest, on_shard) -> list[str]:
-    import tensorstore as ts
 
     problems = []
     for name in m.arrays:
-        spec = {
-            "driver": "zarr3",
-            "kvstore": {"driver": "file", "path": str(path / "targets" / name)},
-        }
-        arr = ts.open(spec, read=True, open=True).result()
+        arr = open_tensorstore(path, name)
         for shard in range(m.num_shards):
             start, stop = shard_bounds(m, shard)
             try:
