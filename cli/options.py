@@ -24,6 +24,38 @@ class IntList(click.ParamType):
             )
 
 
+class PerTeacherFloat(click.ParamType):
+    """One number for every teacher (``0.5``), or one per ``--cache`` (``1,0.5``)."""
+
+    name = "FLOAT[,FLOAT…]"
+
+    def convert(self, value, param, ctx) -> float | tuple[float, ...]:
+        if isinstance(value, float | int | tuple):
+            return value
+        try:
+            parts = tuple(float(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a number or a comma-separated list of numbers", param, ctx)
+        return parts[0] if len(parts) == 1 else parts
+
+
+class HintPair(click.ParamType):
+    """``S:T`` or ``S:T@C``: student block S learns teacher layer T of the C-th cache."""
+
+    name = "S:T[@C]"
+
+    def convert(self, value, param, ctx):
+        from proteus.common.errors import ProteusError
+        from proteus.train.objective import Hint, parse_hint
+
+        if isinstance(value, Hint):
+            return value
+        try:
+            return parse_hint(str(value))
+        except ProteusError as exc:
+            self.fail(str(exc).removeprefix(f"--hint {value}: "), param, ctx)
+
+
 DEVICE = click.Choice(["auto", "cpu", "cuda"])
 
 

@@ -36,11 +36,13 @@ def run_agreement(
     trained = load_trained_student(checkpoint, ema)
     cache = Cache(cache_path)
     m = cache.manifest
-    if trained.state["cache"]["weights_sha256"] != m.weights_sha256:
+    heads = trained.heads_for(m.weights_sha256)
+    if heads is None:
+        taught = ", ".join(t["cache"]["teacher"] for t in trained.state["teachers"])
         raise ProteusError(
             f"--cache {cache_path}: holds targets of another teacher ({m.teacher}, weights "
-            f"{m.weights_sha256[:12]}…) than the student was distilled from "
-            f"({trained.state['teacher']}); agreement needs the same teacher"
+            f"{m.weights_sha256[:12]}…) than the student was distilled from ({taught}); "
+            "agreement needs the same teacher"
         )
     if m.image_size != trained.student.image_size:
         raise ProteusError(
@@ -51,7 +53,7 @@ def run_agreement(
     if max_views is not None and len(ids) > max_views:
         ids = np.sort(np.random.default_rng(seed).choice(ids, max_views, replace=False))
     renderer = Renderer(RenderConfig(m.image_size, m.mean, m.std, max_batch=batch_size))
-    student, heads = trained.student.to(device), trained.heads.to(device)
+    student, heads = trained.student.to(device), heads.to(device)
     ratio = float(trained.state["config"].get("mask_ratio", 0.5))
     sums: dict[str, list[float]] = {}
     for start in tqdm(range(0, len(ids), batch_size), desc="agreement", unit="batch",

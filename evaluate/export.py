@@ -43,6 +43,7 @@ def run_export(checkpoint: Path, out: Path, ema: bool = True) -> Path:
             "student": state["student_name"],
             "weights": "ema" if ema and state.get("ema") is not None else "raw",
             "teacher": state.get("teacher"),
+            "teachers": [t["cache"]["teacher"] for t in state["teachers"]],
             "step": state["step"],
         },
     }
@@ -50,7 +51,9 @@ def run_export(checkpoint: Path, out: Path, ema: bool = True) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.contiguous() for k, v in student.vit.state_dict().items()}
         save_file(tensors, str(out / "model.safetensors"))
-        heads = {k: v.contiguous() for k, v in trained.heads.state_dict().items()}
+        # Teacher i's heads under "i." (the order of proteus.teachers in config.json).
+        heads = {f"{i}.{k}": v.contiguous() for i, h in enumerate(trained.heads)
+                 for k, v in h.state_dict().items()}  # fmt: skip
         if heads:
             save_file(heads, str(out / "proteus_heads.safetensors"))
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")

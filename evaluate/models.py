@@ -37,11 +37,18 @@ class FeatureSource:
 
 @dataclass
 class TrainedStudent:
-    """A checkpoint's student, its heads and the facts needed to feed it."""
+    """A checkpoint's student, its head set per teacher and the facts needed to feed it."""
 
     student: Student
-    heads: ProteusHeads
+    heads: list[ProteusHeads]  # in the order of state["teachers"]
     state: dict[str, Any]
+
+    def heads_for(self, weights_sha256: str) -> ProteusHeads | None:
+        """The heads trained on targets of the teacher with these weights, if any."""
+        for heads, teacher in zip(self.heads, self.state["teachers"], strict=True):
+            if teacher["cache"]["weights_sha256"] == weights_sha256:
+                return heads
+        return None
 
     @property
     def mean(self) -> tuple[float, float, float]:
@@ -67,9 +74,16 @@ def load_trained_student(checkpoint: Path, ema: bool = True) -> TrainedStudent:
             f"--checkpoint {checkpoint}: its weights do not fit {state['student_name']} "
             f"({str(exc).splitlines()[0]})"
         ) from exc
-    heads = ProteusHeads(student.embed_dim, state["teacher_dim"], Lambdas(**state["lambdas"]))
+    if "teachers" not in state:  # format 1: one teacher, its heads at the top level
+        state = state | {"teachers": [{"dim": state["teacher_dim"], "lambdas": state["lambdas"],
+                                       "hint_dims": {}, "cache": state["cache"]}]}  # fmt: skip
+        state["heads"] = {f"0.{k}": v for k, v in state["heads"].items()}
+    heads = nn.ModuleList(
+        ProteusHeads(student.embed_dim, t["dim"], Lambdas(**t["lambdas"]), t["hint_dims"])
+        for t in state["teachers"]
+    )
     heads.load_state_dict(state["heads"])
-    return TrainedStudent(student.eval(), heads.eval(), state)
+    return TrainedStudent(student.eval(), list(heads.eval()), state)
 
 
 def load_source(

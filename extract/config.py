@@ -21,6 +21,9 @@ class ExtractConfig:
     pretrained: bool = True  # False: random-init teacher (tests, benchmarks); never downloads
     seed: int = 0  # view parameters are a pure function of (seed, image index, view index)
     policy: AugPolicy = field(default_factory=AugPolicy)  # how views are drawn
+    # Reuse this sealed cache's images and view records (its policy, seed, K and image size
+    # replace the ones above), so two teachers' targets describe the same pixels.
+    views_from: Path | None = None
     device: str = "auto"  # cpu | cuda | auto
     precision: str = "auto"  # float32 | bfloat16 (autocast); auto = bfloat16 on cuda only
     dtype: str = "float16"  # storage of the targets: float16 | float32 | int8 (per-token scale)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -17,6 +18,8 @@ from proteus import __version__
 from proteus.common.cache.codec import STORAGE_KINDS, TargetCodec
 from proteus.common.cache.describe import summary_lines
 from proteus.common.cache.layout import (
+    STATUS_FAILED,
+    STATUS_OK,
     TARGET_CODEC,
     is_cache,
     open_root,
@@ -34,6 +37,7 @@ from proteus.common.cache.manifest import (
     Manifest,
     describe_mismatch,
 )
+from proteus.common.cache.reader import Cache
 from proteus.common.dataset import ImageList, data_root, scan_images
 from proteus.common.distributed import (
     DistInfo,
@@ -47,7 +51,7 @@ from proteus.common.errors import ProteusError
 from proteus.common.prefetch import prefetch
 from proteus.common.renderer import RenderConfig, Renderer, dali_version
 from proteus.common.teachers import Teacher, build_teacher
-from proteus.common.views import sample_views
+from proteus.common.views import AugPolicy, sample_views
 from proteus.extract.config import ExtractConfig
 from proteus.extract.encode import ShardBuffer, ShardEncoder, fit_bases, forward
 from proteus.extract.feed import ShardFeed
@@ -67,6 +71,10 @@ def run_extract(cfg: ExtractConfig) -> Manifest:
 def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
     if cfg.dtype not in STORAGE_KINDS:
         raise ProteusError(f"--dtype {cfg.dtype}: choose one of {', '.join(STORAGE_KINDS)}")
+    source = None
+    if cfg.views_from is not None:
+        source = Cache(cfg.views_from, option="--views-from")
+        cfg = _with_views_of(cfg, source.manifest)
     precision = _resolve_precision(cfg.precision, device)
     teacher = build_teacher(
         cfg.teacher, image_size=cfg.image_size, layers=cfg.layers, weights=cfg.weights,
@@ -76,7 +84,7 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
     teacher.to(_torch_device(device, info))
     if info.is_main:
         try:
-            _prepare(cfg, teacher, precision, device, sha)
+            _prepare(cfg, teacher, precision, device, sha, source)
         except Exception as exc:  # any failure: the other ranks must not wait forever
             share_outcome(info, str(exc) or type(exc).__name__)
             raise
@@ -103,7 +111,22 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
     return manifest
 
 
-def _prepare(cfg: ExtractConfig, teacher: Teacher, precision: str, device: str, sha: str):
+def _with_views_of(cfg: ExtractConfig, source: Manifest) -> ExtractConfig:
+    """--views-from: the source cache's view policy, seed, K and image size. Erase boxes are
+    recorded in output pixels, so the same records need the same output size."""
+    if cfg.image_size not in (None, source.image_size):
+        raise ProteusError(
+            f"--image-size {cfg.image_size}: --views-from {cfg.views_from} renders its views at "
+            f"{source.image_size}px, and reusing them needs the same size; drop --image-size"
+        )
+    return replace(cfg, policy=AugPolicy.from_dict(source.policy), seed=source.seed,
+                   views=source.views_per_image, image_size=source.image_size)  # fmt: skip
+
+
+def _prepare(
+    cfg: ExtractConfig, teacher: Teacher, precision: str, device: str, sha: str,
+    source: Cache | None,
+) -> None:  # fmt: skip
     """Create the cache, or check that the existing one was asked for with these options."""
     existing = is_cache(cfg.out)
     if not existing and cfg.out.exists() and any(cfg.out.iterdir()):
@@ -114,6 +137,8 @@ def _prepare(cfg: ExtractConfig, teacher: Teacher, precision: str, device: str, 
     check_writable(cfg.out)
     images = scan_images(cfg.data)
     manifest = _new_manifest(cfg, teacher, precision, device, images, sha)
+    if source is not None:
+        manifest.views_from = _check_same_data(cfg, images, source)
     if existing:
         raw = open_root(cfg.out).attrs.get(MANIFEST_KEY)
         if not isinstance(raw, dict):
@@ -127,19 +152,40 @@ def _prepare(cfg: ExtractConfig, teacher: Teacher, precision: str, device: str, 
                     "use a new --out folder, or the original options to resume it"
                 )
             return
-    _create(cfg, manifest, images, teacher)
+    _create(cfg, manifest, images, teacher, source)
 
 
-def _create(cfg: ExtractConfig, manifest: Manifest, images: ImageList, teacher: Teacher):
-    table, skipped = probe_images(images, progress=cfg.progress)
-    usable = np.flatnonzero(table.status == 0)
-    if not len(usable):
-        raise ProteusError(f"--data {cfg.data}: none of the {len(images)} images is readable")
-    views = sample_views(
-        cfg.policy, cfg.seed, usable, np.stack([table.height, table.width], 1)[usable],
-        cfg.views, manifest.image_size,
-    )  # fmt: skip
-    manifest.skipped = [item | {"stage": "probe"} for item in skipped]
+def _check_same_data(cfg: ExtractConfig, images: ImageList, source: Cache) -> dict:
+    if images.fingerprint() != source.manifest.dataset.get("fingerprint"):
+        raise ProteusError(
+            f"--data {cfg.data}: not the images --views-from {source.path} was extracted from "
+            f"({source.manifest.dataset.get('root')}: paths, labels or file sizes differ); "
+            "views can only be reused on the same data"
+        )
+    return {"cache": str(source.path.resolve()), "manifest_sha256": source.manifest.digest(),
+            "views_sha256": source.views_digest()}  # fmt: skip
+
+
+def _create(
+    cfg: ExtractConfig, manifest: Manifest, images: ImageList, teacher: Teacher,
+    source: Cache | None,
+) -> None:  # fmt: skip
+    if source is None:
+        table, skipped = probe_images(images, progress=cfg.progress)
+        manifest.skipped = [item | {"stage": "probe"} for item in skipped]
+        usable = np.flatnonzero(table.status == STATUS_OK)
+        if not len(usable):
+            raise ProteusError(f"--data {cfg.data}: none of the {len(images)} images is readable")
+        views = sample_views(
+            cfg.policy, cfg.seed, usable, np.stack([table.height, table.width], 1)[usable],
+            cfg.views, manifest.image_size,
+        )  # fmt: skip
+    else:
+        # The source's tables as its probe left them: images that failed in its teacher's
+        # pass get their own chance here (this run records its own failures).
+        table, views = replace(source.images), source.views
+        table.status = np.where(table.status == STATUS_FAILED, STATUS_OK, table.status)
+        manifest.skipped = [s for s in source.manifest.skipped if s.get("stage") == "probe"]
     manifest.counts = {"images": len(images), "views": len(views)}
     bases = None
     if cfg.pca:

@@ -5,10 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from proteus.common.errors import ProteusError
+from proteus.train.objective import Hint
+
+PerTeacher = float | tuple[float, ...] | None  # one value for every teacher, or one per cache
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    cache: Path  # a sealed cache written by `proteus extract`
+    # A sealed cache written by `proteus extract`, or several aligned ones (one per teacher,
+    # same views: `extract --views-from`); the first one's images and mean/std are rendered.
+    cache: Path | tuple[Path, ...]
     student: str  # vit_ti14 | vit_s14 | vit_b14 | vit_l14 | *16 variants | timm:<vit>
     out: Path  # run folder: checkpoints, logs, resolved config
     epochs: int = 300  # Proteus recipe length; --max-steps overrides it
@@ -21,9 +28,11 @@ class TrainConfig:
     drop_path: float = 0.1
     ema_decay: float = 0.9999  # EMA of the student weights; 0 turns it off
     grad_clip: float | None = None  # max gradient norm; None: no clipping
-    lambda_token: float | None = None  # None: 1, or per the teacher (CLIP: 1/0/0)
-    lambda_fea: float | None = None
-    lambda_patch: float | None = None
+    lambda_token: PerTeacher = None  # None: 1, or per the teacher (CLIP: 1/0/0)
+    lambda_fea: PerTeacher = None
+    lambda_patch: PerTeacher = None
+    lambda_hint: PerTeacher = None  # None: 1; weight of each hint's MSE
+    hints: tuple[Hint, ...] = ()  # student block ↔ teacher layer_<i> pairs
     mask_probability: float = 0.5  # share of each batch (the first samples) that is masked
     mask_ratio: float = 0.5  # share of patches masked in a masked sample
     device: str = "auto"  # cpu | cuda | auto
@@ -37,3 +46,21 @@ class TrainConfig:
     subset_classes: int | None = None  # train on a seeded choice of this many classes
     subset_per_class: int | None = None  # at most this many images per class (seeded)
     subset_fraction: float | None = None  # a seeded share of the (remaining) images
+
+    @property
+    def caches(self) -> tuple[Path, ...]:
+        return tuple(self.cache) if isinstance(self.cache, tuple | list) else (self.cache,)
+
+    def per_teacher(self, name: str, teacher: int) -> float | None:
+        """``lambda_<name>`` for the ``teacher``-th cache."""
+        value = getattr(self, f"lambda_{name}")
+        if not isinstance(value, tuple | list):
+            return value
+        if len(value) == 1:
+            return value[0]
+        if len(value) != len(self.caches):
+            raise ProteusError(
+                f"--lambda-{name} {','.join(map(str, value))}: {len(value)} values for "
+                f"{len(self.caches)} --cache; give one value, or one per cache"
+            )
+        return value[teacher]

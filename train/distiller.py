@@ -2,41 +2,73 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from proteus.common.students import Student
-from proteus.train.objective import Lambdas, ProteusHeads, proteus_losses
+from proteus.train.objective import Objective, ProteusHeads, proteus_losses
+
+PARTS = ("loss_token", "loss_fea", "loss_patch", "loss_hint")
 
 
 class Distiller(nn.Module):
-    def __init__(self, student: Student, teacher_dim: int, lambdas: Lambdas):
+    """One student, one head set per teacher.
+
+    ``teachers``: per teacher, (target width, its objective, hint key -> layer width). With one
+    teacher the loss parts are ``loss_token`` …; with several, ``loss_token.t1`` … per teacher
+    (1-based, the --cache order) and ``loss`` is the sum over teachers.
+    """
+
+    def __init__(self, student: Student, teachers: Sequence[tuple[int, Objective, dict[str, int]]]):
         super().__init__()
         self.student = student
-        self.heads = ProteusHeads(student.embed_dim, teacher_dim, lambdas)
-        self.lambdas = lambdas
+        self.objectives = [objective for _, objective, _ in teachers]
+        self.heads = nn.ModuleList(
+            ProteusHeads(student.embed_dim, dim, objective.lambdas, hint_dims)
+            for dim, objective, hint_dims in teachers
+        )
+        self.hint_blocks = tuple(sorted({h.block for o in self.objectives for h in o.hints}))
+        self.clean_pass = any(o.needs_clean_pass for o in self.objectives)
+        self.masked_pass = any(o.lambdas.patch for o in self.objectives)
         # Without the patch loss the mask token never gets a gradient; DDP needs every
         # trainable parameter to get one.
-        student.mask_token.requires_grad_(bool(lambdas.patch))
+        student.mask_token.requires_grad_(self.masked_pass)
+
+    def part_names(self) -> tuple[str, ...]:
+        if len(self.objectives) == 1:
+            return PARTS
+        return tuple(f"{p}.t{i + 1}" for i in range(len(self.objectives)) for p in PARTS)
 
     def forward(
         self,
         images: torch.Tensor,
         masks: torch.Tensor,
-        t_cls: torch.Tensor | None,
-        t_patch: torch.Tensor | None,
+        targets: Sequence[dict[str, torch.Tensor]],
     ) -> dict[str, torch.Tensor]:
-        """Two student passes: clean (token, feature losses), masked (patch loss) over the
-        first ``len(masks)`` samples only; the others would be masked by nothing."""
+        """Two student passes: clean (token, feature, hint losses), masked (patch loss) over
+        the first ``len(masks)`` samples only; the others would be masked by nothing.
+        ``targets``: per teacher, name -> float tensor with token grids on the student's."""
         clean = None
-        if self.heads.token_head is not None:
-            clean = self.student(images)
+        if self.clean_pass:
+            clean = self.student(images, layers=self.hint_blocks)
         masked_patch = None
         n = masks.shape[0]
-        if self.lambdas.patch and n:
+        if self.masked_pass and n:
             masked_patch = self.student(images[:n], mask=masks)["patch"]
-        return proteus_losses(self.heads, self.lambdas, clean, masked_patch, masks if n else None,
-                              t_cls, t_patch)  # fmt: skip
+        parts: dict[str, torch.Tensor] = {}
+        total = images.new_zeros(())
+        single = len(self.objectives) == 1
+        for index, (heads, objective, wanted) in enumerate(
+            zip(self.heads, self.objectives, targets, strict=True)
+        ):
+            own = proteus_losses(heads, objective, clean, masked_patch, masks if n else None,
+                                 wanted.get("cls"), wanted.get("patch"), wanted)  # fmt: skip
+            total = total + own.pop("loss")
+            suffix = "" if single else f".t{index + 1}"
+            parts |= {f"{name}{suffix}": value for name, value in own.items()}
+        return {"loss": total} | parts
 
     def no_weight_decay(self) -> set[str]:
         return {f"student.{name}" for name in self.student.no_weight_decay()}

@@ -1,5 +1,8 @@
 """Training inputs: the recorded views rendered again, and the cached targets of those views.
 
+With several aligned caches (one per teacher) the views are rendered once, from the first
+cache's image table, and each cache gives its own targets for the same view ids.
+
 A background thread prepares step s+1 (file reads, DALI rendering, target reads) while the
 model runs step s.
 """
@@ -25,33 +28,39 @@ class TrainBatch:
     step: int
     view_ids: np.ndarray  # (B,)
     images: torch.Tensor  # (B, 3, S, S) float32, on the renderer's device
-    targets: dict[str, dict[str, np.ndarray]]  # name -> its stored arrays, not yet decoded
+    targets: list[dict[str, dict[str, np.ndarray]]]  # per cache: name -> stored arrays
     n_masked: int
     masks: np.ndarray  # (n_masked, N_student) bool
 
 
 class TrainBatches:
+    """``caches`` and ``target_names`` pair up: the arrays each cache is read for."""
+
     def __init__(
         self,
-        cache: Cache,
+        caches: list[Cache],
         sampler: ViewSampler,
         renderer: Renderer,
-        target_names: tuple[str, ...],
+        target_names: list[tuple[str, ...]],
         rank: int,
     ):
-        self.cache = cache
+        self.caches = caches
+        self.cache = caches[0]  # the one whose image table and files are rendered
         self.sampler = sampler
         self.renderer = renderer
         self.target_names = target_names
         self.rank = rank
         self._io = ThreadPoolExecutor(8, thread_name_prefix="proteus-read")
 
-    def decode(self, batch: TrainBatch, name: str, device: torch.device) -> torch.Tensor:
+    def decode(
+        self, batch: TrainBatch, name: str, device: torch.device, teacher: int = 0
+    ) -> torch.Tensor:
         """A target as float32 on ``device``: stored bytes travel, decoding happens there."""
+        cache = self.caches[teacher]
         stored = {k: torch.from_numpy(v).to(device, non_blocking=True)
-                  for k, v in batch.targets[name].items()}  # fmt: skip
-        basis = self.cache.pca(name)
-        return self.cache.codec(name).decode(stored, basis.to(device) if basis else None)
+                  for k, v in batch.targets[teacher][name].items()}  # fmt: skip
+        basis = cache.pca(name)
+        return cache.codec(name).decode(stored, basis.to(device) if basis else None)
 
     def batch(self, step: int) -> TrainBatch:
         plan = self.sampler.plan(step, self.rank)
@@ -65,8 +74,9 @@ class TrainBatches:
                 f"under {self.cache.data_root} (`proteus cache verify` and the dataset "
                 "fingerprint tell which)"
             ) from exc
-        targets = {name: self.cache.read_stored(name, plan.view_ids)
-                   for name in self.target_names}  # fmt: skip
+        pairs = zip(self.caches, self.target_names, strict=True)
+        targets = [{name: cache.read_stored(name, plan.view_ids) for name in names}
+                   for cache, names in pairs]  # fmt: skip
         return TrainBatch(step, plan.view_ids, images, targets, plan.n_masked, plan.masks)
 
     def iterate(self, start: int, stop: int) -> Iterator[TrainBatch]:

@@ -7,6 +7,7 @@ uninterrupted run's losses exactly on CPU.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import signal
@@ -22,6 +23,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from proteus import __version__
+from proteus.common.cache.alignment import check_aligned
 from proteus.common.cache.reader import Cache
 from proteus.common.distributed import (
     DistInfo,
@@ -40,14 +42,20 @@ from proteus.train.distiller import Distiller, param_groups
 from proteus.train.ema import EMA
 from proteus.train.loader import TrainBatch, TrainBatches
 from proteus.train.logs import RunLog
-from proteus.train.objective import resize_patch_targets, resolve_lambdas
+from proteus.train.objective import (
+    Hint,
+    Objective,
+    resize_layer_targets,
+    resize_patch_targets,
+    resolve_hints,
+    resolve_lambdas,
+)
 from proteus.train.sampler import ViewSampler
 from proteus.train.schedule import CosineSchedule, scaled_lr
 from proteus.train.subset import Subset, select_images
 
 CONFIG = "config.json"
-CHECKPOINT_FORMAT = 1
-_PARTS = ("loss", "loss_token", "loss_fea", "loss_patch")
+CHECKPOINT_FORMAT = 2  # 2: per-teacher heads ("teachers", heads under "i.")
 
 
 @dataclass
@@ -70,23 +78,20 @@ class _Trainer:
     def __init__(self, cfg: TrainConfig, device: str, info: DistInfo):
         self.cfg, self.info = cfg, info
         self.device = torch.device(f"cuda:{info.local_rank}" if device == "cuda" else "cpu")
-        self.cache = Cache(cfg.cache, data_root=cfg.data)
+        # Only the first cache's images are rendered, so only it needs --data.
+        self.caches = [Cache(path, data_root=cfg.data if i == 0 else None)
+                       for i, path in enumerate(cfg.caches)]  # fmt: skip
+        self.cache = self.caches[0]
         m = self.cache.manifest
-        self.lambdas = resolve_lambdas(
-            m.teacher_family, cfg.lambda_token, cfg.lambda_fea, cfg.lambda_patch
-        )
-        missing = [t for t in self.lambdas.needed_targets() if t not in m.targets]
-        if missing:
-            raise ProteusError(
-                f"--cache {cfg.cache}: the chosen losses need {', '.join(missing)} targets, "
-                f"which this cache lacks (it has {', '.join(m.targets)}); set their --lambda-* "
-                "to 0 or re-extract"
-            )
-        self.cache.check_shards(self.lambdas.needed_targets())
+        self.views_sha256 = check_aligned(self.caches) if len(self.caches) > 1 else None
         torch.manual_seed(cfg.seed)  # initialisation: the same on every rank
         student = build_student(cfg.student, m.image_size, drop_path=cfg.drop_path)
         self.student_grid = student.grid
-        usable = self.cache.usable_views().reshape(-1, m.views_per_image)
+        hints = resolve_hints(cfg.hints, student.depth, self.caches)
+        self.objectives = [self._objective(i, hints) for i in range(len(self.caches))]
+        # Views whose image rendered for every teacher.
+        usable = functools.reduce(np.intersect1d, [c.usable_views() for c in self.caches])
+        usable = usable.reshape(-1, m.views_per_image)
         subset = Subset(cfg.subset_classes, cfg.subset_per_class, cfg.subset_fraction)
         self.subset_info: dict = {}
         if subset.active:
@@ -99,7 +104,10 @@ class _Trainer:
         )  # fmt: skip
         self._check_masking()
         self.total_steps = cfg.max_steps or cfg.epochs * self.sampler.steps_per_epoch
-        self.model = Distiller(student, m.embed_dim, self.lambdas).to(self.device)
+        heads = [(t["dim"], o, t["hint_dims"])
+                 for t, o in zip(self._teachers(), self.objectives, strict=True)]  # fmt: skip
+        self.model = Distiller(student, heads).to(self.device)
+        self.parts = ("loss", *self.model.part_names())
         self.ddp = self.model
         if info.active:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
@@ -119,8 +127,25 @@ class _Trainer:
         self._stop_signal: int | None = None
 
     # ----------------------------------------------------------------------- set-up
+    def _objective(self, index: int, hints: tuple[Hint, ...]) -> Objective:
+        cache, cfg = self.caches[index], self.cfg
+        m = cache.manifest
+        own = tuple(h for h in hints if h.teacher == index)
+        weights = (cfg.per_teacher(n, index) for n in ("token", "fea", "patch", "hint"))
+        lambdas = resolve_lambdas(m.teacher_family, *weights, hints=bool(own))
+        objective = Objective(lambdas, own)
+        missing = [t for t in objective.needed_targets() if t not in m.targets]
+        if missing:
+            raise ProteusError(
+                f"--cache {cache.path}: the chosen losses need {', '.join(missing)} targets, "
+                f"which this cache lacks (it has {', '.join(m.targets)}); set their --lambda-* "
+                "to 0 or re-extract"
+            )
+        cache.check_shards(objective.needed_targets())
+        return objective
+
     def _check_masking(self) -> None:
-        if not self.lambdas.patch:
+        if not any(o.lambdas.patch for o in self.objectives):
             return
         if self.sampler.n_masked == 0 or self.sampler.masked_patches == 0:
             raise ProteusError(
@@ -152,11 +177,11 @@ class _Trainer:
                 raise ProteusError(f"--out {out}: cannot write ({exc.strerror or exc})") from exc
 
     def _resolved_config(self) -> dict[str, Any]:
-        m = self.cache.manifest
+        teachers = self._teachers()
         return {
             "proteus_version": __version__,
             "config": _plain(asdict(self.cfg)),
-            "lambdas": asdict(self.lambdas),
+            "lambdas": teachers[0]["lambdas"],  # the first teacher's, as "teacher" and "cache"
             "lr": self.peak_lr,
             "world": self.info.world,
             "global_batch": self.cfg.batch_size * self.info.world,
@@ -164,64 +189,87 @@ class _Trainer:
             "total_steps": self.total_steps,
             "warmup_steps": self.schedule.warmup_steps,
             "student_grid": list(self.student_grid),
-            "targets_read": list(self.lambdas.needed_targets()),
+            "targets_read": teachers[0]["targets_read"],
             "subset": self.subset_info,
             "images": len(self.sampler.image_views),
-            "cache": self._cache_identity(),
+            "cache": teachers[0]["cache"],
             "teacher": {
-                "name": m.teacher,
-                "family": m.teacher_family,
-                "dim": m.embed_dim,
-                "grid": list(m.grid),
-                "image_size": m.image_size,
-                "mean": list(m.mean),
-                "std": list(m.std),
+                k: teachers[0][k]
+                for k in ("name", "family", "dim", "grid", "image_size", "mean", "std")
             },
+            "teachers": teachers,
+            "views_sha256": self.views_sha256,
         }
 
-    def _cache_identity(self) -> dict[str, Any]:
-        m = self.cache.manifest
-        return {"path": str(self.cache.path), "teacher": m.teacher,
-                "weights_sha256": m.weights_sha256, "manifest_sha256": m.digest()}  # fmt: skip
+    def _teachers(self) -> list[dict[str, Any]]:
+        """Per cache: the teacher, its cache identity, its λ and hints (config and checkpoint)."""
+        out = []
+        for cache, objective in zip(self.caches, self.objectives, strict=True):
+            m = cache.manifest
+            out.append({
+                "name": m.teacher, "family": m.teacher_family, "dim": m.embed_dim,
+                "grid": list(m.grid), "image_size": m.image_size, "mean": list(m.mean),
+                "std": list(m.std),
+                "cache": {"path": str(cache.path), "teacher": m.teacher,
+                          "weights_sha256": m.weights_sha256, "manifest_sha256": m.digest()},
+                "lambdas": asdict(objective.lambdas),
+                "hints": [[h.block, h.layer] for h in objective.hints],
+                "hint_dims": {h.key: m.targets[h.target][-1] for h in objective.hints},
+                "targets_read": list(objective.needed_targets()),
+            })  # fmt: skip
+        return out
 
     # ----------------------------------------------------------------- checkpoints
     def _state(self, next_step: int) -> dict[str, Any]:
+        m = self.cache.manifest
+        teachers = self._teachers()
         return {
             "format": CHECKPOINT_FORMAT,
             "step": next_step,
             "student_name": self.cfg.student,
-            "image_size": self.cache.manifest.image_size,
-            "teacher_dim": self.cache.manifest.embed_dim,
+            "image_size": m.image_size,
             # What evaluation and export need to feed the student as it was trained.
-            "mean": list(self.cache.manifest.mean),
-            "std": list(self.cache.manifest.std),
-            "teacher": self.cache.manifest.teacher,
-            "teacher_family": self.cache.manifest.teacher_family,
-            "lambdas": asdict(self.lambdas),
+            "mean": list(m.mean),
+            "std": list(m.std),
+            # The first teacher, for readers of one-teacher runs; "teachers" has them all.
+            "teacher_dim": m.embed_dim,
+            "teacher": m.teacher,
+            "teacher_family": m.teacher_family,
+            "lambdas": teachers[0]["lambdas"],
+            "cache": teachers[0]["cache"],
+            "teachers": teachers,
             "batch_size": self.cfg.batch_size,
             "world": self.info.world,
-            "cache": self._cache_identity(),
             "student": self.model.student.state_dict(),
-            "heads": self.model.heads.state_dict(),
+            "heads": self.model.heads.state_dict(),  # heads of teacher i under "i."
             "ema": self.ema.model.state_dict() if self.ema else None,
             "optimizer": self.optimizer.state_dict(),
             "config": _plain(asdict(self.cfg)),
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ProteusError(
+                f"--resume: the checkpoint has format {state.get('format')}, this proteus "
+                f"resumes format {CHECKPOINT_FORMAT}; evaluate or export it, or start a new run"
+            )
+        objective = [(t["lambdas"], t["hints"]) for t in self._teachers()]
         expected = {
             "student_name": self.cfg.student,
             "batch_size": self.cfg.batch_size,
             "world": self.info.world,
-            "lambdas": asdict(self.lambdas),
+            "objective (λ, hints)": objective,
         }
+        state = state | {"objective (λ, hints)": [(t["lambdas"], t["hints"])
+                                                  for t in state["teachers"]]}  # fmt: skip
         for key, want in expected.items():
             if state.get(key) != want:
                 raise ProteusError(
                     f"--resume: the checkpoint has {key}={state.get(key)!r}, this run asks "
                     f"{want!r}; resume with the original options"
                 )
-        if state.get("cache", {}).get("weights_sha256") != self.cache.manifest.weights_sha256:
+        trained_on = [t["cache"]["weights_sha256"] for t in state["teachers"]]
+        if trained_on != [c.manifest.weights_sha256 for c in self.caches]:
             raise ProteusError("--resume: the checkpoint was trained on another teacher's cache")
         self.model.student.load_state_dict(state["student"])
         self.model.heads.load_state_dict(state["heads"])
@@ -247,8 +295,8 @@ class _Trainer:
                 max_batch=self.cfg.batch_size,
             )
         )  # fmt: skip
-        self.loader = loader = TrainBatches(self.cache, self.sampler, renderer,
-                                            self.lambdas.needed_targets(),
+        self.loader = loader = TrainBatches(self.caches, self.sampler, renderer,
+                                            [o.needed_targets() for o in self.objectives],
                                             self.info.rank)  # fmt: skip
         log = RunLog(Path(self.cfg.out), self.start_step, self.cfg.tensorboard) \
             if self.info.is_main else None  # fmt: skip
@@ -294,10 +342,10 @@ class _Trainer:
             group["lr"] = lr
         images = batch.images.to(self.device, non_blocking=True)
         masks = torch.from_numpy(batch.masks).to(self.device)
-        t_cls, t_patch = self._targets(batch)
+        targets = self._targets(batch)
         self.ddp.train()
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
-            parts = self.ddp(images, masks, t_cls, t_patch)
+            parts = self.ddp(images, masks, targets)
         values = self._reduce(parts)
         if not math.isfinite(values["loss"]):
             raise ProteusError(
@@ -313,29 +361,35 @@ class _Trainer:
             self.ema.update(self.model.student, step)
         return values | {"lr": lr}
 
-    def _targets(self, batch: TrainBatch):
-        t_cls = t_patch = None
-        if "cls" in batch.targets:
-            t_cls = self.loader.decode(batch, "cls", self.device)
-        if "patch" in batch.targets:
-            t_patch = self.loader.decode(batch, "patch", self.device)
-            t_patch = resize_patch_targets(t_patch, self.cache.manifest.grid, self.student_grid)
-        return t_cls, t_patch
+    def _targets(self, batch: TrainBatch) -> list[dict[str, torch.Tensor]]:
+        """Per teacher: its targets as float on the device, token grids on the student's."""
+        out = []
+        for index, cache in enumerate(self.caches):
+            own = {}
+            for name in batch.targets[index]:
+                target = self.loader.decode(batch, name, self.device, index)
+                if name == "patch":
+                    target = resize_patch_targets(target, cache.manifest.grid, self.student_grid)
+                elif name != "cls":
+                    target = resize_layer_targets(target, self.student_grid)
+                own[name] = target
+            out.append(own)
+        return out
 
     def _reduce(self, parts: dict[str, torch.Tensor]) -> dict[str, float]:
         """Loss parts averaged over ranks: the global batch's loss, the same on every rank."""
-        stacked = torch.stack([parts[k].detach().float() for k in _PARTS])
+        stacked = torch.stack([parts[k].detach().float() for k in self.parts])
         if self.info.active:
             dist.all_reduce(stacked)
             stacked /= self.info.world
-        return dict(zip(_PARTS, stacked.tolist(), strict=True))
+        return dict(zip(self.parts, stacked.tolist(), strict=True))
 
     def _record(self, step: int, values: dict[str, float], seconds: float) -> dict[str, float]:
         global_batch = self.cfg.batch_size * self.info.world
         return {
             "step": step,
             "epoch": self.sampler.epoch_of(step),
-            **{k: values[k] for k in _PARTS},
+            **{k: values[k] for k in self.parts},
             "lr": values["lr"],
             "images_per_s": global_batch / max(seconds, 1e-9),
             "time": time.time(),

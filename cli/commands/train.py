@@ -6,17 +6,22 @@ from pathlib import Path
 
 import click
 
-from proteus.options import device_option, render_threads_option
+from proteus.options import HintPair, PerTeacherFloat, device_option, render_threads_option
 
-_LAMBDA_HELP = "Weight of the {} loss. [default: 1; for CLIP teachers token 1, others 0]"
+_LAMBDA_HELP = (
+    "Weight of the {} loss: one value, or one per --cache (e.g. 1,0.5). "
+    "[default: 1; for CLIP teachers token 1, others 0]"
+)
 
 
 @click.command()
 @click.option(
     "--cache",
     required=True,
+    multiple=True,
     type=click.Path(path_type=Path),
-    help="A sealed cache written by `proteus extract`.",
+    help="A sealed cache written by `proteus extract`. Repeat it to distil several teachers "
+    "at once (one head set each); their views must be aligned (`extract --views-from`).",
 )
 @click.option(
     "--student",
@@ -78,9 +83,23 @@ _LAMBDA_HELP = "Weight of the {} loss. [default: 1; for CLIP teachers token 1, o
     help="Decay of the EMA student (0 turns EMA off).",
 )
 @click.option("--grad-clip", type=float, default=None, help="Clip gradients to this norm.")
-@click.option("--lambda-token", type=float, default=None, help=_LAMBDA_HELP.format("token"))
-@click.option("--lambda-fea", type=float, default=None, help=_LAMBDA_HELP.format("feature"))
-@click.option("--lambda-patch", type=float, default=None, help=_LAMBDA_HELP.format("patch"))
+@click.option("--lambda-token", type=PerTeacherFloat(), help=_LAMBDA_HELP.format("token"))
+@click.option("--lambda-fea", type=PerTeacherFloat(), help=_LAMBDA_HELP.format("feature"))
+@click.option("--lambda-patch", type=PerTeacherFloat(), help=_LAMBDA_HELP.format("patch"))
+@click.option(
+    "--hint",
+    "hints",
+    type=HintPair(),
+    multiple=True,
+    help="Intermediate-layer hint: student block S (0-based, negative from the end) learns "
+    "the cache's layer_T target through its own LayerNorm+Linear head (MSE); @C picks the "
+    "C-th --cache. Repeatable, e.g. --hint 5:19 --hint 11:39.",
+)
+@click.option(
+    "--lambda-hint",
+    type=PerTeacherFloat(),
+    help="Weight of each hint's MSE: one value, or one per --cache. [default: 1]",
+)
 @click.option(
     "--mask-probability",
     type=click.FloatRange(0, 1),
@@ -151,7 +170,8 @@ _LAMBDA_HELP = "Weight of the {} loss. [default: 1; for CLIP teachers token 1, o
     help="Keep a seeded share of the images (after the class filters).",
 )
 def train(**kwargs) -> None:
-    """Train a student on a cache with the Proteus token, feature and patch losses.
+    """Train a student on a cache with the Proteus token, feature and patch losses (and
+    optional intermediate-layer hints).
 
     The teacher is never loaded: each step renders the recorded views again and reads their
     cached targets. Under `torchrun --nproc_per_node N` it runs DDP (gloo on CPU, nccl on GPU).
@@ -159,7 +179,9 @@ def train(**kwargs) -> None:
     from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
-    result = run_train(TrainConfig(**kwargs))
+    caches = kwargs.pop("cache")
+    cache = caches[0] if len(caches) == 1 else caches
+    result = run_train(TrainConfig(cache=cache, **kwargs))
     if result.last:
         parts = ", ".join(f"{k} {result.last[k]:.4g}" for k in result.last if k.startswith("loss"))
         click.echo(f"trained {result.steps} steps into {result.run}: {parts}")

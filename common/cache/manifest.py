@@ -59,6 +59,8 @@ class Manifest:
     arrays: dict[str, dict[str, Any]] = field(default_factory=dict)
     # PCA-coded targets: name -> {"k", "variance_kept", "sample_views"}
     pca: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Extracted with --views-from: {"cache", "manifest_sha256", "views_sha256"} of the source.
+    views_from: dict[str, Any] = field(default_factory=dict)
 
     # What must be equal for a re-run to resume this cache instead of being refused.
     IDENTITY = (
@@ -69,7 +71,8 @@ class Manifest:
     def identity(self) -> dict[str, Any]:
         data = self.to_dict()
         return {key: data[key] for key in self.IDENTITY} | {
-            "dataset_fingerprint": self.dataset.get("fingerprint")
+            "dataset_fingerprint": self.dataset.get("fingerprint"),
+            "views_from": self.views_from.get("views_sha256"),
         }
 
     def codec_of(self, name: str):
@@ -102,7 +105,7 @@ class Manifest:
                 + ("; upgrade proteus to read it" if newer else "; re-extract it with this one")
             )
         names = {f.name for f in fields(cls)}
-        missing = names - set(data) - {"counts", "skipped", "extract"}
+        missing = names - set(data) - {"counts", "skipped", "extract", "views_from"}
         if missing:
             raise ProteusError(
                 f"{where}: manifest lacks {', '.join(sorted(missing))}; it was edited or is "

@@ -33,7 +33,8 @@ from proteus.common.views import ViewTable
 
 
 class Cache:
-    """A cache opened read-only. ``data_root`` overrides where the images are now."""
+    """A cache opened read-only. ``data_root`` overrides where the images are now; ``option``
+    is the command-line option named in error messages."""
 
     def __init__(
         self,
@@ -42,14 +43,16 @@ class Cache:
         require_sealed: bool = True,
         data_root: Path | None = None,
         reader: str = "shards",
+        option: str = "--cache",
     ):
         self.path = Path(path)
+        self.option = option
         if not self.path.exists():
-            raise ProteusError(f"--cache {self.path}: no such folder")
+            raise ProteusError(f"{self.option} {self.path}: no such folder")
         self.manifest: Manifest = read_manifest(self.path)
         if require_sealed and self.manifest.state != SEALED:
             raise ProteusError(
-                f"--cache {self.path}: not sealed (state {self.manifest.state!r}); its "
+                f"{self.option} {self.path}: not sealed (state {self.manifest.state!r}); its "
                 "extraction is unfinished — re-run the same `proteus extract` command to finish it"
             )
         if require_sealed:
@@ -57,7 +60,9 @@ class Cache:
 
             problems = check_seal(self.path, self.manifest)
             if problems:
-                raise ProteusError(f"--cache {self.path}: {problems[0]}; `proteus cache verify`")
+                raise ProteusError(
+                    f"{self.option} {self.path}: {problems[0]}; `proteus cache verify`"
+                )
         root = open_root(self.path)
         self.images: ImageTable = read_image_table(root)
         self.views: ViewTable = read_view_table(root)
@@ -67,6 +72,7 @@ class Cache:
         self.reader = reader
         self._arrays: dict[str, object] = {}
         self._bases: dict[str, PCABasis] = {}
+        self._views_digest: str | None = None
 
     def image_path(self, index: int) -> Path:
         # Absolute entries (from a list file) stay absolute: Path join keeps the right side.
@@ -75,6 +81,14 @@ class Cache:
     def encoded(self, index: int) -> np.ndarray:
         """The bytes the renderer decodes for image ``index`` (transcoded if recorded so)."""
         return read_encoded(self.image_path(index), bool(self.images.transcode[index]))
+
+    def views_digest(self) -> str:
+        """What two caches must share to be trained together (``alignment.py``)."""
+        from proteus.common.cache.alignment import views_digest
+
+        if self._views_digest is None:
+            self._views_digest = views_digest(self.images, self.views, self.manifest.image_size)
+        return self._views_digest
 
     def usable_views(self) -> np.ndarray:
         """Ids of views whose image rendered; skipped and failed images have no targets."""
@@ -93,7 +107,7 @@ class Cache:
             for shard in range(m.num_shards):
                 if not shard_file(self.path, array, shard, ndim).is_file():
                     raise ProteusError(
-                        f"--cache {self.path}: targets/{array} shard {shard} is missing; the "
+                        f"{self.option} {self.path}: targets/{array} shard {shard} is missing; the "
                         "cache is damaged (`proteus cache verify` lists everything wrong)"
                     )
 
@@ -134,8 +148,8 @@ class Cache:
             # tensorstore reports a crc32c mismatch or a torn shard index here.
             first = str(exc).splitlines()[0][:200]
             raise ProteusError(
-                f"--cache {self.path}: targets/{array} is damaged ({first}); refusing to train "
-                "on it — `proteus cache verify` names every damaged shard"
+                f"{self.option} {self.path}: targets/{array} is damaged ({first}); refusing to "
+                "train on it — `proteus cache verify` names every damaged shard"
             ) from exc
         return np.asarray(data)[inverse]
 

@@ -49,7 +49,12 @@ def test_thirty_steps_lower_the_loss_and_write_the_run_folder(world, tmp_path):
     assert record["loss"] == pytest.approx(record["loss_token"] + record["loss_fea"]
                                            + record["loss_patch"], rel=1e-5)  # fmt: skip
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["lr"] == 2e-3 and config["lambdas"] == {"token": 1.0, "fea": 1.0, "patch": 1.0}
+    assert config["lr"] == 2e-3 and config["lambdas"] == {
+        "token": 1.0,
+        "fea": 1.0,
+        "patch": 1.0,
+        "hint": 1.0,
+    }
     assert config["steps_per_epoch"] == 3 and config["total_steps"] == 30
     assert config["cache"]["teacher"] == "tiny_dinov2" and config["config"]["weight_decay"] == 0.05
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
@@ -64,7 +69,7 @@ def test_the_trainer_renders_the_pixels_the_teacher_saw(world):
     m = cache.manifest
     sampler = ViewSampler(cache.usable_views().reshape(-1, 2), 0, 4, 1, 0.5, 0.5, 4)
     renderer = Renderer(RenderConfig(m.image_size, m.mean, m.std, max_batch=4))
-    loader = TrainBatches(cache, sampler, renderer, ("cls", "patch"), rank=0)
+    loader = TrainBatches([cache], sampler, renderer, [("cls", "patch")], rank=0)
     teacher = build_teacher(m.teacher, weights=world / "w.safetensors")
     for step in (0, 5):
         batch = loader.batch(step)
