@@ -106,7 +106,7 @@ def test_hints_alone_can_train(cache, tmp_path):
 
 
 def test_bad_hints_name_the_fix(cache, tmp_path):
-    with pytest.raises(ProteusError, match="stores no layer_7 .*layer_0, layer_1.*--layers 7"):
+    with pytest.raises(ProteusError, match=r"stores no layer_7 .*layer_0, layer_1.*--layers 7"):
         train(cache, tmp_path / "a", hints=(Hint(0, 7),))
     with pytest.raises(ProteusError, match="the student has 2 blocks"):
         train(cache, tmp_path / "b", hints=(Hint(2, 1),))
