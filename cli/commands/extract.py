@@ -103,8 +103,19 @@ from proteus.options import IntList, device_option, render_threads_option, teach
     show_default=True,
     help="Views per shard file: the unit of writing, resuming and splitting work across processes.",
 )
+@click.option(
+    "--views-from",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A sealed cache whose images and view records to reuse exactly (its views, seed, "
+    "augmentation and image size), so this teacher's targets describe the same pixels and "
+    "`proteus train --cache OTHER --cache OUT` can distil both. --data must be the same images.",
+)
 @render_threads_option
-def extract(augs: tuple[str, ...], no_aug: bool, weights: str | None, **kwargs) -> None:
+@click.pass_context
+def extract(
+    ctx: click.Context, augs: tuple[str, ...], no_aug: bool, weights: str | None, **kwargs
+) -> None:
     """Run a teacher once and write its targets for K views of every image to a cache.
 
     Re-running the same command resumes an interrupted extraction. Under
@@ -113,6 +124,16 @@ def extract(augs: tuple[str, ...], no_aug: bool, weights: str | None, **kwargs) 
     from proteus.extract.config import ExtractConfig
     from proteus.extract.runner import run_extract
 
+    if kwargs["views_from"] is not None:
+        options = {"views": "--views", "seed": "--seed", "augs": "--aug", "no_aug": "--no-aug"}
+        default = click.core.ParameterSource.DEFAULT
+        given = [flag for name, flag in options.items()
+                 if ctx.get_parameter_source(name) != default]  # fmt: skip
+        if given:
+            raise click.UsageError(
+                f"--views-from takes the views, seed and augmentation of that cache; drop "
+                f"{', '.join(given)}"
+            )
     policy = parse_policy(augs, no_aug)
     cfg = ExtractConfig(weights=Path(weights) if weights else None, policy=policy, **kwargs)
     run_extract(cfg)

@@ -28,6 +28,11 @@ def info_lines(path: Path, m: Manifest) -> list[str]:
         f"{m.renderer.get('device')}",
         f"views      K={m.views_per_image} per image, seed {m.seed}",
         f"policy     {policy}",
+        *(
+            [f"           reused from {m.views_from['cache']} (--views-from)"]
+            if m.views_from
+            else []
+        ),
         f"targets    {targets}; {m.shard_views} views per shard; {m.codec}",
         *[
             f"pca        {name}: K={p['k']} keeps {100 * p['variance_kept']:.2f}% of the "

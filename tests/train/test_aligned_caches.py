@@ -1,0 +1,83 @@
+"""Several teachers on the same pixels: `extract --views-from`, then `train --cache A --cache B`."""
+
+from __future__ import annotations
+
+import imagegen
+import numpy as np
+import pytest
+from extract_helpers import cli_args, extract, run_cli
+from train_helpers import train, train_args
+
+from proteus.common.cache.reader import Cache
+from proteus.common.errors import ProteusError
+from proteus.evaluate.agreement import run_agreement
+from proteus.evaluate.models import load_trained_student
+from proteus.train.checkpoint import load_checkpoint
+from proteus.train.logs import read_log
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("aligned")
+    data = imagegen.image_folder(root / "data", classes=2, per_class=3)
+    dino = imagegen.save_teacher_weights("tiny_dinov2", root / "dino.safetensors")
+    clip = imagegen.save_teacher_weights("tiny_clip", root / "clip.safetensors")
+    extract(data, root / "a", dino, views=2, seed=5)
+    extract(data, root / "b", clip, teacher="tiny_clip", views_from=root / "a", layers=())
+    return root
+
+
+def test_views_from_reuses_the_images_and_view_records_exactly(world):
+    a, b = Cache(world / "a"), Cache(world / "b")
+    for name, column in a.views.columns().items():
+        assert np.array_equal(column, b.views.columns()[name]), name
+    assert list(a.images.path) == list(b.images.path)
+    mb = b.manifest
+    assert (mb.seed, mb.views_per_image, mb.policy) == (5, 2, a.manifest.policy)
+    assert mb.views_from["views_sha256"] == a.views_digest() == b.views_digest()
+    assert mb.views_from["manifest_sha256"] == a.manifest.digest()
+    assert mb.teacher == "tiny_clip" and mb.mean != a.manifest.mean
+
+
+def test_views_from_refuses_other_data_and_sizes(world, tmp_path):
+    other = imagegen.image_folder(tmp_path / "other", classes=2, per_class=2)
+    with pytest.raises(ProteusError, match="not the images --views-from"):
+        extract(other, tmp_path / "c", world / "dino.safetensors", views_from=world / "a")
+    with pytest.raises(ProteusError, match=r"--image-size 56.*same size"):
+        extract(world / "data", tmp_path / "d", world / "dino.safetensors", image_size=56,
+                views_from=world / "a")  # fmt: skip
+    with pytest.raises(ProteusError, match=r"--views-from .*no such folder"):
+        extract(world / "data", tmp_path / "e", world / "dino.safetensors",
+                views_from=tmp_path / "none")  # fmt: skip
+    args = cli_args(world / "data", tmp_path / "f", world / "dino.safetensors")
+    result = run_cli(*args, "--views-from", str(world / "a"), "--seed", "3")
+    assert result.returncode == 2 and "drop --views, --seed" in result.stderr
+
+
+def test_two_aligned_caches_train_together(world, tmp_path):
+    run = tmp_path / "run"
+    train((world / "a", world / "b"), run, max_steps=4, lambda_token=(1.0, 0.5))
+    record = read_log(run)[-1]
+    assert record["loss_token.t1"] > 0 and record["loss_token.t2"] > 0
+    assert record["loss_fea.t2"] == 0  # CLIP default: token only
+    parts1 = record["loss_token.t1"] + record["loss_fea.t1"] + record["loss_patch.t1"]
+    assert record["loss"] == pytest.approx(parts1 + 0.5 * record["loss_token.t2"], rel=1e-5)
+    state = load_checkpoint(run)
+    assert [t["name"] for t in state["teachers"]] == ["tiny_dinov2", "tiny_clip"]
+    assert [t["lambdas"]["token"] for t in state["teachers"]] == [1.0, 0.5]
+    trained = load_trained_student(run)
+    assert trained.heads[1].fea_head is None and trained.heads[0].fea_head is not None
+    # Agreement picks the head set of the teacher whose cache it is given.
+    scores = run_agreement(run, world / "b", device="cpu", progress=False, max_views=4)
+    assert set(scores) == {"token_cosine", "token_mse", "views"}
+
+
+def test_misaligned_caches_are_refused(world, tmp_path):
+    extract(world / "data", tmp_path / "c", world / "clip.safetensors", teacher="tiny_clip",
+            views=2, seed=6, layers=())  # fmt: skip
+    with pytest.raises(ProteusError, match=r"not aligned \(seed: 5 vs 6\).*--views-from"):
+        train((world / "a", tmp_path / "c"), tmp_path / "run")
+    result = run_cli(*train_args(world / "a", tmp_path / "r2", "--cache", str(tmp_path / "c")))
+    assert result.returncode == 1 and "not aligned" in result.stderr
+    with pytest.raises(ProteusError, match="3 values for 2 --cache"):
+        train((world / "a", world / "b"), tmp_path / "r3", lambda_token=(1.0, 1.0, 1.0))
