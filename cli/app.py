@@ -9,10 +9,12 @@ import click
 
 from proteus import __version__
 from proteus.commands.cache import cache
+from proteus.commands.compare import compare
 from proteus.commands.demo import demo
 from proteus.commands.evaluate import eval_group
 from proteus.commands.export import export
 from proteus.commands.extract import extract
+from proteus.commands.sweep import sweep
 from proteus.commands.teachers import teachers
 from proteus.commands.train import train
 from proteus.commands.viz import viz
@@ -46,5 +48,5 @@ def main() -> None:
     """
 
 
-for command in (extract, train, eval_group, cache, teachers, export, viz, demo):
+for command in (extract, train, sweep, compare, eval_group, cache, teachers, export, viz, demo):
     main.add_command(command)

@@ -8,3 +8,8 @@ class ProteusError(Exception):
     it on one line and exits non-zero, with no traceback: a traceback is for our bugs, not for
     a typo in a path.
     """
+
+
+class Interrupted(ProteusError):
+    """Stopped on purpose (SIGTERM, Ctrl-C) with the state saved: callers running several jobs
+    stop too, instead of treating it as one job's failure."""

@@ -70,7 +70,8 @@ def run_agreement(
     if not sums:
         raise ProteusError("the checkpoint has no heads to compare")
     return {key: float(np.sum(v[0::2]) / np.sum(v[1::2])) for key, v in sums.items()} | {
-        "views": len(ids)
+        "views": len(ids),
+        "teacher": m.teacher,
     }
 
 

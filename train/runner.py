@@ -32,7 +32,7 @@ from proteus.common.distributed import (
     init_distributed,
     resolve_device,
 )
-from proteus.common.errors import ProteusError
+from proteus.common.errors import Interrupted, ProteusError
 from proteus.common.files import atomic_write_text
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.common.students import build_student
@@ -322,7 +322,7 @@ class _Trainer:
                     if self._stop_signal is not None:
                         if step % self.cfg.checkpoint_every and step != self.total_steps:
                             self._save(step)
-                        raise ProteusError(
+                        raise Interrupted(
                             f"stopped by signal {self._stop_signal} after step {step}; the "
                             "checkpoint is saved — rerun with --resume to continue"
                         )

@@ -75,7 +75,8 @@ def _model_source(func: Callable) -> Callable:
                 "json_path",
                 type=click.Path(path_type=Path),
                 default=None,
-                help='Also write the results as JSON, e.g. {"top1": ...}.',
+                help='Also write the results as JSON, e.g. {"top1": ...}. With --checkpoint '
+                "RUN (a run folder) they are always kept in RUN/eval/ too, for `proteus compare`.",
             ),
             device_option,
         ]
@@ -110,11 +111,12 @@ def knn(**kwargs) -> None:
     from proteus.evaluate.runner import run_knn
 
     json_path = kwargs.pop("json_path")
+    run = kwargs["checkpoint"]
     result = run_knn(_probe_config(kwargs))
     click.echo(f"{result['model']}: kNN top-1 {100 * result['top1']:.2f}% "
                f"(top-5 {100 * result['top5']:.2f}%, k={result['k']}, "
                f"{result['val_images']} val images)")  # fmt: skip
-    _finish(result, json_path)
+    _finish(result, json_path, run, "knn")
 
 
 @eval_group.command()
@@ -131,13 +133,14 @@ def linear(**kwargs) -> None:
     from proteus.evaluate.runner import run_linear
 
     json_path = kwargs.pop("json_path")
+    run = kwargs["checkpoint"]
     result = run_linear(_probe_config(kwargs))
     for name in ("cls", "cls_mean_patch"):
         part = result[name]
         click.echo(f"{result['model']}: linear top-1 {100 * part['top1']:.2f}% on {name} "
                    f"(C={part['C']:g}, held-out {100 * part['holdout_top1']:.1f}%)")  # fmt: skip
     click.echo(f"top-1 {100 * result['top1']:.2f}% ({result['features']}, chosen on held-out)")
-    _finish(result, json_path)
+    _finish(result, json_path, run, "linear")
 
 
 @eval_group.command()
@@ -172,7 +175,8 @@ def linear(**kwargs) -> None:
     "json_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="Also write the results as JSON.",
+    help="Also write the results as JSON (they are always kept in RUN/eval/ when --checkpoint "
+    "is a run folder).",
 )
 @device_option
 def agreement(
@@ -190,7 +194,8 @@ def agreement(
             click.echo(f"{name:>5}: cosine {result[f'{name}_cosine']:.4f}   "
                        f"MSE {result[f'{name}_mse']:.4f}")  # fmt: skip
     click.echo(f"over {result['views']} views of {cache}")
-    _finish(result, json_path)
+    teacher = "".join(c if c.isalnum() else "_" for c in result["teacher"])
+    _finish(result, json_path, checkpoint, f"agreement_{teacher}")
 
 
 def _probe_config(options: dict):
@@ -202,17 +207,23 @@ def _probe_config(options: dict):
     return ProbeConfig(source=source, **options)
 
 
-def _finish(result: dict, json_path: Path | None) -> None:
+def _finish(result: dict, json_path: Path | None, run: Path | None, kind: str) -> None:
+    """Print skipped images; write --json, and keep the result in the run folder's eval/."""
     import json
+
+    from proteus.common.files import atomic_write_text
+    from proteus.evaluate.compare import EVAL_DIR
 
     skipped = result.get("skipped") or []
     if skipped:
         click.echo(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}", err=True)
-    if json_path is not None:
+    text = json.dumps(result, indent=2) + "\n"
+    targets = [("--json", json_path)] if json_path is not None else []
+    if run is not None and Path(run).is_dir():
+        targets.append(("--checkpoint", Path(run) / EVAL_DIR / f"{kind}.json"))
+    for option, path in targets:
         try:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(result, indent=2) + "\n")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, text)
         except OSError as exc:
-            raise click.ClickException(
-                f"--json {json_path}: cannot write ({exc.strerror})"
-            ) from exc
+            raise click.ClickException(f"{option}: cannot write {path} ({exc.strerror})") from exc

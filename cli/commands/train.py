@@ -176,12 +176,18 @@ def train(**kwargs) -> None:
     The teacher is never loaded: each step renders the recorded views again and reads their
     cached targets. Under `torchrun --nproc_per_node N` it runs DDP (gloo on CPU, nccl on GPU).
     """
-    from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
-    caches = kwargs.pop("cache")
-    cache = caches[0] if len(caches) == 1 else caches
-    result = run_train(TrainConfig(cache=cache, **kwargs))
+    result = run_train(train_config(kwargs))
     if result.last:
         parts = ", ".join(f"{k} {result.last[k]:.4g}" for k in result.last if k.startswith("loss"))
         click.echo(f"trained {result.steps} steps into {result.run}: {parts}")
+
+
+def train_config(params: dict):
+    """The TrainConfig of parsed `proteus train` options (also used by `proteus sweep`)."""
+    from proteus.train.config import TrainConfig
+
+    caches = params["cache"]
+    cache = caches[0] if len(caches) == 1 else tuple(caches)
+    return TrainConfig(**(params | {"cache": cache}))

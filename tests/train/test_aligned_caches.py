@@ -69,7 +69,7 @@ def test_two_aligned_caches_train_together(world, tmp_path):
     assert trained.heads[1].fea_head is None and trained.heads[0].fea_head is not None
     # Agreement picks the head set of the teacher whose cache it is given.
     scores = run_agreement(run, world / "b", device="cpu", progress=False, max_views=4)
-    assert set(scores) == {"token_cosine", "token_mse", "views"}
+    assert set(scores) == {"token_cosine", "token_mse", "views", "teacher"}
 
 
 def test_misaligned_caches_are_refused(world, tmp_path):

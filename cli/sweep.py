@@ -1,0 +1,275 @@
+"""``proteus sweep``: training variants over shared caches, one after another, then one table.
+
+A sweep file names an output folder, the `proteus train` options every variant shares, the
+variants (each a name and the options it changes) and, optionally, evaluations to run on each
+trained variant. Options are written as on the command line, without the dashes:
+
+    out: runs/ablation
+    train: {cache: cache/dinov2, student: vit_s14, max-steps: 2000}
+    variants:
+      - name: proteus
+      - name: token-only
+        lambda-fea: 0
+        lambda-patch: 0
+    evaluate:
+      knn: {train: data/train, val: data/val}
+
+Every variant becomes the argument list of a real `proteus train` (and `proteus eval …`)
+command, parsed by that command itself: the same checks, defaults and errors, and the same
+lines when printed for a cluster (``--print-commands``). Re-running a sweep skips finished
+variants and resumes interrupted ones.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from proteus.common.errors import Interrupted, ProteusError
+from proteus.options import HintPair
+
+KEYS = ("out", "train", "variants", "evaluate")
+EVALUATIONS = ("knn", "linear", "agreement")
+_SET_BY_SWEEP = ("out", "resume", "checkpoint")
+_RUN_ONLY = {"resume", "progress"}  # options that may differ between a run and its rerun
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    out: Path
+    train_args: tuple[str, ...]  # `proteus train` arguments, --out included
+    evaluations: tuple[tuple[str, tuple[str, ...]], ...]  # (eval command, its arguments)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    source: Path
+    out: Path
+    variants: tuple[Variant, ...]
+
+    @property
+    def table_path(self) -> Path:
+        return self.out / "compare.csv"
+
+
+def load_sweep(path: Path) -> Sweep:
+    """Read and check a sweep file; every variant's options are parsed before anything runs."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ProteusError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ProteusError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise ProteusError(f"{path}: expected a mapping with keys {', '.join(KEYS)}")
+    unknown = set(data) - set(KEYS)
+    if unknown:
+        raise ProteusError(f"{path}: unknown keys {sorted(unknown)}; known: {', '.join(KEYS)}")
+    if not data.get("out"):
+        raise ProteusError(f"{path}: needs out: the folder each variant trains into (OUT/NAME)")
+    out = Path(data["out"])
+    shared = _mapping(data.get("train") or {}, f"{path}: train")
+    variants = data.get("variants")
+    if not isinstance(variants, list) or not variants:
+        raise ProteusError(f"{path}: needs variants: a list of {{name: …, options…}}")
+    evaluate = _mapping(data.get("evaluate") or {}, f"{path}: evaluate")
+    unknown = set(evaluate) - set(EVALUATIONS)
+    if unknown:
+        raise ProteusError(
+            f"{path}: evaluate: unknown {sorted(unknown)}; choose from {', '.join(EVALUATIONS)}"
+        )
+    seen: set[str] = set()
+    built = []
+    for index, entry in enumerate(variants):
+        entry = _mapping(entry, f"{path}: variant {index + 1}")
+        name = str(entry.pop("name", "") or "")
+        if not name or name in seen or "/" in name or name.startswith("."):
+            raise ProteusError(
+                f"{path}: variant {index + 1}: needs a unique name usable as a folder name "
+                f"(got {name!r})"
+            )
+        seen.add(name)
+        built.append(_variant(path, name, out / name, shared | entry, evaluate))
+    return Sweep(Path(path), out, tuple(built))
+
+
+def _variant(source: Path, name: str, run: Path, options: dict, evaluate: dict) -> Variant:
+    from proteus.commands.evaluate import eval_group
+    from proteus.commands.train import train
+
+    where = f"{source}: variant {name}"
+    args = (*command_args(train, options, where), "--out", str(run))
+    _parse(train, args, where)
+    evaluations = []
+    for kind, eval_options in evaluate.items():
+        command = eval_group.commands[kind]
+        eval_where = f"{source}: evaluate: {kind}"
+        eval_args = (*command_args(command, _mapping(eval_options, eval_where), eval_where),
+                     "--checkpoint", str(run))  # fmt: skip
+        _parse(command, eval_args, eval_where)
+        evaluations.append((kind, eval_args))
+    return Variant(name, run, args, tuple(evaluations))
+
+
+def command_args(command: click.Command, options: dict[str, Any], where: str) -> list[str]:
+    """Option mapping → argument list: lists repeat a repeatable option and are joined with
+    commas otherwise; true/false switch a flag."""
+    options_of = [p for p in command.params if isinstance(p, click.Option)]
+    flags = {opt.lstrip("-"): p for p in options_of for opt in p.opts + p.secondary_opts}
+    args: list[str] = []
+    for key, value in options.items():
+        flag = str(key).replace("_", "-")
+        param = flags.get(flag)
+        if param is None or flag in _SET_BY_SWEEP or flag == "help":
+            known = sorted({p.opts[0].lstrip("-") for p in flags.values()} - set(_SET_BY_SWEEP))
+            set_by = " (the sweep sets it)" if flag in _SET_BY_SWEEP else ""
+            raise ProteusError(
+                f"{where}: {key!r} is not an option of `proteus {command.name}`{set_by}; "
+                f"options: {', '.join(known)}"
+            )
+        if value is not None:
+            args += _option_args(flag, param, value, f"{where}: {key}")
+    return args
+
+
+def _option_args(flag: str, param: click.Option, value: Any, where: str) -> list[str]:
+    if param.is_flag:
+        if not isinstance(value, bool):
+            raise ProteusError(f"{where}: a switch; write true or false")
+        if param.secondary_opts:
+            return [param.opts[0] if value else param.secondary_opts[0]]
+        return [f"--{flag}"] if value else []
+    items = value if isinstance(value, list) else [value]
+    if isinstance(param.type, HintPair) and not all(isinstance(i, str) for i in items):
+        raise ProteusError(f"{where}: quote each pair ('5:19'); YAML reads 5:19 as a number")
+    if param.multiple:
+        return [part for item in items for part in (f"--{flag}", _text(item))]
+    return [f"--{flag}", ",".join(map(_text, items))]
+
+
+def run_sweep(sweep: Sweep, only: tuple[str, ...] = ()):
+    """Train (or resume, or skip) each variant, evaluate it, then print and save the table."""
+    from proteus.evaluate.compare import compare_runs
+
+    chosen = _chosen(sweep, only)
+    failed: list[str] = []
+    for number, variant in enumerate(chosen, 1):
+        click.secho(f"[{number}/{len(chosen)}] {variant.name} → {variant.out}", bold=True)
+        try:
+            trained = _train(variant)
+            _evaluate(variant, rerun=trained)
+        except Interrupted:
+            raise
+        except ProteusError as exc:  # this variant's problem: the others still run
+            click.echo(f"Error: variant {variant.name}: {exc}", err=True)
+            failed.append(f"{variant.name} ({exc})")
+    runs = [v.out for v in sweep.variants if (v.out / "config.json").is_file()]
+    if runs:
+        table = compare_runs(runs)
+        click.echo(table.text())
+        table.write_csv(sweep.table_path)
+        click.echo(f"table written to {sweep.table_path}")
+    if failed:
+        raise ProteusError(
+            f"{len(failed)} of {len(chosen)} variants failed: {'; '.join(failed)}. Rerun the "
+            "sweep to retry them; finished variants are skipped"
+        )
+
+
+def print_commands(sweep: Sweep, nproc: int, only: tuple[str, ...] = ()) -> list[str]:
+    """The shell lines that run the same sweep by hand or in cluster jobs."""
+    launcher = ["torchrun", f"--nproc_per_node={nproc}", "-m", "proteus"] if nproc > 1 else [
+        "proteus"
+    ]  # fmt: skip
+    lines = []
+    for variant in _chosen(sweep, only):
+        lines.append(shlex.join([*launcher, "train", *variant.train_args]))
+        lines += [
+            shlex.join(["proteus", "eval", kind, *args]) for kind, args in variant.evaluations
+        ]
+    runs = [str(v.out) for v in sweep.variants]
+    lines.append(shlex.join(["proteus", "compare", *runs, "--csv", str(sweep.table_path)]))
+    return lines
+
+
+def _chosen(sweep: Sweep, only: tuple[str, ...]) -> list[Variant]:
+    names = [v.name for v in sweep.variants]
+    missing = [n for n in only if n not in names]
+    if missing:
+        raise ProteusError(f"--only {', '.join(missing)}: no such variant in {sweep.source} "
+                           f"(it has {', '.join(names)})")  # fmt: skip
+    return [v for v in sweep.variants if not only or v.name in only]
+
+
+def _train(variant: Variant) -> bool:
+    """Run, resume or skip the variant's training; True if it trained now."""
+    from proteus.commands.train import train, train_config
+    from proteus.train.checkpoint import CHECKPOINT, load_checkpoint
+
+    args = list(variant.train_args)
+    checkpoint = variant.out / CHECKPOINT
+    if checkpoint.is_file():
+        _check_same_options(variant, train_config(_parse(train, args, variant.name)))
+        done = json.loads((variant.out / "config.json").read_text()).get("total_steps")
+        if load_checkpoint(checkpoint)["step"] >= done:
+            click.echo(f"{variant.name}: already trained, skipping")
+            return False
+        click.echo(f"{variant.name}: resuming from its checkpoint")
+        args.append("--resume")
+    with train.make_context("train", args) as ctx:
+        train.invoke(ctx)
+    return True
+
+
+def _evaluate(variant: Variant, rerun: bool) -> None:
+    from proteus.commands.evaluate import eval_group
+    from proteus.evaluate.compare import EVAL_DIR
+
+    for kind, args in variant.evaluations:
+        kept = list((variant.out / EVAL_DIR).glob(f"{kind}*.json"))
+        if kept and not rerun:
+            continue
+        command = eval_group.commands[kind]
+        with command.make_context(kind, list(args)) as ctx:
+            command.invoke(ctx)
+
+
+def _check_same_options(variant: Variant, cfg) -> None:
+    """A rerun must not continue a run folder with other options than it was started with."""
+    stored = json.loads((variant.out / "config.json").read_text()).get("config", {})
+    wanted = json.loads(json.dumps(asdict(cfg), default=str))
+    changed = [f"{k}: {stored.get(k)!r} → {wanted.get(k)!r}" for k in wanted
+               if k not in _RUN_ONLY and stored.get(k) != wanted.get(k)]  # fmt: skip
+    if changed:
+        raise ProteusError(
+            f"{variant.out} was trained with other options ({'; '.join(changed)}); delete "
+            "it or rename the variant to train the new options"
+        )
+
+
+def _parse(command: click.Command, args, where: str) -> dict[str, Any]:
+    try:
+        with command.make_context(command.name, list(args)) as ctx:
+            return dict(ctx.params)
+    except click.ClickException as exc:
+        raise ProteusError(f"{where}: {exc.format_message()}") from None
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ProteusError(f"{where}: expected a mapping of option: value")
+    return dict(value)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
