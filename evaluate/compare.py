@@ -67,9 +67,12 @@ def compare_runs(runs: list[Path]) -> Table:
     for summary, config in zip(summaries, configs, strict=True):
         summary |= {key: _brief(config.get(key)) for key in differ}
     fixed = ["run", *differ, "student", "teachers", "images", "steps"]
+
     # A loss part no run has (hints, a second teacher) would be a column of zeros.
-    measured = [c for s in summaries for c in s if c not in fixed
-                and not (c.startswith("loss_") and not any(r.get(c) for r in summaries))]  # fmt: skip
+    def unused(column: str) -> bool:
+        return column.startswith("loss_") and not any(r.get(column) for r in summaries)
+
+    measured = [c for s in summaries for c in s if c not in fixed and not unused(c)]
     order = sorted(dict.fromkeys(measured), key=_column_rank)
     return Table(fixed + order, summaries)
 
