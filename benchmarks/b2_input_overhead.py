@@ -23,14 +23,14 @@ from proteus.common.cache.reader import Cache
 from proteus.common.prefetch import prefetch
 from proteus.common.students import StudentSpec, build_student, register_student
 from proteus.train.distiller import Distiller
-from proteus.train.objective import Lambdas
+from proteus.train.objective import Lambdas, Objective
 
 
 def loop_speed(cache: Cache, steps: int, batch: int) -> list[dict]:
     register_student(StudentSpec("bench_vit14", "vit_small_patch14_dinov2", 14, 96,
                                  {"embed_dim": 96, "depth": 4, "num_heads": 3}))  # fmt: skip
     torch.manual_seed(0)
-    model = Distiller(build_student("bench_vit14", 224), 384, Lambdas())
+    model = Distiller(build_student("bench_vit14", 224), [(384, Objective(Lambdas()), {})])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     images = torch.randn(batch, 3, 224, 224)
     masks = torch.zeros(batch // 2, 256, dtype=torch.bool)
@@ -43,7 +43,7 @@ def loop_speed(cache: Cache, steps: int, batch: int) -> list[dict]:
     def step(stored):
         t = {n: cache.codec(n).decode({k: torch.from_numpy(v) for k, v in s.items()})
              for n, s in stored.items()}  # fmt: skip
-        parts = model(images, masks, t["cls"], t["patch"])
+        parts = model(images, masks, [t])
         opt.zero_grad()
         parts["loss"].backward()
         opt.step()

@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from proteus.common.prefetch import prefetch
 from proteus.common.students import StudentSpec, build_student, register_student
 from proteus.train.distiller import Distiller
-from proteus.train.objective import Lambdas
+from proteus.train.objective import Lambdas, Objective
 
 
 def flops(fn) -> int:
@@ -54,7 +54,7 @@ def main() -> None:
     teacher = timm.create_model(args.teacher, pretrained=False, img_size=224,
                                 num_classes=0).eval()  # fmt: skip
     t_dim = teacher.embed_dim
-    model = Distiller(build_student("bench_student", 224), t_dim, Lambdas())
+    model = Distiller(build_student("bench_student", 224), [(t_dim, Objective(Lambdas()), {})])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     b = args.batch
     images = torch.randn(b, 3, 224, 224)
@@ -62,7 +62,7 @@ def main() -> None:
     masks[:, ::2] = True
 
     def student_step(t_cls, t_patch):
-        parts = model(images, masks, t_cls, t_patch)
+        parts = model(images, masks, [{"cls": t_cls, "patch": t_patch}])
         opt.zero_grad()
         parts["loss"].backward()
         opt.step()

@@ -114,3 +114,19 @@ def test_bad_hints_name_the_fix(cache, tmp_path):
         train(cache, tmp_path / "c", hints=(Hint(0, 1, teacher=1),))
     result = run_cli(*train_args(cache, tmp_path / "d", "--hint", "0-1"))
     assert result.returncode == 2 and "STUDENT_BLOCK:TEACHER_LAYER" in result.stderr
+
+
+def test_format_1_checkpoints_still_load_for_evaluation(cache, tmp_path):
+    train(cache, tmp_path / "run", max_steps=1)
+    state = load_checkpoint(tmp_path / "run")
+    old = {k: v for k, v in state.items() if k != "teachers"} | {"format": 1}
+    old["heads"] = {k.removeprefix("0."): v for k, v in state["heads"].items()}
+    torch.save(old, tmp_path / "old.pt")
+    trained = load_trained_student(tmp_path / "old.pt")
+    for name, value in trained.heads[0].state_dict().items():
+        torch.testing.assert_close(value, state["heads"][f"0.{name}"])
+    with pytest.raises(ProteusError, match="format 1"):
+        (tmp_path / "old").mkdir()
+        torch.save(old, tmp_path / "old" / "checkpoint.pt")
+        (tmp_path / "old" / "config.json").write_text("{}")
+        train(cache, tmp_path / "old", max_steps=2, resume=True)
