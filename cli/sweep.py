@@ -109,13 +109,15 @@ def _variant(source: Path, name: str, run: Path, options: dict, evaluate: dict) 
     args = (*command_args(train, options, where), "--out", str(run))
     _parse(train, args, where)
     evaluations = []
-    for kind, eval_options in evaluate.items():
+    for kind, entries in evaluate.items():
         command = eval_group.commands[kind]
-        eval_where = f"{source}: evaluate: {kind}"
-        eval_args = (*command_args(command, _mapping(eval_options, eval_where), eval_where),
-                     "--checkpoint", str(run))  # fmt: skip
-        _parse(command, eval_args, eval_where)
-        evaluations.append((kind, eval_args))
+        # A list runs the evaluation once per entry, e.g. agreement with each teacher's cache.
+        for entry in entries if isinstance(entries, list) else [entries]:
+            eval_where = f"{source}: evaluate: {kind}"
+            eval_args = (*command_args(command, _mapping(entry, eval_where), eval_where),
+                         "--checkpoint", str(run))  # fmt: skip
+            _parse(command, eval_args, eval_where)
+            evaluations.append((kind, eval_args))
     return Variant(name, run, args, tuple(evaluations))
 
 

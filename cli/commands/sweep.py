@@ -36,8 +36,10 @@ def sweep(config: Path, print_commands: bool, nproc_per_node: int, only: tuple[s
     CONFIG is YAML: `out` (each variant trains into OUT/NAME), `train` (the `proteus train`
     options all variants share, without dashes), `variants` (a list of `name` plus the options
     it changes) and optionally `evaluate` (`knn`, `linear` and/or `agreement`, each with the
-    options of that `proteus eval` command). Lists repeat options like cache and hint, or join
-    per-teacher values (lambda-token: [1, 0.5]). Quote hints: hint: ['5:19'].
+    options of that `proteus eval` command, or a list of such option sets to run it several
+    times). Lists repeat options like cache and hint, or join per-teacher values
+    (lambda-token: [1, 0.5]). Quote hints: hint: ['5:19']. Paths are relative to the folder
+    the sweep is run from.
 
     Every variant is checked before the first one trains. Re-running the sweep skips finished
     variants and resumes interrupted ones; a variant whose options changed is refused.

@@ -120,3 +120,22 @@ def test_bad_sweep_files_are_refused_before_anything_runs(world, tmp_path, chang
 def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path):
     result = _invoke("compare", tmp_path)
     assert result.exit_code == 1 and "not a training run folder" in result.output
+
+
+def test_a_failing_variant_does_not_stop_the_others(world, tmp_path):
+    out = tmp_path / "runs"
+    variants = [{"name": "broken", "hint": ["0:7"]}, {"name": "fine"}]  # no layer_7 cached
+    evaluate = {"agreement": [{"cache": str(world / "cache"), "device": "cpu"},
+                              {"cache": str(world / "cache"), "max-views": 2}]}  # fmt: skip
+    config = _sweep_file(world, tmp_path / "s.yaml", out, variants=variants, evaluate=evaluate)
+    printed = _invoke("sweep", config, "--print-commands").output.splitlines()
+    assert sum(line.startswith("proteus eval agreement") for line in printed) == 4
+    result = _invoke("sweep", config)
+    assert result.exit_code == 1
+    assert "1 of 2 variants failed: broken (--hint 0:7: --cache" in result.output
+    assert load_checkpoint(out / "fine")["step"] == 3
+    assert (out / "fine" / "eval" / "agreement_tiny_dinov2.json").is_file()
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert [r["run"] for r in rows] == ["fine"] and float(
+        rows[0]["agreement_tiny_dinov2_token_cosine"]
+    )
