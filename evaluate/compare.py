@@ -68,11 +68,7 @@ def compare_runs(runs: list[Path]) -> Table:
         summary |= {key: _brief(config.get(key)) for key in differ}
     fixed = ["run", *differ, "student", "teachers", "images", "steps"]
 
-    # A loss part no run has (hints, a second teacher) would be a column of zeros.
-    def unused(column: str) -> bool:
-        return column.startswith("loss_") and not any(r.get(column) for r in summaries)
-
-    measured = [c for s in summaries for c in s if c not in fixed and not unused(c)]
+    measured = [c for s in summaries for c in s if c not in fixed]
     order = sorted(dict.fromkeys(measured), key=_column_rank)
     return Table(fixed + order, summaries)
 

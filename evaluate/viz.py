@@ -86,7 +86,9 @@ def plot_losses(run: Path, out: Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [r["step"] for r in records]
-    for key in ("loss", "loss_token", "loss_fea", "loss_patch"):
+    # Every logged part: token/fea/patch/hint, per teacher (".t2") when there are several.
+    keys = [k for k in records[-1] if k == "loss" or k.startswith("loss_")]
+    for key in keys:
         values = [r.get(key, 0.0) for r in records]
         if any(values):
             ax.plot(steps, values, label=key, linewidth=1.5 if key == "loss" else 1)

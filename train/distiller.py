@@ -37,9 +37,14 @@ class Distiller(nn.Module):
         student.mask_token.requires_grad_(self.masked_pass)
 
     def part_names(self) -> tuple[str, ...]:
-        if len(self.objectives) == 1:
-            return PARTS
-        return tuple(f"{p}.t{i + 1}" for i in range(len(self.objectives)) for p in PARTS)
+        """The loss parts this run computes: a part whose λ is 0 is not logged as a zero."""
+        single = len(self.objectives) == 1
+        return tuple(
+            f"{part}{'' if single else f'.t{i + 1}'}"
+            for i, objective in enumerate(self.objectives)
+            for part in PARTS
+            if objective.uses(part.removeprefix("loss_"))
+        )
 
     def forward(
         self,
@@ -68,7 +73,7 @@ class Distiller(nn.Module):
             total = total + own.pop("loss")
             suffix = "" if single else f".t{index + 1}"
             parts |= {f"{name}{suffix}": value for name, value in own.items()}
-        return {"loss": total} | parts
+        return {"loss": total} | {name: parts[name] for name in self.part_names()}
 
     def no_weight_decay(self) -> set[str]:
         return {f"student.{name}" for name in self.student.no_weight_decay()}

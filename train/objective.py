@@ -114,6 +114,12 @@ class Objective:
         hinted = dict.fromkeys(h.target for h in self.hints)
         return self.lambdas.needed_targets() + tuple(n for n in hinted if n not in ("cls", "patch"))
 
+    def uses(self, part: str) -> bool:
+        """Whether the loss part (token, fea, patch, hint) counts in this objective."""
+        if part == "hint":
+            return bool(self.hints) and self.lambdas.hint > 0
+        return getattr(self.lambdas, part) > 0
+
     @property
     def needs_clean_pass(self) -> bool:
         return bool(self.lambdas.token or self.lambdas.fea or self.hints)

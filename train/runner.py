@@ -133,6 +133,11 @@ class _Trainer:
         own = tuple(h for h in hints if h.teacher == index)
         weights = (cfg.per_teacher(n, index) for n in ("token", "fea", "patch", "hint"))
         lambdas = resolve_lambdas(m.teacher_family, *weights, hints=bool(own))
+        if own and not lambdas.hint:
+            raise ProteusError(
+                f"--lambda-hint 0 turns off the hints of --cache {cache.path} "
+                f"({', '.join(map(str, own))}); drop those --hint options instead"
+            )
         objective = Objective(lambdas, own)
         missing = [t for t in objective.needed_targets() if t not in m.targets]
         if missing:
