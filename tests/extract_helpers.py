@@ -28,6 +28,19 @@ def extract(data: Path, out: Path, weights: Path, **overrides):
     return run_extract(config(data, out, weights, **overrides))
 
 
+def tiny_cache(
+    root: Path, *, classes: int = 2, per_class: int = 4, cache: str = "cache", **overrides
+) -> Path:
+    """The usual test world under ``root``: images in data/, tiny_dinov2 weights in
+    w.safetensors and a sealed cache (2 views per image unless overridden); returns ``root``."""
+    import imagegen
+
+    data = imagegen.image_folder(root / "data", classes=classes, per_class=per_class)
+    weights = imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
+    extract(data, root / cache, weights, **({"views": 2} | overrides))
+    return root
+
+
 def cli_env() -> dict[str, str]:
     """A subprocess that knows the tiny teachers, via the user-facing plugin mechanism."""
     env = dict(os.environ)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 
-import imagegen
 import pytest
 import yaml
 from click.testing import CliRunner
-from extract_helpers import extract, run_cli
+from extract_helpers import run_cli, tiny_cache
 
 from proteus.app import main
 from proteus.train.checkpoint import load_checkpoint
@@ -21,11 +20,7 @@ TRAIN = {
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweep")
-    data = imagegen.image_folder(root / "data", classes=2, per_class=3)
-    weights = imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
-    extract(data, root / "cache", weights, views=2)
-    return root
+    return tiny_cache(tmp_path_factory.mktemp("sweep"), per_class=3)
 
 
 def _sweep_file(world, path, out, **changes):

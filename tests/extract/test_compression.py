@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import imagegen
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from extract_helpers import cli_args, extract
+from extract_helpers import cli_args, extract, tiny_cache
 from train_helpers import train
 
 from proteus.app import main
@@ -18,11 +17,8 @@ from proteus.train.logs import read_log
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("compress")
-    data = imagegen.image_folder(root / "data", classes=2, per_class=4)
-    weights = imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
-    extract(data, root / "fp16", weights, views=2)
-    return root, data, weights
+    root = tiny_cache(tmp_path_factory.mktemp("compress"), cache="fp16")
+    return root, root / "data", root / "w.safetensors"
 
 
 def _rel_mse(a, b):

@@ -3,9 +3,8 @@ instead of training on garbage."""
 
 from __future__ import annotations
 
-import imagegen
 import pytest
-from extract_helpers import edit_manifest, extract, writable_copy
+from extract_helpers import edit_manifest, tiny_cache, writable_copy
 from train_helpers import train
 
 from proteus.common.cache.verify import verify_cache
@@ -14,11 +13,7 @@ from proteus.common.errors import ProteusError
 
 @pytest.fixture(scope="module")
 def sealed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corrupt")
-    data = imagegen.image_folder(root / "data", classes=2, per_class=4)
-    weights = imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
-    extract(data, root / "cache", weights, views=2)
-    return root / "cache"
+    return tiny_cache(tmp_path_factory.mktemp("corrupt")) / "cache"
 
 
 @pytest.fixture

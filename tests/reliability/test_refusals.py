@@ -15,9 +15,9 @@ from extract_helpers import (
     cli_args,
     cli_env,
     edit_manifest,
-    extract,
     run_cli,
     target_bytes,
+    tiny_cache,
     writable_copy,
 )
 from train_helpers import train, train_args
@@ -29,10 +29,7 @@ pytestmark = pytest.mark.slow  # real CLI subprocesses; still run by make test
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("refuse")
-    data = imagegen.image_folder(root / "data", classes=2, per_class=4)
-    weights = imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
-    extract(data, root / "cache", weights, views=2)
+    root = tiny_cache(tmp_path_factory.mktemp("refuse"))
     train(root / "cache", root / "run", max_steps=4)
     return root
 

@@ -9,9 +9,8 @@ import subprocess
 import sys
 import time
 
-import imagegen
 import pytest
-from extract_helpers import cli_env, extract, run_cli
+from extract_helpers import cli_env, run_cli, tiny_cache
 from train_helpers import train_args
 
 from proteus.train.checkpoint import load_checkpoint
@@ -22,10 +21,7 @@ pytestmark = pytest.mark.slow  # real CLI subprocesses; still run by make test
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("trainfaults")
-    data = imagegen.image_folder(root / "data", classes=3, per_class=4)
-    weights = imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
-    extract(data, root / "cache", weights, views=2)
+    root = tiny_cache(tmp_path_factory.mktemp("trainfaults"), classes=3)
     full = run_cli(*train_args(root / "cache", root / "full"))
     assert full.returncode == 0, full.stderr
     return root

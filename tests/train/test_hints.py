@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import imagegen
 import pytest
 import torch
 import torch.nn.functional as F
-from extract_helpers import extract, run_cli
+from extract_helpers import run_cli, tiny_cache
 from train_helpers import train, train_args
 
 from proteus.common.errors import ProteusError
@@ -28,11 +27,7 @@ DT, DL = 6, 5  # teacher width, width of its layer target
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hints")
-    data = imagegen.image_folder(root / "data", classes=2, per_class=3)
-    weights = imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
-    extract(data, root / "cache", weights, views=2, layers=(0, 1))
-    return root / "cache"
+    return tiny_cache(tmp_path_factory.mktemp("hints"), per_class=3, layers=(0, 1)) / "cache"
 
 
 def _distiller(hints: tuple[Hint, ...], lambda_hint: float) -> Distiller:

@@ -8,11 +8,10 @@ import signal
 import subprocess
 import sys
 
-import imagegen
 import numpy as np
 import pytest
 import torch
-from extract_helpers import cli_env, edit_manifest, extract, run_cli, writable_copy
+from extract_helpers import cli_env, edit_manifest, run_cli, tiny_cache, writable_copy
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
@@ -27,11 +26,7 @@ from proteus.train.sampler import ViewSampler
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    data = imagegen.image_folder(root / "data", classes=3, per_class=4)
-    weights = imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
-    extract(data, root / "cache", weights, views=2)
-    return root
+    return tiny_cache(tmp_path_factory.mktemp("train"), classes=3)
 
 
 def _losses(run) -> list[float]:
