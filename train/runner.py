@@ -132,7 +132,12 @@ class _Trainer:
         m = cache.manifest
         own = tuple(h for h in hints if h.teacher == index)
         weights = (cfg.per_teacher(n, index) for n in ("token", "fea", "patch", "hint"))
-        lambdas = resolve_lambdas(m.teacher_family, *weights, hints=bool(own))
+        try:
+            lambdas = resolve_lambdas(m.teacher_family, *weights, hints=bool(own))
+        except ProteusError as exc:
+            if len(self.caches) == 1:
+                raise
+            raise ProteusError(f"{exc} (for --cache {cache.path}, teacher {index + 1})") from None
         if own and not lambdas.hint:
             raise ProteusError(
                 f"--lambda-hint 0 turns off the hints of --cache {cache.path} "

@@ -81,3 +81,5 @@ def test_misaligned_caches_are_refused(world, tmp_path):
     assert result.returncode == 1 and "not aligned" in result.stderr
     with pytest.raises(ProteusError, match="3 values for 2 --cache"):
         train((world / "a", world / "b"), tmp_path / "r3", lambda_token=(1.0, 1.0, 1.0))
+    with pytest.raises(ProteusError, match=r"all zero, nothing to train \(for --cache .*b, "):
+        train((world / "a", world / "b"), tmp_path / "r4", lambda_token=(1.0, 0.0))
