@@ -111,8 +111,8 @@ class Objective:
     hints: tuple[Hint, ...] = ()
 
     def needed_targets(self) -> tuple[str, ...]:
-        hinted = dict.fromkeys(h.target for h in self.hints)
-        return self.lambdas.needed_targets() + tuple(n for n in hinted if n not in ("cls", "patch"))
+        """The Proteus losses' arrays, then each hinted layer_<i> once."""
+        return self.lambdas.needed_targets() + tuple(dict.fromkeys(h.target for h in self.hints))
 
     def uses(self, part: str) -> bool:
         """Whether the loss part (token, fea, patch, hint) counts in this objective."""
