@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import imagegen
 import numpy as np
 import pytest
-from extract_helpers import cli_args, extract, run_cli
+from extract_helpers import cli_args, cli_env, extract, run_cli
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
@@ -83,3 +86,20 @@ def test_misaligned_caches_are_refused(world, tmp_path):
         train((world / "a", world / "b"), tmp_path / "r3", lambda_token=(1.0, 1.0, 1.0))
     with pytest.raises(ProteusError, match=r"all zero, nothing to train \(for --cache .*b, "):
         train((world / "a", world / "b"), tmp_path / "r4", lambda_token=(1.0, 0.0))
+
+
+def test_two_teachers_with_a_hint_under_ddp_follow_one_process(world, tmp_path):
+    # Every head of both teachers and the hint head must get a gradient on every rank, or DDP
+    # stalls; and the 2-process run with the same global batch follows the 1-process run.
+    extra = ("--cache", str(world / "b"), "--hint", "1:1", "--max-steps", "4")
+    one = run_cli(*train_args(world / "a", tmp_path / "one", *extra))
+    assert one.returncode == 0, one.stderr
+    args = train_args(world / "a", tmp_path / "two", *extra, "--batch-size", "2")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node", "2", "-m", "proteus", *args]  # fmt: skip
+    two = subprocess.run(torchrun, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    logs = {run: read_log(tmp_path / run) for run in ("one", "two")}
+    for key in ("loss", "loss_hint.t1", "loss_token.t2"):
+        got, want = ([r[key] for r in logs[run]] for run in ("two", "one"))
+        np.testing.assert_allclose(got, want, rtol=1e-4)
