@@ -221,7 +221,7 @@ def _train(variant: Variant) -> bool:
     if checkpoint.is_file():
         _check_same_options(variant, train_config(_parse(train, args, variant.name)))
         done = json.loads((variant.out / "config.json").read_text()).get("total_steps")
-        if load_checkpoint(checkpoint)["step"] >= done:
+        if load_checkpoint(checkpoint, mmap=True)["step"] >= done:
             click.echo(f"{variant.name}: already trained, skipping")
             return False
         click.echo(f"{variant.name}: resuming from its checkpoint")

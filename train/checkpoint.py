@@ -51,10 +51,13 @@ def resolve_checkpoint(path: Path) -> Path:
     return path
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: Path, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """``mmap``: tensors stay on disk until touched (for reading the small entries only)."""
     path = resolve_checkpoint(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, …
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ProteusError(
