@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +247,7 @@ def _evaluate(variant: Variant, rerun: bool) -> None:
 def _check_same_options(variant: Variant, cfg) -> None:
     """A rerun must not continue a run folder with other options than it was started with."""
     stored = json.loads((variant.out / "config.json").read_text()).get("config", {})
-    wanted = json.loads(json.dumps(asdict(cfg), default=str))
+    wanted = cfg.to_json()
     changed = [f"{k}: {stored.get(k)!r} → {wanted.get(k)!r}" for k in wanted
                if k not in _RUN_ONLY and stored.get(k) != wanted.get(k)]  # fmt: skip
     if changed:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from proteus.common.errors import ProteusError
 from proteus.train.objective import Hint
@@ -46,6 +48,11 @@ class TrainConfig:
     subset_classes: int | None = None  # train on a seeded choice of this many classes
     subset_per_class: int | None = None  # at most this many images per class (seeded)
     subset_fraction: float | None = None  # a seeded share of the (remaining) images
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values (paths as text, tuples as lists): config.json's "config", the
+        checkpoint's, and what `proteus sweep` compares a rerun against."""
+        return json.loads(json.dumps(asdict(self), default=str))
 
     @property
     def caches(self) -> tuple[Path, ...]:

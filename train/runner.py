@@ -190,7 +190,7 @@ class _Trainer:
         teachers = self._teachers()
         return {
             "proteus_version": __version__,
-            "config": _plain(asdict(self.cfg)),
+            "config": self.cfg.to_json(),
             "lambdas": teachers[0]["lambdas"],  # the first teacher's, as "teacher" and "cache"
             "lr": self.peak_lr,
             "world": self.info.world,
@@ -254,7 +254,7 @@ class _Trainer:
             "heads": self.model.heads.state_dict(),  # heads of teacher i under "i."
             "ema": self.ema.model.state_dict() if self.ema else None,
             "optimizer": self.optimizer.state_dict(),
-            "config": _plain(asdict(self.cfg)),
+            "config": self.cfg.to_json(),
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -434,7 +434,3 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 
 def _describe(values: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k != "loss")
-
-
-def _plain(data: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(data, default=str))
