@@ -44,6 +44,7 @@ class Variant:
     name: str
     out: Path
     train_args: tuple[str, ...]  # `proteus train` arguments, --out included
+    config: Any  # the TrainConfig those arguments parse to
     evaluations: tuple[tuple[str, tuple[str, ...]], ...]  # (eval command, its arguments)
 
 
@@ -103,11 +104,11 @@ def load_sweep(path: Path) -> Sweep:
 
 def _variant(source: Path, name: str, run: Path, options: dict, evaluate: dict) -> Variant:
     from proteus.commands.evaluate import eval_group
-    from proteus.commands.train import train
+    from proteus.commands.train import train, train_config
 
     where = f"{source}: variant {name}"
     args = (*command_args(train, options, where), "--out", str(run))
-    _parse(train, args, where)
+    config = train_config(_parse(train, args, where))
     evaluations = []
     for kind, entries in evaluate.items():
         command = eval_group.commands[kind]
@@ -118,7 +119,7 @@ def _variant(source: Path, name: str, run: Path, options: dict, evaluate: dict) 
                          "--checkpoint", str(run))  # fmt: skip
             _parse(command, eval_args, eval_where)
             evaluations.append((kind, eval_args))
-    return Variant(name, run, args, tuple(evaluations))
+    return Variant(name, run, args, config, tuple(evaluations))
 
 
 def command_args(command: click.Command, options: dict[str, Any], where: str) -> list[str]:
@@ -213,15 +214,15 @@ def _chosen(sweep: Sweep, only: tuple[str, ...]) -> list[Variant]:
 
 def _train(variant: Variant) -> bool:
     """Run, resume or skip the variant's training; True if it trained now."""
-    from proteus.commands.train import train, train_config
+    from proteus.commands.train import train
     from proteus.train.checkpoint import CHECKPOINT, load_checkpoint
 
     args = list(variant.train_args)
     checkpoint = variant.out / CHECKPOINT
     if checkpoint.is_file():
-        _check_same_options(variant, train_config(_parse(train, args, variant.name)))
-        done = json.loads((variant.out / "config.json").read_text()).get("total_steps")
-        if load_checkpoint(checkpoint, mmap=True)["step"] >= done:
+        resolved = json.loads((variant.out / "config.json").read_text())
+        _check_same_options(variant, resolved.get("config", {}))
+        if load_checkpoint(checkpoint, mmap=True)["step"] >= resolved.get("total_steps"):
             click.echo(f"{variant.name}: already trained, skipping")
             return False
         click.echo(f"{variant.name}: resuming from its checkpoint")
@@ -244,10 +245,9 @@ def _evaluate(variant: Variant, rerun: bool) -> None:
             command.invoke(ctx)
 
 
-def _check_same_options(variant: Variant, cfg) -> None:
+def _check_same_options(variant: Variant, stored: dict[str, Any]) -> None:
     """A rerun must not continue a run folder with other options than it was started with."""
-    stored = json.loads((variant.out / "config.json").read_text()).get("config", {})
-    wanted = cfg.to_json()
+    wanted = variant.config.to_json()
     changed = [f"{k}: {stored.get(k)!r} → {wanted.get(k)!r}" for k in wanted
                if k not in _RUN_ONLY and stored.get(k) != wanted.get(k)]  # fmt: skip
     if changed:
