@@ -26,12 +26,15 @@ import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from proteus.common.errors import Interrupted, ProteusError
 from proteus.options import HintPair
+
+if TYPE_CHECKING:  # the config module imports torch; the sweep only needs the type here
+    from proteus.train.config import TrainConfig
 
 KEYS = ("out", "train", "variants", "evaluate")
 EVALUATIONS = ("knn", "linear", "agreement")
@@ -44,7 +47,7 @@ class Variant:
     name: str
     out: Path
     train_args: tuple[str, ...]  # `proteus train` arguments, --out included
-    config: Any  # the TrainConfig those arguments parse to
+    config: TrainConfig  # what those arguments parse to
     evaluations: tuple[tuple[str, tuple[str, ...]], ...]  # (eval command, its arguments)
 
 
