@@ -38,13 +38,15 @@ class Distiller(nn.Module):
 
     def part_names(self) -> tuple[str, ...]:
         """The loss parts this run computes: a part whose λ is 0 is not logged as a zero."""
-        single = len(self.objectives) == 1
         return tuple(
-            f"{part}{'' if single else f'.t{i + 1}'}"
+            self._logged_as(part, i)
             for i, objective in enumerate(self.objectives)
             for part in PARTS
             if objective.uses(part.removeprefix("loss_"))
         )
+
+    def _logged_as(self, part: str, teacher: int) -> str:
+        return part if len(self.objectives) == 1 else f"{part}.t{teacher + 1}"
 
     def forward(
         self,
@@ -64,15 +66,13 @@ class Distiller(nn.Module):
             masked_patch = self.student(images[:n], mask=masks)["patch"]
         parts: dict[str, torch.Tensor] = {}
         total = images.new_zeros(())
-        single = len(self.objectives) == 1
         for index, (heads, objective, wanted) in enumerate(
             zip(self.heads, self.objectives, targets, strict=True)
         ):
             own = proteus_losses(heads, objective, clean, masked_patch, masks if n else None,
                                  wanted.get("cls"), wanted.get("patch"), wanted)  # fmt: skip
             total = total + own.pop("loss")
-            suffix = "" if single else f".t{index + 1}"
-            parts |= {f"{name}{suffix}": value for name, value in own.items()}
+            parts |= {self._logged_as(name, index): value for name, value in own.items()}
         return {"loss": total} | {name: parts[name] for name in self.part_names()}
 
     def no_weight_decay(self) -> set[str]:
