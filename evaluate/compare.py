@@ -59,21 +59,20 @@ def compare_runs(runs: list[Path]) -> Table:
     runs = [Path(run) for run in runs if not Path(run).is_file()]
     if not runs:
         raise ProteusError("compare: no run folders given")
-    summaries = [summarize_run(run) for run in runs]
-    configs = [s.pop("_config") for s in summaries]
+    summaries, configs = zip(*(summarize_run(run) for run in runs), strict=True)
     differ = [key for key in dict.fromkeys(k for c in configs for k in c)
               if key not in _NOT_COMPARED
               and len({json.dumps(c.get(key), sort_keys=True) for c in configs}) > 1]  # fmt: skip
     for summary, config in zip(summaries, configs, strict=True):
         summary |= {key: _brief(config.get(key)) for key in differ}
     fixed = ["run", *differ, "student", "teachers", "images", "steps"]
-
     measured = [c for s in summaries for c in s if c not in fixed]
     order = sorted(dict.fromkeys(measured), key=_column_rank)
-    return Table(fixed + order, summaries)
+    return Table(fixed + order, list(summaries))
 
 
-def summarize_run(run: Path) -> dict[str, Any]:
+def summarize_run(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run's table row, and its options (for the "what differs" columns)."""
     config_path = run / "config.json"
     if not config_path.is_file():
         raise ProteusError(f"{run}: not a training run folder (no config.json)")
@@ -86,7 +85,6 @@ def summarize_run(run: Path) -> dict[str, Any]:
     teachers = resolved.get("teachers") or [resolved.get("teacher", {"name": "?"})]
     row: dict[str, Any] = {
         "run": run.name,
-        "_config": cfg,
         "student": cfg.get("student"),
         "teachers": "+".join(t["name"] for t in teachers),
         "images": resolved.get("images"),
@@ -103,7 +101,7 @@ def summarize_run(run: Path) -> dict[str, Any]:
         row["train_s"] = float(sum(batch / max(r["images_per_s"], 1e-9) for r in log))
     for path in sorted((run / EVAL_DIR).glob("*.json")):
         row |= _evaluation(path)
-    return row
+    return row, cfg
 
 
 def _evaluation(path: Path) -> dict[str, Any]:

@@ -263,20 +263,21 @@ class _Trainer:
                 f"--resume: the checkpoint has format {state.get('format')}, this proteus "
                 f"resumes format {CHECKPOINT_FORMAT}; evaluate or export it, or start a new run"
             )
-        objective = [(t["lambdas"], t["hints"]) for t in self._teachers()]
-        expected = {
-            "student_name": self.cfg.student,
-            "batch_size": self.cfg.batch_size,
-            "world": self.info.world,
-            "objective (λ, hints)": objective,
+
+        def objective(teachers: list[dict[str, Any]]) -> list:
+            return [(t["lambdas"], t["hints"]) for t in teachers]
+
+        checks = {  # name: (the checkpoint's, this run's)
+            "student_name": (state.get("student_name"), self.cfg.student),
+            "batch_size": (state.get("batch_size"), self.cfg.batch_size),
+            "world": (state.get("world"), self.info.world),
+            "objective (λ, hints)": (objective(state["teachers"]), objective(self._teachers())),
         }
-        state = state | {"objective (λ, hints)": [(t["lambdas"], t["hints"])
-                                                  for t in state["teachers"]]}  # fmt: skip
-        for key, want in expected.items():
-            if state.get(key) != want:
+        for key, (had, want) in checks.items():
+            if had != want:
                 raise ProteusError(
-                    f"--resume: the checkpoint has {key}={state.get(key)!r}, this run asks "
-                    f"{want!r}; resume with the original options"
+                    f"--resume: the checkpoint has {key}={had!r}, this run asks {want!r}; "
+                    "resume with the original options"
                 )
         trained_on = [t["cache"]["weights_sha256"] for t in state["teachers"]]
         if trained_on != [c.manifest.weights_sha256 for c in self.caches]:
