@@ -41,8 +41,9 @@ def list_students() -> list[StudentSpec]:
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
 
-# DINOv2-style /14 students (layer scale 1e-5, as the Proteus students), and plain /16 ViTs.
-_TINY = {"embed_dim": 192, "depth": 12, "num_heads": 3, "init_values": 1e-5}
+# DINOv2-architecture /14 students and plain /16 ViTs. How they are initialised and which
+# variant of the block they use is the style's business (STUDENT_STYLES), not the record's.
+_TINY = {"embed_dim": 192, "depth": 12, "num_heads": 3}
 for _spec in (
     StudentSpec("vit_ti14", "vit_small_patch14_dinov2", 14, 192, _TINY),
     StudentSpec("vit_s14", "vit_small_patch14_dinov2", 14, 384),
@@ -54,6 +55,48 @@ for _spec in (
     StudentSpec("vit_l16", "vit_large_patch16_224", 16, 1024),
 ):
     register_student(_spec)
+
+
+@dataclass(frozen=True)
+class StudentStyle:
+    """How the reference builds a student for a teacher family, on top of the timm arch.
+
+    ``arch_kwargs`` go to ``timm.create_model`` for the registered students (a ``timm:<name>``
+    student is built as timm defines it); ``mask_token_std`` 0 means a zero mask token.
+    """
+
+    name: str
+    arch_kwargs: Mapping[str, Any]
+    mask_token_std: float
+
+
+STUDENT_STYLES = {
+    s.name: s
+    for s in (
+        # The timm architecture as it is (proteus 0.1): DINOv2 archs with LayerScale 1e-5,
+        # plain ViTs without; the mask token N(0, 0.02).
+        StudentStyle("arch", {}, 0.02),
+        # Reference models_proteus_dinov2.py: vit_*(init_values=1.0, …); dinov2's
+        # DinoVisionTransformer makes its mask token with torch.zeros.
+        StudentStyle("dinov2", {"init_values": 1.0}, 0.0),
+        # Reference models_clip.py: CLIP's VisionTransformer (ln_pre, QuickGELU, no
+        # LayerScale) with a zero mask token. (init_values 0, not None: timm drops None
+        # keyword arguments, and its DINOv2 archs default to 1e-5.)
+        StudentStyle(
+            "clip", {"init_values": 0.0, "pre_norm": True, "act_layer": "quick_gelu"}, 0.0
+        ),
+        # Reference models_synclr.py: a timm-style ViT without LayerScale, mask token N(0, .02).
+        StudentStyle("synclr", {"init_values": 0.0}, 0.02),
+    )
+}
+
+
+def student_style(teacher_family: str, reference: bool) -> str:
+    """The style of student the reference pairs with a teacher family (DINOv2-style for every
+    family it has no own student for); ``reference`` False keeps the timm arch as is."""
+    if not reference:
+        return "arch"
+    return teacher_family if teacher_family in ("clip", "synclr") else "dinov2"
 
 
 def get_student_spec(name: str) -> StudentSpec:
@@ -84,13 +127,16 @@ class Student(nn.Module):
     """A timm ViT plus a mask token that replaces masked patch embeddings before positions
     are added (as DINOv2/iBOT do). ``forward_features`` returns the final normed tokens."""
 
-    def __init__(self, spec: StudentSpec, vit: nn.Module, image_size: int):
+    def __init__(
+        self, spec: StudentSpec, vit: nn.Module, image_size: int, mask_token_std: float = 0.02
+    ):
         super().__init__()
         self.spec = spec
         self.image_size = image_size
         self.vit = vit
         self.mask_token = nn.Parameter(torch.zeros(1, 1, vit.embed_dim))
-        nn.init.normal_(self.mask_token, std=0.02)
+        if mask_token_std:
+            nn.init.normal_(self.mask_token, std=mask_token_std)
         self.num_prefix = vit.num_prefix_tokens
 
     @property
@@ -137,11 +183,20 @@ class Student(nn.Module):
 
 
 def build_student(
-    name: str, image_size: int, *, drop_path: float = 0.0, state: Mapping | None = None
+    name: str,
+    image_size: int,
+    *,
+    drop_path: float = 0.0,
+    style: str = "arch",
+    state: Mapping | None = None,
 ) -> Student:
+    """``style``: a key of STUDENT_STYLES (recorded in checkpoints: it changes the modules)."""
     import timm
 
     spec = get_student_spec(name)
+    if style not in STUDENT_STYLES:
+        raise ProteusError(f"student style {style!r}: one of {', '.join(STUDENT_STYLES)}")
+    chosen = STUDENT_STYLES[style]
     if image_size % spec.patch_size:
         raise ProteusError(
             f"--student {name}: image size {image_size} (from the cache) is not a multiple of "
@@ -149,10 +204,15 @@ def build_student(
             "re-extract at a size that fits"
         )
     kwargs = {"img_size": image_size, "num_classes": 0, "drop_path_rate": drop_path}
-    vit = timm.create_model(spec.arch, pretrained=False, **(kwargs | dict(spec.arch_kwargs)))
+    kwargs |= dict(spec.arch_kwargs)
+    if not name.startswith(TIMM_PREFIX):
+        kwargs |= dict(chosen.arch_kwargs)
+    vit = timm.create_model(spec.arch, pretrained=False, **kwargs)
     if not getattr(vit, "has_class_token", True) or getattr(vit, "cls_token", None) is None:
         raise ProteusError(f"--student {name}: has no class token; the token loss needs one")
-    student = Student(spec, vit, image_size)
+    student = Student(spec, vit, image_size, chosen.mask_token_std)
+    # What rebuilds this backbone with timm alone (export); drop path is training-only.
+    student.arch_kwargs = {k: v for k, v in kwargs.items() if k != "drop_path_rate"}
     if state is not None:
         student.load_state_dict(state)
     return student

@@ -26,7 +26,7 @@ def run_agreement(
     checkpoint: Path,
     cache_path: Path,
     *,
-    ema: bool = True,
+    ema: bool | None = None,
     batch_size: int = 64,
     max_views: int | None = None,
     device: str = "cpu",

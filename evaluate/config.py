@@ -11,7 +11,7 @@ class SourceConfig:
     """Which model's features: exactly one of checkpoint, teacher, or student + random_init."""
 
     checkpoint: Path | None = None  # a run folder or checkpoint file
-    ema: bool = True  # with checkpoint: the EMA student
+    ema: bool | None = None  # with checkpoint: the EMA student; None: as its recipe says
     teacher: str | None = None  # registry name or timm:<model>
     weights: Path | None = None  # with teacher: a local weights file
     student: str | None = None  # with random_init: an untrained student (the floor)

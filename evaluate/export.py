@@ -18,11 +18,11 @@ from proteus.common.errors import ProteusError
 from proteus.evaluate.models import load_trained_student
 
 
-def run_export(checkpoint: Path, out: Path, ema: bool = True) -> Path:
+def run_export(checkpoint: Path, out: Path, ema: bool | None = None) -> Path:
     trained = load_trained_student(checkpoint, ema)
     student, state = trained.student, trained.state
     spec = student.spec
-    model_args = {"img_size": student.image_size, "num_classes": 0} | dict(spec.arch_kwargs)
+    model_args = dict(student.arch_kwargs)
     size = student.image_size
     config = {
         "architecture": spec.arch,
@@ -41,7 +41,7 @@ def run_export(checkpoint: Path, out: Path, ema: bool = True) -> Path:
         "proteus": {
             "version": __version__,
             "student": state["student_name"],
-            "weights": "ema" if ema and state.get("ema") is not None else "raw",
+            "weights": state["evaluated_weights"],
             "teacher": state.get("teacher"),
             "teachers": [t["cache"]["teacher"] for t in state["teachers"]],
             "step": state["step"],

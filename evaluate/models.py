@@ -59,14 +59,20 @@ class TrainedStudent:
         return tuple(self.state["std"])
 
 
-def load_trained_student(checkpoint: Path, ema: bool = True) -> TrainedStudent:
-    """The student of a run folder or checkpoint file; ``ema`` picks the EMA weights."""
+def load_trained_student(checkpoint: Path, ema: bool | None = None) -> TrainedStudent:
+    """The student of a run folder or checkpoint file; ``ema`` picks the EMA weights, None
+    the weights its recipe evaluates (the reference recipe: raw; checkpoints before recipes
+    existed: EMA)."""
     state = load_checkpoint(checkpoint)
     for key in ("student_name", "image_size", "student", "heads", "mean", "std"):
         if key not in state:
             raise ProteusError(f"--checkpoint {checkpoint}: not a proteus checkpoint (no {key})")
-    student = build_student(state["student_name"], state["image_size"])
-    weights = state["ema"] if ema and state.get("ema") is not None else state["student"]
+    student = build_student(state["student_name"], state["image_size"],
+                            style=state.get("student_style", "arch"))  # fmt: skip
+    if ema is None:
+        ema = state.get("eval_weights", "ema") == "ema"
+    state = state | {"evaluated_weights": "ema" if ema and state.get("ema") is not None else "raw"}
+    weights = state["ema"] if state["evaluated_weights"] == "ema" else state["student"]
     try:
         student.load_state_dict(weights)
     except RuntimeError as exc:
@@ -89,7 +95,7 @@ def load_trained_student(checkpoint: Path, ema: bool = True) -> TrainedStudent:
 def load_source(
     *,
     checkpoint: Path | None = None,
-    ema: bool = True,
+    ema: bool | None = None,
     teacher: str | None = None,
     weights: Path | None = None,
     student: str | None = None,
@@ -105,7 +111,7 @@ def load_source(
         )
     if checkpoint is not None:
         trained = load_trained_student(checkpoint, ema)
-        kind = "ema" if ema and trained.state.get("ema") is not None else "raw"
+        kind = trained.state["evaluated_weights"]
         return FeatureSource(f"student {trained.state['student_name']} ({kind})",
                              trained.student, trained.student.image_size, trained.mean,
                              trained.std)  # fmt: skip

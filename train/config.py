@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from proteus.common.errors import ProteusError
 from proteus.train.objective import Hint
+from proteus.train.recipe import Recipe, get_recipe
 
 PerTeacher = float | tuple[float, ...] | None  # one value for every teacher, or one per cache
 
@@ -20,15 +21,20 @@ class TrainConfig:
     cache: Path | tuple[Path, ...]
     student: str  # vit_ti14 | vit_s14 | vit_b14 | vit_l14 | *16 variants | timm:<vit>
     out: Path  # run folder: checkpoints, logs, resolved config
+    # The named set of defaults (train/recipe.py) for every option below left at None.
+    recipe: str = "proteus"
     epochs: int = 300  # Proteus recipe length; --max-steps overrides it
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests, sweeps)
     batch_size: int = 128  # per process; the global batch is this × world size
-    lr: float | None = None  # None: 5e-4 × global batch / 512 (Proteus / DeiT scaling)
-    min_lr: float = 1e-6  # floor of the cosine schedule
-    weight_decay: float = 0.05
-    warmup_epochs: float = 5.0
-    drop_path: float = 0.1
-    ema_decay: float = 0.9999  # EMA of the student weights; 0 turns it off
+    lr: float | None = None  # None: the recipe's lr per 512 × global batch / 512
+    min_lr: float | None = None  # floor of the cosine schedule
+    warmup_lr: float | None = None  # where the warm-up starts (epoch schedule)
+    weight_decay: float | None = None
+    warmup_epochs: float | None = None
+    drop_path: float | None = None
+    ema_decay: float | None = None  # EMA of the student weights; 0 turns it off
+    # Each image this many times per epoch, each time another view (DeiT's RASampler).
+    repeated_aug: int | None = None
     grad_clip: float | None = None  # max gradient norm; None: no clipping
     lambda_token: PerTeacher = None  # None: 1, or per the teacher (CLIP: 1/0/0)
     lambda_fea: PerTeacher = None
@@ -53,6 +59,19 @@ class TrainConfig:
         """Plain JSON values (paths as text, tuples as lists): config.json's "config", the
         checkpoint's, and what `proteus sweep` compares a rerun against."""
         return json.loads(json.dumps(asdict(self), default=str))
+
+    RECIPE_FIELDS = ("min_lr", "warmup_lr", "weight_decay", "warmup_epochs", "drop_path",
+                     "ema_decay", "repeated_aug")  # fmt: skip
+
+    def recipe_of(self) -> Recipe:
+        return get_recipe(self.recipe)
+
+    def resolved(self) -> TrainConfig:
+        """Every option left at None filled from the recipe (``lr`` stays None: it scales
+        with the global batch, known only at run time)."""
+        recipe = self.recipe_of()
+        filled = {f: getattr(recipe, f) for f in self.RECIPE_FIELDS if getattr(self, f) is None}
+        return replace(self, **filled)
 
     @property
     def caches(self) -> tuple[Path, ...]:

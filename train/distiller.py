@@ -79,9 +79,11 @@ class Distiller(nn.Module):
         return {f"student.{name}" for name in self.student.no_weight_decay()}
 
 
-def param_groups(model: Distiller, weight_decay: float) -> list[dict]:
-    """timm/DeiT convention: no decay for biases, norms, position embeddings, special tokens."""
-    skip = model.no_weight_decay()
+def param_groups(model: Distiller, weight_decay: float, decay_tokens: bool = True) -> list[dict]:
+    """No decay for biases and norms (ndim <= 1). ``decay_tokens``: position embeddings and the
+    cls/mask tokens decay too, as in the reference (timm's create_optimizer on a model without
+    no_weight_decay()); False exempts them (the timm/DeiT ViT convention)."""
+    skip = set() if decay_tokens else model.no_weight_decay()
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:

@@ -1,8 +1,8 @@
 """An exponential moving average of the student's weights (evaluated and exported as "ema").
 
-The decay warms up as ``min(decay, (1 + step) / (10 + step))`` (timm's ModelEmaV3 warm-up):
-with a fixed 0.9999 a run of a few thousand steps would leave the EMA at its initial random
-weights, while long runs still average over the last ~10k steps.
+The reference recipe uses a fixed decay (timm ModelEma, 0.99996) and evaluates the raw
+student anyway. With ``warmup`` (proteus 0.1) the decay is ``min(decay, (1 + step) / (10 +
+step))`` (timm's ModelEmaV3 warm-up), so a short run's EMA does not stay at its random start.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from torch import nn
 
 
 class EMA:
-    def __init__(self, model: nn.Module, decay: float):
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False):
         self.decay = decay
+        self.warmup = warmup
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     def decay_at(self, step: int) -> float:
-        return min(self.decay, (1 + step) / (10 + step))
+        return min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:

@@ -35,7 +35,7 @@ from proteus.common.distributed import (
 from proteus.common.errors import Interrupted, ProteusError
 from proteus.common.files import atomic_write_text
 from proteus.common.renderer import RenderConfig, Renderer
-from proteus.common.students import build_student
+from proteus.common.students import build_student, student_style
 from proteus.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from proteus.train.config import TrainConfig
 from proteus.train.distiller import Distiller, param_groups
@@ -51,7 +51,7 @@ from proteus.train.objective import (
     resolve_lambdas,
 )
 from proteus.train.sampler import ViewSampler
-from proteus.train.schedule import CosineSchedule, scaled_lr
+from proteus.train.schedule import CosineSchedule, EpochCosineSchedule, scaled_lr
 from proteus.train.subset import Subset, select_images
 
 CONFIG = "config.json"
@@ -76,7 +76,11 @@ def run_train(cfg: TrainConfig) -> TrainResult:
 
 class _Trainer:
     def __init__(self, cfg: TrainConfig, device: str, info: DistInfo):
-        self.cfg, self.info = cfg, info
+        # The options as given (config.json's "config", what `proteus sweep` compares) and
+        # with the recipe's values filled in (what this run uses).
+        self.given, self.cfg, self.info = cfg, cfg.resolved(), info
+        self.recipe = cfg.recipe_of()
+        cfg = self.cfg
         self.device = torch.device(f"cuda:{info.local_rank}" if device == "cuda" else "cpu")
         # Only the first cache's images are rendered, so only it needs --data.
         self.caches = [Cache(path, data_root=cfg.data if i == 0 else None)
@@ -85,7 +89,9 @@ class _Trainer:
         m = self.cache.manifest
         self.views_sha256 = check_aligned(self.caches) if len(self.caches) > 1 else None
         torch.manual_seed(cfg.seed)  # initialisation: the same on every rank
-        student = build_student(cfg.student, m.image_size, drop_path=cfg.drop_path)
+        self.student_style = student_style(m.teacher_family, self.recipe.reference_students)
+        student = build_student(cfg.student, m.image_size, drop_path=cfg.drop_path,
+                                style=self.student_style)  # fmt: skip
         self.student_grid = student.grid
         hints = resolve_hints(cfg.hints, student.depth, self.caches)
         self.objectives = [self._objective(i, hints) for i in range(len(self.caches))]
@@ -100,7 +106,7 @@ class _Trainer:
             usable = usable[rows]
         self.sampler = ViewSampler(
             usable, cfg.seed, cfg.batch_size, info.world, cfg.mask_probability, cfg.mask_ratio,
-            student.grid[0] * student.grid[1],
+            student.grid[0] * student.grid[1], repeats=cfg.repeated_aug,
         )  # fmt: skip
         self._check_masking()
         self.total_steps = cfg.max_steps or cfg.epochs * self.sampler.steps_per_epoch
@@ -114,19 +120,27 @@ class _Trainer:
                 self.model, device_ids=[info.local_rank] if self.device.type == "cuda" else None
             )
         global_batch = cfg.batch_size * info.world
-        self.peak_lr = scaled_lr(cfg.lr, global_batch)
-        self.schedule = CosineSchedule(
-            self.peak_lr, self.total_steps,
-            round(cfg.warmup_epochs * self.sampler.steps_per_epoch), cfg.min_lr,
-        )  # fmt: skip
-        self.optimizer = torch.optim.AdamW(
-            param_groups(self.model, cfg.weight_decay), lr=self.peak_lr, betas=(0.9, 0.999)
-        )
-        self.ema = EMA(self.model.student, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.peak_lr = scaled_lr(cfg.lr, global_batch, self.recipe.lr_per_512)
+        self.schedule = self._schedule()
+        groups = param_groups(self.model, cfg.weight_decay, self.recipe.decay_tokens)
+        self.optimizer = torch.optim.AdamW(groups, lr=self.peak_lr, betas=(0.9, 0.999))
+        self.ema = None
+        if cfg.ema_decay > 0:
+            self.ema = EMA(self.model.student, cfg.ema_decay, warmup=self.recipe.ema_warmup)
         self.start_step = 0
         self._stop_signal: int | None = None
 
     # ----------------------------------------------------------------------- set-up
+    def _schedule(self) -> CosineSchedule | EpochCosineSchedule:
+        cfg, per_epoch = self.cfg, self.sampler.steps_per_epoch
+        if self.recipe.schedule == "epoch":
+            return EpochCosineSchedule(
+                self.peak_lr, math.ceil(self.total_steps / per_epoch), per_epoch,
+                cfg.warmup_epochs, cfg.warmup_lr, cfg.min_lr,
+            )  # fmt: skip
+        warmup = round(cfg.warmup_epochs * per_epoch)
+        return CosineSchedule(self.peak_lr, self.total_steps, warmup, cfg.min_lr)
+
     def _objective(self, index: int, hints: tuple[Hint, ...]) -> Objective:
         cache, cfg = self.caches[index], self.cfg
         m = cache.manifest
@@ -190,7 +204,10 @@ class _Trainer:
         teachers = self._teachers()
         return {
             "proteus_version": __version__,
-            "config": self.cfg.to_json(),
+            "config": self.given.to_json(),
+            "recipe": self.recipe.to_json(),
+            "resolved": self.cfg.to_json(),
+            "student_style": self.student_style,
             "lambdas": teachers[0]["lambdas"],  # the first teacher's, as "teacher" and "cache"
             "lr": self.peak_lr,
             "world": self.info.world,
@@ -237,6 +254,9 @@ class _Trainer:
             "format": CHECKPOINT_FORMAT,
             "step": next_step,
             "student_name": self.cfg.student,
+            "student_style": self.student_style,
+            "recipe": self.recipe.name,
+            "eval_weights": self.recipe.eval_weights,
             "image_size": m.image_size,
             # What evaluation and export need to feed the student as it was trained.
             "mean": list(m.mean),
@@ -254,7 +274,7 @@ class _Trainer:
             "heads": self.model.heads.state_dict(),  # heads of teacher i under "i."
             "ema": self.ema.model.state_dict() if self.ema else None,
             "optimizer": self.optimizer.state_dict(),
-            "config": self.cfg.to_json(),
+            "config": self.given.to_json(),
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -269,6 +289,7 @@ class _Trainer:
 
         checks = {  # name: (the checkpoint's, this run's)
             "student_name": (state.get("student_name"), self.cfg.student),
+            "recipe": (state.get("recipe", "legacy"), self.recipe.name),
             "batch_size": (state.get("batch_size"), self.cfg.batch_size),
             "world": (state.get("world"), self.info.world),
             "objective (λ, hints)": (objective(state["teachers"]), objective(self._teachers())),

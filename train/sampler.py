@@ -3,14 +3,26 @@
 Nothing here has state, so resuming at step s needs only s, and every rank computes its own
 share without communication.
 
-Epoch e visits the cache's usable images in a seeded order and uses view
-``(offset_i + e) mod K`` of image i (``offset_i`` seeded per image), so K epochs cycle through
-all K views. Global batches are consecutive slices of that order (an incomplete last one is
-dropped). Within a global batch of G = B·W samples the first W·n are the masked ones
-(n = ⌊B·mask_probability⌋), and rank r takes masked samples [r·n, (r+1)·n) followed by unmasked
-samples [W·n + r·(B−n), …). Every rank thus masks the first n of its own batch, as Proteus
-does per GPU, and the union over ranks is exactly the one-process batch, so a W-process run
-computes the same global loss as one process with batch G.
+**Epochs and repeated augmentation.** With ``repeats`` r = 1 an epoch visits every usable
+image once, in a seeded order. With r > 1 (DeiT's RASampler, on in the reference recipe)
+an epoch has as many samples as images, but they are I/r images each taken r times in a row,
+each time as another view; epochs come in cycles of r, and the cycle's seeded permutation is
+split into r parts, so every image is taken r times per cycle. (The RASampler draws each
+epoch's third independently; the cycle makes every image's use count, and so its next view,
+known in closed form.)
+
+**Views.** The u-th use of image i (u = cycle·r + copy) is its view ``(offset_i + u) mod K``
+(``offset_i`` seeded per image): the sampler walks every recorded view before repeating one,
+and the r copies in a batch are r different views when K ≥ r. Online (no cache), u itself
+names a fresh view record.
+
+**Ranks.** Global batches are consecutive slices of the epoch's order (an incomplete last one
+is dropped). Within a global batch of G = B·W samples the first W·n are the masked ones
+(n = ⌊B·mask_probability⌋); rank r takes masked positions r, r + W, … < W·n and unmasked
+positions W·n + r, W·n + r + W, …. Every rank thus masks the first n of its own batch, as
+Proteus does per GPU, the copies of an image (neighbours in the order) land on different ranks
+as in the RASampler, and the union over ranks is exactly the one-process batch, so a
+W-process run computes the same global loss as one process with batch G.
 """
 
 from __future__ import annotations
@@ -24,7 +36,9 @@ from proteus.common.errors import ProteusError
 
 @dataclass(frozen=True)
 class StepPlan:
-    view_ids: np.ndarray  # (B,) view ids for this rank, masked samples first
+    rows: np.ndarray  # (B,) rows of image_views (usable images) for this rank, masked first
+    uses: np.ndarray  # (B,) which use of that image this sample is (names its view)
+    view_ids: np.ndarray | None  # (B,) cached view ids; None online
     n_masked: int  # the first n_masked samples get a patch mask
     masks: np.ndarray  # (n_masked, N) bool
 
@@ -39,53 +53,74 @@ class ViewSampler:
         mask_probability: float,
         mask_ratio: float,
         num_patches: int,
+        repeats: int = 1,
     ):
-        """``image_views``: (I, K) view ids of each usable image, view index order."""
+        """``image_views``: (I, K) view ids of each usable image, view index order; K = 0
+        (shape (I, 0)) for online training, where every use is a fresh view."""
         self.image_views = np.asarray(image_views)
         self.seed = seed
         self.batch = batch_size
         self.world = world
+        self.repeats = repeats
         self.global_batch = batch_size * world
         self.n_masked = int(batch_size * mask_probability)
         self.num_patches = num_patches
         self.masked_patches = round(num_patches * mask_ratio)
         images, k = self.image_views.shape
-        if images < self.global_batch:
+        if repeats < 1:
+            raise ProteusError(f"--repeated-aug {repeats}: at least 1 (1 turns it off)")
+        if images < repeats:
+            raise ProteusError(
+                f"--repeated-aug {repeats}: more than the {images} usable images; lower it"
+            )
+        self.per_epoch = images // repeats  # distinct images an epoch takes
+        if self.per_epoch * repeats < self.global_batch:
             raise ProteusError(
                 f"--batch-size {batch_size} × {world} process(es) = {self.global_batch} is more "
                 f"than the cache's {images} usable images; lower --batch-size"
             )
-        self.steps_per_epoch = images // self.global_batch
+        self.steps_per_epoch = self.per_epoch * repeats // self.global_batch
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
-        self._offsets = rng.integers(0, k, size=images)
+        self._offsets = rng.integers(0, max(k, 1), size=images)
 
     def epoch_of(self, step: int) -> int:
         return step // self.steps_per_epoch
 
-    def global_views(self, step: int) -> np.ndarray:
-        """The step's whole global batch, in order (for tests and single-process checks)."""
+    def global_samples(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The step's whole global batch, in order: (image rows, use numbers)."""
         epoch, index = divmod(step, self.steps_per_epoch)
-        order = np.random.default_rng(np.random.SeedSequence([self.seed, 1, epoch])).permutation(
+        cycle, part = divmod(epoch, self.repeats)
+        key = [self.seed, 1, cycle] if self.repeats > 1 else [self.seed, 1, epoch]
+        order = np.random.default_rng(np.random.SeedSequence(key)).permutation(
             len(self.image_views)
         )
-        chosen = order[index * self.global_batch : (index + 1) * self.global_batch]
+        chosen = order[part * self.per_epoch : (part + 1) * self.per_epoch]
+        rows = np.repeat(chosen, self.repeats)
+        copies = np.tile(np.arange(self.repeats), len(chosen))
+        span = slice(index * self.global_batch, (index + 1) * self.global_batch)
+        first_use = cycle * self.repeats if self.repeats > 1 else epoch
+        return rows[span], first_use + copies[span]
+
+    def view_ids(self, rows: np.ndarray, uses: np.ndarray) -> np.ndarray:
         k = self.image_views.shape[1]
-        return self.image_views[chosen, (self._offsets[chosen] + epoch) % k]
+        return self.image_views[rows, (self._offsets[rows] + uses) % k]
+
+    def global_views(self, step: int) -> np.ndarray:
+        """Cached view ids of the step's whole global batch (tests, single-process checks)."""
+        return self.view_ids(*self.global_samples(step))
 
     def plan(self, step: int, rank: int) -> StepPlan:
-        views = self.global_views(step)
+        rows, uses = self.global_samples(step)
         n, w = self.n_masked, self.world
-        unmasked = self.batch - n
         mine = np.concatenate(
-            [
-                np.arange(rank * n, (rank + 1) * n),
-                np.arange(w * n + rank * unmasked, w * n + (rank + 1) * unmasked),
-            ]
+            [np.arange(rank, w * n, w), np.arange(w * n + rank, self.global_batch, w)]
         )
         masks = np.stack([self._mask(step, int(j)) for j in mine[:n]]) if n else None
         if masks is None:
             masks = np.zeros((0, self.num_patches), bool)
-        return StepPlan(views[mine], n, masks)
+        rows, uses = rows[mine], uses[mine]
+        views = self.view_ids(rows, uses) if self.image_views.shape[1] else None
+        return StepPlan(rows, uses, views, n, masks)
 
     def _mask(self, step: int, position: int) -> np.ndarray:
         # Seeded by the sample's position in the global batch: the same on any rank split.

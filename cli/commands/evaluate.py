@@ -17,9 +17,9 @@ def _model_source(func: Callable) -> Callable:
             checkpoint_option(required=False),
             click.option(
                 "--ema/--no-ema",
-                default=True,
-                show_default=True,
-                help="With --checkpoint: use the EMA student rather than the raw one.",
+                default=None,
+                help="With --checkpoint: the EMA student, or the raw one. [default: what the run's "
+                "recipe evaluates: raw for proteus, EMA for legacy]",
             ),
             click.option(
                 "--teacher",
@@ -153,9 +153,9 @@ def linear(**kwargs) -> None:
 )
 @click.option(
     "--ema/--no-ema",
-    default=True,
-    show_default=True,
-    help="Use the EMA student rather than the raw one.",
+    default=None,
+    help="The EMA student, or the raw one. [default: what the run's recipe evaluates: "
+    "raw for proteus, EMA for legacy]",
 )
 @click.option(
     "--max-views",
@@ -180,7 +180,7 @@ def linear(**kwargs) -> None:
 )
 @device_option
 def agreement(
-    checkpoint: Path, cache: Path, ema: bool, max_views: int | None, batch_size: int,
+    checkpoint: Path, cache: Path, ema: bool | None, max_views: int | None, batch_size: int,
     json_path: Path | None, device: str,
 ) -> None:  # fmt: skip
     """Cosine and MSE between the student's heads and the teacher's cached targets."""

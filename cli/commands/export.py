@@ -19,11 +19,11 @@ from proteus.options import checkpoint_option
 )
 @click.option(
     "--ema/--no-ema",
-    default=True,
-    show_default=True,
-    help="Export the EMA student rather than the raw one.",
+    default=None,
+    help="Export the EMA student, or the raw one. [default: what the run's recipe "
+    "evaluates: raw for proteus, EMA for legacy]",
 )
-def export(checkpoint: Path, out: Path, ema: bool) -> None:
+def export(checkpoint: Path, out: Path, ema: bool | None) -> None:
     """Write the student backbone as timm-loadable safetensors plus its config.
 
     Load it anywhere with timm.create_model("local-dir:OUT", pretrained=True).

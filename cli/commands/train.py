@@ -35,11 +35,20 @@ _LAMBDA_HELP = (
     help="Run folder: checkpoints, per-step JSONL log, TensorBoard, resolved config.",
 )
 @click.option(
+    "--recipe",
+    type=click.Choice(["proteus", "legacy"]),
+    default="proteus",
+    show_default=True,
+    help="Defaults for every option marked [recipe]: proteus = the reference recipe "
+    "(Proteus-pytorch pretrain/), legacy = proteus 0.1's. Options you give win.",
+)
+@click.option(
     "--epochs",
     type=click.IntRange(min=1),
     default=300,
     show_default=True,
-    help="Passes over the images, each using one of the K recorded views.",
+    help="Passes over the images (as many samples as images; recorded views are used in "
+    "turn, every one before any repeats).",
 )
 @click.option(
     "--max-steps",
@@ -58,29 +67,45 @@ _LAMBDA_HELP = (
     "--lr",
     type=float,
     default=None,
-    help="Peak learning rate. [default: 5e-4 × global batch / 512]",
+    help="Peak learning rate. [recipe: 5e-4 × global batch / 512]",
 )
-@click.option("--weight-decay", type=float, default=0.05, show_default=True, help="AdamW decay.")
+@click.option(
+    "--weight-decay",
+    type=float,
+    default=None,
+    help="AdamW decay (proteus: on every matrix, position embedding and token too). [recipe: 0.05]",
+)
 @click.option(
     "--warmup-epochs",
     type=float,
-    default=5.0,
-    show_default=True,
-    help="Linear warm-up before the cosine schedule.",
+    default=None,
+    help="Linear warm-up before the cosine schedule. [recipe: 5]",
+)
+@click.option(
+    "--warmup-lr",
+    type=float,
+    default=None,
+    help="Learning rate the warm-up starts from. [recipe: proteus 1e-6, legacy 0]",
 )
 @click.option(
     "--drop-path",
     type=float,
-    default=0.1,
-    show_default=True,
-    help="Stochastic depth rate of the student.",
+    default=None,
+    help="Stochastic depth rate of the student. [recipe: proteus 0, legacy 0.1]",
 )
 @click.option(
     "--ema-decay",
     type=float,
-    default=0.9999,
-    show_default=True,
-    help="Decay of the EMA student (0 turns EMA off).",
+    default=None,
+    help="Decay of the EMA student (0 turns EMA off). [recipe: proteus 0.99996, legacy "
+    "0.9999 with warm-up]",
+)
+@click.option(
+    "--repeated-aug",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Take each image this many times per epoch, each time as another view (DeiT's "
+    "RASampler; 1 turns it off). [recipe: proteus 3, legacy 1]",
 )
 @click.option("--grad-clip", type=float, default=None, help="Clip gradients to this norm.")
 @click.option("--lambda-token", type=PerTeacherFloat(), help=_LAMBDA_HELP.format("token"))
@@ -126,9 +151,8 @@ _LAMBDA_HELP = (
 @click.option(
     "--min-lr",
     type=float,
-    default=1e-6,
-    show_default=True,
-    help="Floor of the cosine schedule.",
+    default=None,
+    help="Floor of the cosine schedule. [recipe: proteus 1e-5, legacy 1e-6]",
 )
 @click.option(
     "--checkpoint-every",

@@ -116,7 +116,8 @@ def test_ema_warms_up_then_holds_its_decay():
     from proteus.train.ema import EMA
 
     model = torch.nn.Linear(2, 2)
-    ema = EMA(model, decay=0.999)
+    assert EMA(model, decay=0.999).decay_at(0) == 0.999  # the reference's: no warm-up
+    ema = EMA(model, decay=0.999, warmup=True)
     assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(10_000_000) == 0.999
     with torch.no_grad():
         model.weight.fill_(1.0)

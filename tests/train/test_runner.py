@@ -51,7 +51,10 @@ def test_thirty_steps_lower_the_loss_and_write_the_run_folder(world, tmp_path):
         "hint": 1.0,
     }
     assert config["steps_per_epoch"] == 3 and config["total_steps"] == 30
-    assert config["cache"]["teacher"] == "tiny_dinov2" and config["config"]["weight_decay"] == 0.05
+    assert (
+        config["cache"]["teacher"] == "tiny_dinov2" and config["resolved"]["weight_decay"] == 0.05
+    )
+    assert config["recipe"]["name"] == "proteus" and config["config"]["weight_decay"] is None
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     state = load_checkpoint(tmp_path / "run")
     assert state["step"] == 30 and state["ema"] is not None
