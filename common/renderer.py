@@ -14,7 +14,10 @@ import numpy as np
 import torch
 
 from proteus.common.errors import ProteusError
-from proteus.common.views import ViewTable
+from proteus.common.randaugment import NONE, layer_feeds
+from proteus.common.views import AugPolicy, ViewTable
+
+_INTERP = {"linear": "INTERP_LINEAR", "cubic": "INTERP_CUBIC"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,25 @@ class RenderConfig:
     device_id: int = 0  # GPU index when device == "gpu"
     threads: int = 2  # DALI CPU worker threads
     max_batch: int = 64  # largest number of views rendered in one call
+    # From the view policy: how records become pixels (AugPolicy says what each means).
+    interpolation: str = "linear"  # cubic | linear resampling of the crop (antialiased)
+    randaug_layers: int = 0  # RandAugment layers in the records; 0 builds no RandAugment
+    erase_mode: str = "const"  # const: erase to the mean colour | pixel: N(0, 1) noise
+
+    @classmethod
+    def for_policy(cls, policy: AugPolicy | dict, image_size: int, mean, std, **kwargs):
+        """The renderer for views recorded under ``policy`` (a cache manifest's policy)."""
+        if isinstance(policy, dict):
+            policy = AugPolicy.from_dict(policy)
+        return cls(
+            image_size,
+            tuple(mean),
+            tuple(std),
+            interpolation=policy.interpolation,
+            randaug_layers=policy.randaug_layers,
+            erase_mode=policy.erase_mode,
+            **kwargs,
+        )
 
 
 def _dali():
@@ -52,6 +74,16 @@ class Renderer:
     def __init__(self, cfg: RenderConfig):
         if cfg.device not in ("cpu", "gpu"):
             raise ProteusError(f"renderer device must be cpu or gpu, not {cfg.device!r}")
+        if cfg.interpolation not in _INTERP or cfg.erase_mode not in ("const", "pixel"):
+            raise ProteusError(
+                f"renderer: interpolation {cfg.interpolation!r} / erase mode {cfg.erase_mode!r} "
+                "unknown (a newer proteus wrote this cache?)"
+            )
+        self._ra_inputs = tuple(
+            f"ra{layer}_{name}"
+            for layer in range(cfg.randaug_layers)
+            for name in ("kernel", "affine", "scalar", "bits", "kernel3")
+        )
         self.cfg = cfg
         self._pipe = self._build()
 
@@ -69,9 +101,12 @@ class Renderer:
             prefetch_queue_depth=1,
             exec_async=False,
             exec_pipelined=False,
+            # RandAugment sends each sample to its own operation (DALI conditionals).
+            enable_conditionals=bool(cfg.randaug_layers),
         )
         def pipeline():
             src = {name: fn.external_source(name=name) for name in self._INPUTS}
+            ra = {name: fn.external_source(name=name) for name in self._ra_inputs}
             # ROI decode: only the crop is decoded (libjpeg-turbo / nvJPEG), source pixels.
             img = fn.decoders.image_slice(
                 src["encoded"], src["anchor"], src["shape"], axis_names="WH",
@@ -81,7 +116,7 @@ class Renderer:
             img = fn.resize(
                 img,
                 size=[cfg.image_size, cfg.image_size],
-                interp_type=types.INTERP_LINEAR,
+                interp_type=getattr(types, _INTERP[cfg.interpolation]),
                 antialias=True,
             )
             img = fn.flip(img, horizontal=src["flip"])
@@ -92,10 +127,23 @@ class Renderer:
                 saturation=src["saturation"],
                 hue=src["hue"],
             )
+            if cfg.randaug_layers:
+                from proteus.common.dali_ops import apply_randaugment
+
+                layers = [
+                    {
+                        name: ra[f"ra{layer}_{name}"]
+                        for name in ("kernel", "affine", "scalar", "bits", "kernel3")
+                    }
+                    for layer in range(cfg.randaug_layers)
+                ]
+                img = apply_randaugment(img, layers)
             img = fn.crop_mirror_normalize(
                 img, mean=[255 * m for m in cfg.mean], std=[255 * s for s in cfg.std],
                 dtype=types.FLOAT, output_layout="CHW",
             )  # fmt: skip
+            if cfg.erase_mode == "pixel":
+                return img  # noise is written after the pipeline (render)
             # Erase after normalising, with 0 = the mean colour (timm's "const" mode).
             return fn.erase(
                 img,
@@ -126,11 +174,16 @@ class Renderer:
             self._pipe = self._build()
             raise RenderError(_dali_reason(exc)) from exc
         if self.cfg.device == "gpu":
-            return _gpu_to_torch(out, self.cfg.device_id)
-        return torch.from_numpy(np.array(out.as_tensor()))
+            pixels = _gpu_to_torch(out, self.cfg.device_id)
+        else:
+            pixels = torch.from_numpy(np.array(out.as_tensor()))
+        if self.cfg.erase_mode == "pixel":
+            _erase_with_noise(pixels, views)
+        return pixels
 
-    @staticmethod
-    def _feeds(encoded: Sequence[np.ndarray], views: ViewTable) -> dict[str, list[np.ndarray]]:
+    def _feeds(
+        self, encoded: Sequence[np.ndarray], views: ViewTable
+    ) -> dict[str, list[np.ndarray]]:
         y, x, h, w = views.crop.T.astype(np.float32)
         saturation = np.where(views.grayscale, 0.0, views.color[:, 2]).astype(np.float32)
         ey, ex, eh, ew = views.erase.T.astype(np.float32)
@@ -147,7 +200,28 @@ class Renderer:
         }
         feeds = {name: [np.ascontiguousarray(v) for v in col] for name, col in columns.items()}
         feeds["encoded"] = [np.asarray(e, dtype=np.uint8) for e in encoded]
+        if self.cfg.erase_mode == "pixel":  # erased after the pipeline: no such inputs
+            del feeds["erase_anchor"], feeds["erase_shape"]
+        # Records with fewer layers than the renderer (e.g. none at all) skip the rest.
+        ops = np.full((len(views), self.cfg.randaug_layers), NONE, np.int8)
+        params = np.zeros(ops.shape, np.float32)
+        have = min(self.cfg.randaug_layers, views.ra_op.shape[1])
+        ops[:, :have], params[:, :have] = views.ra_op[:, :have], views.ra_param[:, :have]
+        for layer in range(self.cfg.randaug_layers):
+            inputs = layer_feeds(ops[:, layer], params[:, layer], self.cfg.image_size)
+            feeds |= {f"ra{layer}_{name}": column for name, column in inputs.items()}
         return feeds
+
+
+def _erase_with_noise(pixels: torch.Tensor, views: ViewTable) -> None:
+    """timm's RandomErasing mode 'pixel': the box gets N(0, 1) noise in normalised units,
+    drawn from the view's recorded seed (numpy's generator: the same on every machine)."""
+    for row in np.flatnonzero(views.erase_seed):
+        y, x, h, w = (int(v) for v in views.erase[row])
+        noise = np.random.default_rng(int(views.erase_seed[row])).standard_normal(
+            (pixels.shape[1], h, w), dtype=np.float32
+        )
+        pixels[row, :, y : y + h, x : x + w] = torch.from_numpy(noise).to(pixels.device)
 
 
 def dali_version() -> str:

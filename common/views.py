@@ -15,45 +15,72 @@ from typing import ClassVar
 import numpy as np
 
 from proteus.common.errors import ProteusError
+from proteus.common.randaugment import NONE, sample_layers
 
 
 @dataclass(frozen=True)
 class AugPolicy:
     """How views are drawn. Every augmentation can be turned off (probability or range 0).
 
-    Defaults follow DeiT/Proteus training as far as an exactly replayable renderer allows:
-    RandAugment is replaced by colour jitter (DeiT's strength 0.3) and grayscale (DINO's 0.2),
-    because its operations have no deterministic GPU counterpart.
+    Defaults are the reference's training transform (timm ``create_transform`` as Proteus'
+    ``datasets.py`` calls it): RandomResizedCrop 0.08–1 bicubic, flip 0.5, RandAugment
+    ``rand-m9-mstd0.5-inc1`` (with it timm ignores colour jitter), random erasing p 0.25 in
+    'pixel' mode (per-pixel normal noise). Colour jitter and grayscale stay available.
     """
 
     crop_scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area share of the image
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # crop aspect ratio, log-uniform
+    interpolation: str = "cubic"  # resampling of the crop: cubic (timm bicubic) | linear
     flip_prob: float = 0.5  # horizontal flip
-    jitter_prob: float = 0.8  # chance a view gets colour jitter at all
+    jitter_prob: float = 0.0  # chance a view gets colour jitter at all
     brightness: float = 0.3  # factor drawn from [1 - b, 1 + b]
     contrast: float = 0.3
     saturation: float = 0.3
     hue: float = 0.0  # shift drawn from [-h, h] turns (0.5 = 180°)
-    grayscale_prob: float = 0.2
-    erase_prob: float = 0.25  # DeiT random erasing (reprob), filled with the mean colour
+    grayscale_prob: float = 0.0
+    # RandAugment rand-m9-mstd0.5-inc1: layers, magnitude (of 10), its std, each op's chance,
+    # and the translate range (share of the side); 0 layers turns it off.
+    randaug_layers: int = 2
+    randaug_magnitude: float = 9.0
+    randaug_std: float = 0.5
+    randaug_prob: float = 0.5
+    randaug_translate: float = 0.45
+    erase_prob: float = 0.25  # DeiT random erasing (reprob)
+    erase_mode: str = "pixel"  # pixel: per-pixel N(0, 1) noise | const: the mean colour
     erase_scale: tuple[float, float] = (0.02, 1 / 3)  # erased share of the output area
-    erase_ratio: tuple[float, float] = (0.3, 3.3)  # erased box aspect ratio, log-uniform
+    erase_ratio: tuple[float, float] = (0.3, 1 / 0.3)  # erased box aspect ratio, log-uniform
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> AugPolicy:
+        """A recorded policy. Keys it lacks were not there when it was recorded, so they
+        take the values that reproduce what that proteus rendered (LEGACY_KEYS)."""
+        data = LEGACY_KEYS | data
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
+# What caches recorded before these settings existed were rendered with.
+LEGACY_KEYS = {"interpolation": "linear", "randaug_layers": 0, "erase_mode": "const"}
+
+# proteus 0.1's default policy: colour jitter and grayscale in place of RandAugment.
+LEGACY_POLICY = AugPolicy(
+    interpolation="linear",
+    jitter_prob=0.8,
+    grayscale_prob=0.2,
+    randaug_layers=0,
+    erase_mode="const",
+    erase_ratio=(0.3, 3.3),
+)
+
 NO_AUGMENTATION = AugPolicy(
     crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0,
-    grayscale_prob=0.0, erase_prob=0.0,
+    grayscale_prob=0.0, randaug_layers=0, erase_prob=0.0,
 )  # fmt: skip
 
-
 AUG_FIELDS = tuple(f.name for f in fields(AugPolicy))
+_CHOICES = {"interpolation": ("cubic", "linear"), "erase_mode": ("pixel", "const")}
 
 
 def parse_policy(settings: tuple[str, ...] | list[str], no_aug: bool = False) -> AugPolicy:
@@ -67,6 +94,13 @@ def parse_policy(settings: tuple[str, ...] | list[str], no_aug: bool = False) ->
             raise ProteusError(
                 f"--aug {setting!r}: expected NAME=VALUE with NAME one of {', '.join(AUG_FIELDS)}"
             )
+        if name in _CHOICES:
+            if text not in _CHOICES[name]:
+                raise ProteusError(
+                    f"--aug {setting!r}: {name} is one of {'|'.join(_CHOICES[name])}"
+                )
+            changes[name] = text
+            continue
         pair = isinstance(getattr(base, name), tuple)
         try:
             values = tuple(float(v) for v in text.split(","))
@@ -76,6 +110,8 @@ def parse_policy(settings: tuple[str, ...] | list[str], no_aug: bool = False) ->
             shape = "two numbers like 0.08,1" if pair else "one number"
             raise ProteusError(f"--aug {setting!r}: {name} takes {shape}")
         changes[name] = values if pair else values[0]
+        if name == "randaug_layers":
+            changes[name] = int(values[0])
     policy = replace(base, **changes)
     _check_policy(policy)
     return policy
@@ -98,6 +134,14 @@ def _check_policy(p: AugPolicy) -> None:
             raise ProteusError(f"--aug {name}={getattr(p, name)}: a jitter strength is in [0, 1)")
     if not 0 <= p.hue <= 0.5:
         raise ProteusError(f"--aug hue={p.hue}: a hue shift is in [0, 0.5] turns")
+    _check_randaug(p)
+
+
+def _check_randaug(p: AugPolicy) -> None:
+    if not 0 <= p.randaug_layers <= 8:
+        raise ProteusError(f"--aug randaug_layers={p.randaug_layers}: 0 (off) to 8 layers")
+    if not 0 <= p.randaug_prob <= 1 or not 0 <= p.randaug_magnitude <= 10:
+        raise ProteusError("--aug randaug_*: a probability is in [0, 1], a magnitude in [0, 10]")
 
 
 @dataclass
@@ -106,11 +150,14 @@ class ViewTable:
 
     ``crop`` is (y, x, h, w) in source pixels, ``erase`` (y, x, h, w) in output pixels of the
     final (flipped) view, all zero when nothing is erased. ``color`` is (brightness, contrast,
-    saturation, hue in degrees), identity (1, 1, 1, 0) when not jittered.
+    saturation, hue in degrees), identity (1, 1, 1, 0) when not jittered. ``ra_op`` and
+    ``ra_param`` are the RandAugment layers (``randaugment.py``; op -1 = none), applied after
+    the colour; ``erase_seed`` seeds a pixel-mode erase's noise (0: filled with the mean).
     """
 
     FIELDS: ClassVar[tuple[str, ...]] = (
-        "image", "view", "crop", "flip", "color", "grayscale", "erase"
+        "image", "view", "crop", "flip", "color", "grayscale", "erase", "ra_op", "ra_param",
+        "erase_seed",
     )  # fmt: skip
 
     image: np.ndarray  # (V,) int64 image index
@@ -120,6 +167,19 @@ class ViewTable:
     color: np.ndarray  # (V, 4) float32
     grayscale: np.ndarray  # (V,) bool
     erase: np.ndarray  # (V, 4) int32
+    # Columns caches written before RandAugment lack: None gives their "nothing" value.
+    ra_op: np.ndarray | None = None  # (V, max(1, layers)) int8
+    ra_param: np.ndarray | None = None  # (V, max(1, layers)) float32
+    erase_seed: np.ndarray | None = None  # (V,) uint32
+
+    def __post_init__(self) -> None:
+        n = len(self.image)
+        if self.ra_op is None:
+            self.ra_op = np.full((n, 1), NONE, np.int8)
+        if self.ra_param is None:
+            self.ra_param = np.zeros(self.ra_op.shape, np.float32)
+        if self.erase_seed is None:
+            self.erase_seed = np.zeros(n, np.uint32)
 
     def __len__(self) -> int:
         return len(self.image)
@@ -144,20 +204,47 @@ def sample_views(
     Each record depends only on (policy, seed, image index, view index, H, W, out_size), so any
     process can re-derive any subset, in any order, and get the same numbers.
     """
+    return view_records(
+        policy,
+        seed,
+        np.repeat(np.asarray(images, dtype=np.int64), views),
+        np.tile(np.arange(views, dtype=np.int64), len(images)),
+        np.repeat(sizes, views, axis=0),
+        out_size,
+    )
+
+
+def view_records(
+    policy: AugPolicy,
+    seed: int,
+    images: np.ndarray,
+    views: np.ndarray,
+    sizes: np.ndarray,
+    out_size: int,
+) -> ViewTable:
+    """The records of view ``views[i]`` of image ``images[i]`` (H, W = ``sizes[i]``): the
+    same numbers a cache with that many views holds, for any view index (online training
+    draws a new index for every use of an image)."""
+    sizes = np.asarray(sizes).reshape(-1, 2)
     rows = [
-        _sample_one(policy, seed, int(i), v, int(h), int(w), out_size)
-        for i, (h, w) in zip(images, sizes, strict=True)
-        for v in range(views)
+        _sample_one(policy, seed, int(i), int(v), int(h), int(w), out_size)
+        for i, v, (h, w) in zip(images, views, sizes, strict=True)
     ]
-    crop, flip, color, gray, erase = zip(*rows, strict=True) if rows else ((),) * 5
+    layers = max(1, policy.randaug_layers)
+    crop, flip, color, gray, erase, ra_op, ra_param, erase_seed = (
+        zip(*rows, strict=True) if rows else ((),) * 8
+    )
     return ViewTable(
-        image=np.repeat(np.asarray(images, dtype=np.int64), views),
-        view=np.tile(np.arange(views, dtype=np.int32), len(images)),
+        image=np.asarray(images, dtype=np.int64),
+        view=np.asarray(views, dtype=np.int32),
         crop=np.array(crop, np.int32).reshape(-1, 4),
         flip=np.array(flip, bool),
         color=np.array(color, np.float32).reshape(-1, 4),
         grayscale=np.array(gray, bool),
         erase=np.array(erase, np.int32).reshape(-1, 4),
+        ra_op=np.array(ra_op, np.int8).reshape(-1, layers),
+        ra_param=np.array(ra_param, np.float32).reshape(-1, layers),
+        erase_seed=np.array(erase_seed, np.uint32),
     )
 
 
@@ -177,10 +264,22 @@ def _sample_one(policy: AugPolicy, seed: int, image: int, view: int, h: int, w: 
             rng.uniform(-policy.hue, policy.hue) * 360.0,
         )
     gray = rng.random() < policy.grayscale_prob
-    erase = (0, 0, 0, 0)
+    ra_op, ra_param = [NONE], [0.0]
+    if policy.randaug_layers:  # no draws otherwise: older records stay what they were
+        ra_op, ra_param = sample_layers(
+            rng,
+            policy.randaug_layers,
+            policy.randaug_magnitude,
+            policy.randaug_std,
+            policy.randaug_prob,
+            policy.randaug_translate,
+        )
+    erase, erase_seed = (0, 0, 0, 0), 0
     if rng.random() < policy.erase_prob:
         erase = _random_box(rng, out, out, policy.erase_scale, policy.erase_ratio) or erase
-    return crop, flip, color, gray, erase
+        if policy.erase_mode == "pixel" and erase[2]:
+            erase_seed = int(rng.integers(1, 2**32))
+    return crop, flip, color, gray, erase, ra_op, ra_param, erase_seed
 
 
 def _random_box(rng, h: int, w: int, scale, ratio, attempts: int = 10):

@@ -52,7 +52,9 @@ def run_agreement(
     ids = cache.usable_views()
     if max_views is not None and len(ids) > max_views:
         ids = np.sort(np.random.default_rng(seed).choice(ids, max_views, replace=False))
-    renderer = Renderer(RenderConfig(m.image_size, m.mean, m.std, max_batch=batch_size))
+    renderer = Renderer(
+        RenderConfig.for_policy(m.policy, m.image_size, m.mean, m.std, max_batch=batch_size)
+    )
     student, heads = trained.student.to(device), heads.to(device)
     ratio = float(trained.state["config"].get("mask_ratio", 0.5))
     sums: dict[str, list[float]] = {}

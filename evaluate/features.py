@@ -61,8 +61,12 @@ def folder_features(
     skipped = [images.paths[i] for i, p in enumerate(probes) if p.error]
     sizes = np.array([[probes[i].height, probes[i].width] for i in ok]).reshape(-1, 2)
     views = center_views(sizes)
-    renderer = Renderer(RenderConfig(source.image_size, source.mean, source.std,
-                                     max_batch=batch_size))  # fmt: skip
+    # The reference evaluates with a bicubic resize and a centre crop.
+    renderer = Renderer(
+        RenderConfig(
+            source.image_size, source.mean, source.std, max_batch=batch_size, interpolation="cubic"
+        )
+    )
     source.model.to(device)
     cls, mean_patch, kept = [], [], []
     for start in tqdm(range(0, len(ok), batch_size), desc=f"features {folder.name}",

@@ -49,13 +49,13 @@ from proteus.common.distributed import (
 )
 from proteus.common.errors import ProteusError
 from proteus.common.prefetch import prefetch
+from proteus.common.probe import probe_images
 from proteus.common.renderer import RenderConfig, Renderer, dali_version
 from proteus.common.teachers import Teacher, build_teacher
 from proteus.common.views import AugPolicy, sample_views
 from proteus.extract.config import ExtractConfig
 from proteus.extract.encode import ShardBuffer, ShardEncoder, fit_bases, forward
 from proteus.extract.feed import ShardFeed
-from proteus.extract.probe import probe_images
 from proteus.extract.writer import CacheWriter, check_writable
 
 
@@ -311,8 +311,8 @@ def _resolve_precision(precision: str, device: str) -> str:
 def _renderer(cfg: ExtractConfig, manifest: Manifest, teacher: Teacher, gpu: int = 0):
     device = next(teacher.parameters()).device.type
     return Renderer(
-        RenderConfig(
-            image_size=manifest.image_size, mean=manifest.mean, std=manifest.std,
+        RenderConfig.for_policy(
+            manifest.policy, manifest.image_size, manifest.mean, manifest.std,
             device=_render_device(device), device_id=gpu, threads=cfg.render_threads,
             max_batch=cfg.batch_size,
         )

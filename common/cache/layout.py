@@ -2,7 +2,8 @@
 
 cache/                       a Zarr v3 group; attributes.proteus is the manifest
   images/{path,label,height,width,transcode,status}   one row per input image
-  views/{image,view,crop,flip,color,grayscale,erase}  one row per rendered view
+  views/{image,view,crop,flip,color,grayscale,erase,ra_op,ra_param,erase_seed}
+                                                      one row per rendered view
   targets/{cls,patch,layer_<i>}[, <name>_scale]       one row per view, sharded
   pca/<name>_mean, pca/<name>_basis                   PCA-coded targets only
   progress/shard-<n>.json    (not Zarr) written after shard n's targets are on disk
@@ -97,7 +98,10 @@ def read_image_table(root: zarr.Group) -> ImageTable:
 
 
 def read_view_table(root: zarr.Group) -> ViewTable:
-    return ViewTable(**_read_table(root["views"], ViewTable.FIELDS))
+    # Caches from before RandAugment lack its columns; ViewTable fills in "none".
+    group = root["views"]
+    present = tuple(name for name in ViewTable.FIELDS if name in group)
+    return ViewTable(**_read_table(group, present))
 
 
 def create_target(

@@ -113,3 +113,48 @@ def test_batch_larger_than_configured_is_refused(photo, renderer):
                          1, 32)  # fmt: skip
     with pytest.raises(ValueError, match=r"1\.\.16"):
         renderer.render([_encode(photo)] * 17, views)
+
+
+def _reference_renderer(size: int = 32) -> Renderer:
+    return Renderer(RenderConfig.for_policy(AugPolicy(), size, MEAN, STD, max_batch=16))
+
+
+def test_reference_policy_replays_byte_identically(photo):
+    # RandAugment (two layers), bicubic resampling and pixel-mode erasing, all on.
+    encoded = [_encode(photo), _encode(photo[::-1].copy(), "JPEG")]
+    views = sample_views(
+        AugPolicy(erase_prob=0.5), 3, np.arange(2), np.array([[48, 64]] * 2), 8, 32
+    )
+    assert (views.ra_op >= 0).sum() >= 6 and views.erase_seed.any()
+    batch = [encoded[i] for i in views.image]
+    renderer = _reference_renderer()
+    first = renderer.render(batch, views)
+    assert torch.equal(first, renderer.render(batch, views))
+    assert torch.equal(first, _reference_renderer().render(batch, views))
+    assert torch.equal(first[5:9], renderer.render(batch[5:9], views[5:9]))
+
+
+@pytest.mark.parametrize("op", range(15))
+def test_every_randaugment_op_renders_and_changes_the_view(photo, op):
+    from proteus.common.randaugment import OPS, level_to_param
+
+    view = _view((0, 0, 48, 64))
+    plain = _reference_renderer().render([_encode(photo)], view)
+    view.ra_op = np.array([[op, -1]], np.int8)
+    view.ra_param = np.array([[level_to_param(OPS[op], 9.0, False), 0]], np.float32)
+    out = _reference_renderer().render([_encode(photo)], view)
+    assert out.shape == plain.shape and torch.isfinite(out).all()
+    assert not torch.equal(out, plain), OPS[op]
+
+
+def test_pixel_erase_fills_the_box_with_the_recorded_noise(photo):
+    box, seed = (4, 3, 10, 7), 12345
+    plain = _reference_renderer().render([_encode(photo)], _view((0, 0, 48, 64)))[0]
+    view = _view((0, 0, 48, 64), erase=box)
+    view.erase_seed = np.array([seed], np.uint32)
+    erased = _reference_renderer().render([_encode(photo)], view)[0]
+    y, x, h, w = box
+    noise = np.random.default_rng(seed).standard_normal((3, h, w), dtype=np.float32)
+    assert torch.equal(erased[:, y : y + h, x : x + w], torch.from_numpy(noise))
+    erased[:, y : y + h, x : x + w] = plain[:, y : y + h, x : x + w]
+    assert torch.equal(erased, plain)

@@ -7,7 +7,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from proteus.common.views import NO_AUGMENTATION, AugPolicy, ViewTable, sample_views
+from proteus.common.randaugment import OPS, level_to_param
+from proteus.common.views import (
+    LEGACY_POLICY,
+    NO_AUGMENTATION,
+    AugPolicy,
+    ViewTable,
+    parse_policy,
+    sample_views,
+)
 
 SIZES = np.array([[375, 500], [224, 224], [40, 1000], [1000, 40], [17, 23]] * 40)
 IMAGES = np.arange(len(SIZES))
@@ -62,7 +70,7 @@ def test_erase_boxes_lie_inside_the_output():
 
 
 def test_rates_follow_the_policy():
-    table = _table(views=5)
+    table = _table(LEGACY_POLICY, views=5)
     n = len(table)
     assert abs(table.flip.mean() - 0.5) < 0.06
     assert abs(table.grayscale.mean() - 0.2) < 0.05
@@ -89,6 +97,65 @@ def test_no_augmentation_is_a_centred_square():
     table = sample_views(NO_AUGMENTATION, 0, np.arange(2), np.array([[30, 40], [50, 20]]), 2, 28)
     assert table.crop.tolist() == [[0, 5, 30, 30]] * 2 + [[15, 0, 20, 20]] * 2
     assert not table.flip.any() and not table.erase.any() and not table.grayscale.any()
+
+
+def test_randaugment_records_follow_rand_m9_mstd05_inc1():
+    table = _table(views=5)
+    assert table.ra_op.shape == (1000, 2) and table.ra_param.dtype == np.float32
+    applied = table.ra_op >= 0
+    assert abs(applied.mean() - 0.5) < 0.04  # each layer's op runs with probability 0.5
+    assert set(np.unique(table.ra_op[applied])) == set(range(len(OPS)))  # all 15 ops drawn
+    for op, param in zip(table.ra_op[applied], table.ra_param[applied], strict=True):
+        name = OPS[op]
+        if name == "Rotate":  # 30° × N(9, 0.5)/10, clipped to [0, 10], either sign
+            assert 20 <= abs(param) <= 30
+        elif name.endswith("Increasing") and "ize" not in name:
+            assert 0.1 <= param <= 1.9 and abs(param - 1) >= 0.6
+    # Pixel-mode erasing: every erased view has its own noise seed, the others none.
+    erased = table.erase[:, 2] > 0
+    assert (table.erase_seed[erased] > 0).all() and not table.erase_seed[~erased].any()
+    assert len(np.unique(table.erase_seed[erased])) == erased.sum()
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_randaugment_parameters_are_timms(name, monkeypatch):
+    import random
+
+    from timm.data import auto_augment as timm_aa
+
+    for negate in (False, True):
+        # timm negates when random.random() > 0.5.
+        monkeypatch.setattr(random, "random", lambda negate=negate: 0.9 if negate else 0.1)
+        for level in (0.0, 3.3, 8.7, 9.0, 10.0):
+            want = timm_aa.LEVEL_TO_ARG[name]
+            expected = want(level, {"translate_pct": 0.45}) if want else ()
+            ours = level_to_param(name, level, negate)
+            assert (ours,) == pytest.approx(expected) if expected else ours == 0.0
+
+
+def test_records_of_old_caches_are_unchanged():
+    # A policy recorded before RandAugment existed replays as it was rendered then: no
+    # RandAugment draws, constant erasing, linear resampling.
+    old = {
+        k: v
+        for k, v in LEGACY_POLICY.to_dict().items()
+        if k not in ("interpolation", "randaug_layers", "erase_mode")
+    }
+    policy = AugPolicy.from_dict(old)
+    assert policy == LEGACY_POLICY
+    table = _table(policy)
+    assert (table.ra_op == -1).all() and not table.erase_seed.any()
+
+
+def test_parse_policy_takes_named_choices():
+    policy = parse_policy(["erase_mode=const", "interpolation=linear", "randaug_layers=0"])
+    assert (policy.erase_mode, policy.interpolation, policy.randaug_layers) == (
+        "const",
+        "linear",
+        0,
+    )
+    with pytest.raises(Exception, match=r"erase_mode is one of pixel\|const"):
+        parse_policy(["erase_mode=noise"])
 
 
 def test_policy_round_trips_through_a_dict():

@@ -62,10 +62,14 @@ def test_stored_targets_match_a_fresh_render_and_teacher(cache, tiny_weights):
     # The consistency contract: records + renderer + teacher reproduce what the cache holds.
     c = Cache(cache)
     m = c.manifest
-    renderer = Renderer(RenderConfig(m.image_size, m.mean, m.std, max_batch=8))
+    renderer = Renderer(RenderConfig.for_policy(m.policy, m.image_size, m.mean, m.std, max_batch=8))
     teacher = build_teacher(m.teacher, layers=m.layers, weights=tiny_weights)
+    # The default policy is the reference's: RandAugment and pixel-mode erasing are on, and
+    # these views use them.
+    assert m.policy["randaug_layers"] == 2 and m.policy["erase_mode"] == "pixel"
     ids = np.array([0, 4, 7, 11, 12, 17])
     views = c.views[ids]
+    assert (views.ra_op >= 0).any()
     encoded = [c.encoded(i) for i in views.image]
     out = teacher(renderer.render(encoded, views))
     for name, fresh in (("cls", out["cls"]), ("patch", out["patch"]),
