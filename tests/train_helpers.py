@@ -9,7 +9,7 @@ from proteus.train.config import TrainConfig
 from proteus.train.runner import run_train
 
 
-def train_config(cache: Path, out: Path, **overrides) -> TrainConfig:
+def train_config(cache: Path | None, out: Path, **overrides) -> TrainConfig:
     base = TrainConfig(
         cache=cache, student="tiny_vit14", out=out, max_steps=12, batch_size=4, lr=2e-3,
         warmup_epochs=0, drop_path=0.0, ema_decay=0.9, device="cpu", checkpoint_every=100,
@@ -18,13 +18,14 @@ def train_config(cache: Path, out: Path, **overrides) -> TrainConfig:
     return replace(base, **overrides)
 
 
-def train(cache: Path, out: Path, **overrides):
+def train(cache: Path | None, out: Path, **overrides):
     return run_train(train_config(cache, out, **overrides))
 
 
-def train_args(cache: Path, out: Path, *extra: str) -> list[str]:
+def train_args(cache: Path | None, out: Path, *extra: str) -> list[str]:
+    source = [] if cache is None else ["--cache", str(cache)]
     return [
-        "train", "--cache", str(cache), "--student", "tiny_vit14", "--out", str(out),
+        "train", *source, "--student", "tiny_vit14", "--out", str(out),
         "--max-steps", "12", "--batch-size", "4", "--lr", "2e-3", "--warmup-epochs", "0",
         "--drop-path", "0", "--ema-decay", "0.9", "--device", "cpu", "--threads", "1",
         "--no-tensorboard", *extra,

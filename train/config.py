@@ -18,9 +18,13 @@ PerTeacher = float | tuple[float, ...] | None  # one value for every teacher, or
 class TrainConfig:
     # A sealed cache written by `proteus extract`, or several aligned ones (one per teacher,
     # same views: `extract --views-from`); the first one's images and mean/std are rendered.
-    cache: Path | tuple[Path, ...]
+    # None: online training with `teacher` in the loop on `data`.
+    cache: Path | tuple[Path, ...] | None
     student: str  # vit_ti14 | vit_s14 | vit_b14 | vit_l14 | *16 variants | timm:<vit>
     out: Path  # run folder: checkpoints, logs, resolved config
+    teacher: str | None = None  # online: registry name or timm:<model>, run at every step
+    weights: Path | None = None  # online: the teacher's local weights file
+    image_size: int | None = None  # online: input size [default: the teacher's]
     # The named set of defaults (train/recipe.py) for every option below left at None.
     recipe: str = "proteus"
     epochs: int = 300  # Proteus recipe length; --max-steps overrides it
@@ -33,6 +37,9 @@ class TrainConfig:
     warmup_epochs: float | None = None
     drop_path: float | None = None
     ema_decay: float | None = None  # EMA of the student weights; 0 turns it off
+    # Use only the first this many recorded views of each image: a K-view cache holds the
+    # views of every smaller K (records are a pure function of seed, image and view index).
+    views: int | None = None
     # Each image this many times per epoch, each time another view (DeiT's RASampler).
     repeated_aug: int | None = None
     grad_clip: float | None = None  # max gradient norm; None: no clipping
@@ -47,7 +54,8 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False  # continue from the run folder's latest checkpoint
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
-    data: Path | None = None  # where the cache's images are now, if they moved since extraction
+    # Cached: where the cache's images are now, if they moved. Online: the images.
+    data: Path | None = None
     tensorboard: bool = True  # also write TensorBoard scalars next to log.jsonl
     render_threads: int = 4  # DALI CPU threads
     progress: bool = True  # tqdm bar on rank 0
@@ -74,7 +82,35 @@ class TrainConfig:
         return replace(self, **filled)
 
     @property
+    def online(self) -> bool:
+        return self.teacher is not None
+
+    def check_source(self) -> None:
+        """Exactly one source of targets: caches, or a teacher in the loop with its images."""
+        if self.teacher is not None and self.cache:
+            raise ProteusError(
+                "--teacher trains online (the teacher runs every step) and --cache from stored "
+                "targets: pass one of them"
+            )
+        if self.teacher is None and not self.cache:
+            raise ProteusError(
+                "no targets: pass --cache CACHE (from `proteus extract`), or --teacher NAME "
+                "--data DIR to train with the teacher in the loop"
+            )
+        if self.teacher is not None and self.data is None:
+            raise ProteusError(
+                f"--teacher {self.teacher}: online training needs --data DIR, the images to render"
+            )
+        if self.teacher is None and (self.weights is not None or self.image_size is not None):
+            raise ProteusError(
+                "--weights and --image-size go with --teacher (online "
+                "training); a cache keeps its own"
+            )
+
+    @property
     def caches(self) -> tuple[Path, ...]:
+        if not self.cache:
+            return ()
         return tuple(self.cache) if isinstance(self.cache, tuple | list) else (self.cache,)
 
     def per_teacher(self, name: str, teacher: int) -> float | None:
@@ -84,7 +120,7 @@ class TrainConfig:
             return value
         if len(value) == 1:
             return value[0]
-        if len(value) != len(self.caches):
+        if len(value) != max(1, len(self.caches)):
             raise ProteusError(
                 f"--lambda-{name} {','.join(map(str, value))}: {len(value)} values for "
                 f"{len(self.caches)} --cache; give one value, or one per cache"

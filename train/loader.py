@@ -62,6 +62,13 @@ class TrainBatches:
         basis = cache.pca(name)
         return cache.codec(name).decode(stored, basis.to(device) if basis else None)
 
+    def targets(self, batch: TrainBatch, device: torch.device) -> list[dict[str, torch.Tensor]]:
+        """Per cache: its targets by name, decoded to float on ``device``."""
+        return [
+            {name: self.decode(batch, name, device, index) for name in own}
+            for index, own in enumerate(batch.targets)
+        ]
+
     def batch(self, step: int) -> TrainBatch:
         plan = self.sampler.plan(step, self.rank)
         views = self.cache.views[plan.view_ids]

@@ -36,6 +36,7 @@ from proteus.common.errors import Interrupted, ProteusError
 from proteus.common.files import atomic_write_text
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.common.students import build_student, student_style
+from proteus.common.views import AugPolicy
 from proteus.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from proteus.train.config import TrainConfig
 from proteus.train.distiller import Distiller, param_groups
@@ -50,6 +51,7 @@ from proteus.train.objective import (
     resolve_hints,
     resolve_lambdas,
 )
+from proteus.train.online import OnlineBatch, OnlineBatches, OnlineTeacher
 from proteus.train.sampler import ViewSampler
 from proteus.train.schedule import CosineSchedule, EpochCosineSchedule, scaled_lr
 from proteus.train.subset import Subset, select_images
@@ -82,9 +84,27 @@ class _Trainer:
         self.recipe = cfg.recipe_of()
         cfg = self.cfg
         self.device = torch.device(f"cuda:{info.local_rank}" if device == "cuda" else "cpu")
-        # Only the first cache's images are rendered, so only it needs --data.
-        self.caches = [Cache(path, data_root=cfg.data if i == 0 else None)
-                       for i, path in enumerate(cfg.caches)]  # fmt: skip
+        cfg.check_source()
+        self.online: OnlineTeacher | None = None
+        if cfg.online:
+            self.online = OnlineTeacher(
+                cfg.teacher,
+                cfg.data,
+                weights=cfg.weights,
+                image_size=cfg.image_size,
+                layers=tuple(sorted({h.layer for h in cfg.hints})),
+                policy=AugPolicy(),
+                seed=cfg.seed,
+                device=self.device,
+                progress=cfg.progress and info.is_main,
+            )
+            self.caches: list[Any] = [self.online]  # a teacher stands where a cache would
+        else:
+            # Only the first cache's images are rendered, so only it needs --data.
+            self.caches = [
+                Cache(path, data_root=cfg.data if i == 0 else None)
+                for i, path in enumerate(cfg.caches)
+            ]
         self.cache = self.caches[0]
         m = self.cache.manifest
         self.views_sha256 = check_aligned(self.caches) if len(self.caches) > 1 else None
@@ -95,15 +115,14 @@ class _Trainer:
         self.student_grid = student.grid
         hints = resolve_hints(cfg.hints, student.depth, self.caches)
         self.objectives = [self._objective(i, hints) for i in range(len(self.caches))]
-        # Views whose image rendered for every teacher.
-        usable = functools.reduce(np.intersect1d, [c.usable_views() for c in self.caches])
-        usable = usable.reshape(-1, m.views_per_image)
+        usable, labels = self._usable()
         subset = Subset(cfg.subset_classes, cfg.subset_per_class, cfg.subset_fraction)
         self.subset_info: dict = {}
         if subset.active:
-            labels = self.cache.images.label[self.cache.views.image[usable[:, 0]]]
             rows, self.subset_info = select_images(labels, subset, cfg.seed)
             usable = usable[rows]
+            if self.online:
+                self.online.usable = self.online.usable[rows]
         self.sampler = ViewSampler(
             usable, cfg.seed, cfg.batch_size, info.world, cfg.mask_probability, cfg.mask_ratio,
             student.grid[0] * student.grid[1], repeats=cfg.repeated_aug,
@@ -131,6 +150,23 @@ class _Trainer:
         self._stop_signal: int | None = None
 
     # ----------------------------------------------------------------------- set-up
+    def _usable(self) -> tuple[np.ndarray, np.ndarray]:
+        """(I, K) view ids of each usable image (K = 0 online: every use is a new view) and
+        the images' labels."""
+        if self.online:
+            return np.zeros((len(self.online.usable), 0), np.int64), self.online.labels()
+        # Views whose image rendered for every teacher.
+        usable = functools.reduce(np.intersect1d, [c.usable_views() for c in self.caches])
+        k = self.cache.manifest.views_per_image
+        usable = usable.reshape(-1, k)
+        if self.cfg.views is not None:
+            if not 0 < self.cfg.views <= k:
+                raise ProteusError(
+                    f"--views {self.cfg.views}: the cache holds {k} views per image; pick 1 to that"
+                )
+            usable = usable[:, : self.cfg.views]
+        return usable, self.cache.images.label[self.cache.views.image[usable[:, 0]]]
+
     def _schedule(self) -> CosineSchedule | EpochCosineSchedule:
         cfg, per_epoch = self.cfg, self.sampler.steps_per_epoch
         if self.recipe.schedule == "epoch":
@@ -165,7 +201,8 @@ class _Trainer:
                 f"which this cache lacks (it has {', '.join(m.targets)}); set their --lambda-* "
                 "to 0 or re-extract"
             )
-        cache.check_shards(objective.needed_targets())
+        if not self.online:
+            cache.check_shards(objective.needed_targets())
         return objective
 
     def _check_masking(self) -> None:
@@ -320,16 +357,19 @@ class _Trainer:
         self._prepare_run_folder()
         m = self.cache.manifest
         renderer = Renderer(
-            RenderConfig(
-                image_size=m.image_size, mean=m.mean, std=m.std,
+            RenderConfig.for_policy(
+                m.policy, m.image_size, m.mean, m.std,
                 device="gpu" if self.device.type == "cuda" else "cpu",
                 device_id=self.info.local_rank, threads=self.cfg.render_threads,
                 max_batch=self.cfg.batch_size,
             )
         )  # fmt: skip
-        self.loader = loader = TrainBatches(self.caches, self.sampler, renderer,
-                                            [o.needed_targets() for o in self.objectives],
-                                            self.info.rank)  # fmt: skip
+        names = [o.needed_targets() for o in self.objectives]
+        if self.online:
+            loader = OnlineBatches(self.online, self.sampler, renderer, names[0], self.info.rank)
+        else:
+            loader = TrainBatches(self.caches, self.sampler, renderer, names, self.info.rank)
+        self.loader = loader
         log = RunLog(Path(self.cfg.out), self.start_step, self.cfg.tensorboard) \
             if self.info.is_main else None  # fmt: skip
         bar = tqdm(total=self.total_steps, initial=self.start_step, unit="step", desc="train",
@@ -393,13 +433,13 @@ class _Trainer:
             self.ema.update(self.model.student, step)
         return values | {"lr": lr}
 
-    def _targets(self, batch: TrainBatch) -> list[dict[str, torch.Tensor]]:
+    def _targets(self, batch: TrainBatch | OnlineBatch) -> list[dict[str, torch.Tensor]]:
         """Per teacher: its targets as float on the device, token grids on the student's."""
         out = []
-        for index, cache in enumerate(self.caches):
+        decoded = self.loader.targets(batch, self.device)
+        for cache, targets in zip(self.caches, decoded, strict=True):
             own = {}
-            for name in batch.targets[index]:
-                target = self.loader.decode(batch, name, self.device, index)
+            for name, target in targets.items():
                 if name == "patch":
                     target = resize_patch_targets(target, cache.manifest.grid, self.student_grid)
                 elif name != "cls":

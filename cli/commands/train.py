@@ -17,11 +17,28 @@ _LAMBDA_HELP = (
 @click.command()
 @click.option(
     "--cache",
-    required=True,
     multiple=True,
     type=click.Path(path_type=Path),
     help="A sealed cache written by `proteus extract`. Repeat it to distil several teachers "
     "at once (one head set each); their views must be aligned (`extract --views-from`).",
+)
+@click.option(
+    "--teacher",
+    default=None,
+    help="Train online instead of from a cache: this teacher (registry name or "
+    "timm:<model>) runs on a fresh view of every sample; needs --data.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --teacher: a local weights file instead of the model hub.",
+)
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --teacher: input size, a multiple of its patch. [default: the teacher's]",
 )
 @click.option(
     "--student",
@@ -101,6 +118,13 @@ _LAMBDA_HELP = (
     "0.9999 with warm-up]",
 )
 @click.option(
+    "--views",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use only the first N recorded views of each image (a K-view cache holds the "
+    "views of every smaller K). [default: all of them]",
+)
+@click.option(
     "--repeated-aug",
     type=click.IntRange(min=1),
     default=None,
@@ -165,8 +189,8 @@ _LAMBDA_HELP = (
     "--data",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder the cache's images live in now, if it moved since extraction. "
-    "[default: the folder recorded in the cache]",
+    help="With --teacher: the images (ImageFolder tree, folder or list file). With --cache: "
+    "where its images live now, if they moved. [default: the folder recorded in the cache]",
 )
 @click.option(
     "--tensorboard/--no-tensorboard",
@@ -194,11 +218,13 @@ _LAMBDA_HELP = (
     help="Keep a seeded share of the images (after the class filters).",
 )
 def train(**kwargs) -> None:
-    """Train a student on a cache with the Proteus token, feature and patch losses (and
-    optional intermediate-layer hints).
+    """Train a student with the Proteus token, feature and patch losses (and optional
+    intermediate-layer hints), from a cache or with the teacher online.
 
-    The teacher is never loaded: each step renders the recorded views again and reads their
-    cached targets. Under `torchrun --nproc_per_node N` it runs DDP (gloo on CPU, nccl on GPU).
+    From --cache the teacher is never loaded: each step renders the recorded views again and
+    reads their cached targets. With --teacher NAME --data DIR the teacher runs on a fresh
+    view of every sample, as the reference trains (the control for what a cache costs).
+    Under `torchrun --nproc_per_node N` it runs DDP (gloo on CPU, nccl on GPU).
     """
     from proteus.train.runner import run_train
 
@@ -212,6 +238,8 @@ def train_config(params: dict):
     """The TrainConfig of parsed `proteus train` options (also used by `proteus sweep`)."""
     from proteus.train.config import TrainConfig
 
-    caches = params["cache"]
-    cache = caches[0] if len(caches) == 1 else tuple(caches)
-    return TrainConfig(**(params | {"cache": cache}))
+    caches = tuple(params.get("cache") or ())
+    cache = caches[0] if len(caches) == 1 else (caches or None)
+    cfg = TrainConfig(**(params | {"cache": cache}))
+    cfg.check_source()
+    return cfg

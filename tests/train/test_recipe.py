@@ -60,9 +60,15 @@ def test_epoch_schedule_is_timm_cosine_stepped_after_each_epoch_as_main_py():
     epochs, per_epoch, peak = 12, 3, 4e-4
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=peak)
     timm_sched = CosineLRScheduler(
-        opt, t_initial=epochs, lr_min=1e-5, warmup_t=5, warmup_lr_init=1e-6, cycle_limit=1,
-        t_in_epochs=True, warmup_prefix=False,
-    )  # fmt: skip
+        opt,
+        t_initial=epochs,
+        lr_min=1e-5,
+        warmup_t=5,
+        warmup_lr_init=1e-6,
+        cycle_limit=1,
+        t_in_epochs=True,
+        warmup_prefix=False,
+    )
     ours = EpochCosineSchedule(peak, epochs, per_epoch, 5, 1e-6, 1e-5)
     step = 0
     for epoch in range(epochs):
@@ -112,6 +118,9 @@ def test_reference_students_per_teacher_family():
 
 def test_legacy_recipe_keeps_proteus_0_1_defaults():
     assert (LEGACY.drop_path, LEGACY.ema_decay, LEGACY.min_lr, LEGACY.repeated_aug) == (
-        0.1, 0.9999, 1e-6, 1,
-    )  # fmt: skip
+        0.1,
+        0.9999,
+        1e-6,
+        1,
+    )
     assert not LEGACY.reference_students and LEGACY.eval_weights == "ema"

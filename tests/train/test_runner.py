@@ -66,7 +66,7 @@ def test_the_trainer_renders_the_pixels_the_teacher_saw(world):
     cache = Cache(world / "cache")
     m = cache.manifest
     sampler = ViewSampler(cache.usable_views().reshape(-1, 2), 0, 4, 1, 0.5, 0.5, 4)
-    renderer = Renderer(RenderConfig(m.image_size, m.mean, m.std, max_batch=4))
+    renderer = Renderer(RenderConfig.for_policy(m.policy, m.image_size, m.mean, m.std, max_batch=4))
     loader = TrainBatches([cache], sampler, renderer, [("cls", "patch")], rank=0)
     teacher = build_teacher(m.teacher, weights=world / "w.safetensors")
     for step in (0, 5):

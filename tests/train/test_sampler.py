@@ -58,3 +58,42 @@ def test_masks_have_the_ratio_and_depend_only_on_seed_and_step():
 def test_batch_larger_than_the_data_is_an_error():
     with pytest.raises(ProteusError, match="more than the cache's 10 usable images"):
         _sampler(batch=6, world=2)
+
+
+def test_repeated_augmentation_takes_each_image_r_times_as_different_views():
+    images, k, r = 12, 6, 3
+    views = np.arange(images * k).reshape(images, k)
+    s = ViewSampler(views, 0, 4, 1, 0.5, 0.5, num_patches=16, repeats=r)
+    assert s.steps_per_epoch == 3  # an epoch has as many samples as images
+    cycle = np.concatenate([s.global_views(step) for step in range(r * s.steps_per_epoch)])
+    per_image = {i: cycle[cycle // k == i] % k for i in range(images)}
+    # Over a cycle of r epochs every image is taken r times, each time another view ...
+    assert all(len(v) == r and len(set(v)) == r for v in per_image.values())
+    # ... its copies side by side in one batch (different views of one image per step) ...
+    first = s.global_views(0) // k
+    assert (first[:3] == first[0]).all()
+    # ... and 2r uses walk 2r different views of the K before any repeats.
+    two = np.concatenate([s.global_views(step) for step in range(2 * r * s.steps_per_epoch)])
+    assert all(len(set(two[two // k == i] % k)) == 2 * r for i in range(images))
+
+
+def test_copies_of_an_image_land_on_different_ranks():
+    views = np.arange(16 * 3).reshape(16, 3)
+    s = ViewSampler(views, 0, 3, 3, 0.0, 0.5, num_patches=16, repeats=3)
+    whole = s.global_views(0)
+    ranks = [s.plan(0, rank).view_ids for rank in range(3)]
+    for position in range(3):  # RASampler: rank r takes every W-th sample from r
+        images = {int(ranks[r][position]) // 3 for r in range(3)}
+        assert images == {int(whole[3 * position]) // 3}
+    assert sorted(np.concatenate(ranks)) == sorted(whole)
+
+
+def test_online_plans_name_uses_not_cached_views():
+    s = ViewSampler(np.zeros((10, 0), np.int64), 0, 2, 1, 0.5, 0.5, num_patches=16, repeats=1)
+    plans = [s.plan(step, 0) for step in range(3 * s.steps_per_epoch)]
+    assert plans[0].view_ids is None
+    uses = {}
+    for p in plans:
+        for row, use in zip(p.rows, p.uses, strict=True):
+            uses.setdefault(int(row), []).append(int(use))
+    assert all(u == [0, 1, 2] for u in uses.values())  # a fresh view index every epoch

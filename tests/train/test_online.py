@@ -1,0 +1,163 @@
+"""Online training: the teacher in the loop on fresh views, through the same policy,
+renderer, objective, checkpoints, resume and DDP as cached training."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from extract_helpers import cli_env, run_cli, tiny_cache
+from train_helpers import train, train_args
+
+from proteus.common.cache.reader import Cache
+from proteus.common.errors import ProteusError
+from proteus.common.renderer import RenderConfig, Renderer
+from proteus.common.views import AugPolicy, view_records
+from proteus.train.checkpoint import load_checkpoint
+from proteus.train.logs import read_log
+from proteus.train.online import OnlineTeacher
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return tiny_cache(tmp_path_factory.mktemp("online"), classes=3, views=4)
+
+
+def _online(world, out, **overrides):
+    return train(
+        None,
+        out,
+        teacher="tiny_dinov2",
+        weights=world / "w.safetensors",
+        data=world / "data",
+        **overrides,
+    )
+
+
+def _losses(run) -> list[float]:
+    return [r["loss"] for r in read_log(run)]
+
+
+def test_online_training_lowers_the_loss_and_records_its_teacher(world, tmp_path):
+    result = _online(world, tmp_path / "run", max_steps=30)
+    losses = _losses(tmp_path / "run")
+    assert result.steps == 30 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["cache"]["path"] == "online:tiny_dinov2"
+    assert config["teacher"]["name"] == "tiny_dinov2" and config["config"]["teacher"]
+    state = load_checkpoint(tmp_path / "run")
+    assert (
+        state["teachers"][0]["cache"]["weights_sha256"]
+        == Cache(world / "cache").manifest.weights_sha256
+    )
+
+
+def test_online_views_are_the_cache_views_with_more_indices(world):
+    # The u-th use of an image renders the record a cache stores as view u, so a cached run
+    # with K views and an online run see the same pixels and targets for u < K.
+    cache = Cache(world / "cache")
+    online = OnlineTeacher(
+        "tiny_dinov2",
+        world / "data",
+        weights=world / "w.safetensors",
+        image_size=None,
+        layers=(1,),
+        policy=AugPolicy(),
+        seed=0,
+        device=torch.device("cpu"),
+        progress=False,
+    )
+    assert online.manifest.targets == cache.manifest.targets
+    ids = np.array([0, 5, 6, 11])
+    cached = cache.views[ids]
+    sizes = np.stack([online.images.height[cached.image], online.images.width[cached.image]], 1)
+    fresh = view_records(online.policy, 0, cached.image, cached.view, sizes, 28)
+    for name in cached.FIELDS:
+        np.testing.assert_array_equal(getattr(fresh, name), getattr(cached, name), err_msg=name)
+    m = cache.manifest
+    renderer = Renderer(RenderConfig.for_policy(m.policy, m.image_size, m.mean, m.std))
+    pixels = renderer.render([cache.encoded(i) for i in cached.image], fresh)
+    targets = online.forward(pixels)
+    stored = torch.from_numpy(cache.read("patch", ids).astype(np.float32))
+    torch.testing.assert_close(targets["patch"], stored, rtol=1e-3, atol=2e-3)
+
+
+def test_online_resume_repeats_the_uninterrupted_run(world, tmp_path, monkeypatch):
+    from proteus.train import runner
+
+    _online(world, tmp_path / "full", max_steps=8)
+    original = runner._Trainer._record
+
+    def record(self, step, values, seconds):  # SIGTERM after step 4, as a preemption
+        if step + 1 == 4:
+            signal.raise_signal(signal.SIGTERM)
+        return original(self, step, values, seconds)
+
+    monkeypatch.setattr(runner._Trainer, "_record", record)
+    with pytest.raises(ProteusError, match="stopped by signal"):
+        _online(world, tmp_path / "cut", max_steps=8)
+    monkeypatch.setattr(runner._Trainer, "_record", original)
+    assert load_checkpoint(tmp_path / "cut")["step"] == 4
+    _online(world, tmp_path / "cut", max_steps=8, resume=True)
+    assert _losses(tmp_path / "cut") == _losses(tmp_path / "full")  # exactly
+
+
+def test_online_two_processes_follow_one(world, tmp_path):
+    extra = (
+        "--teacher",
+        "tiny_dinov2",
+        "--weights",
+        str(world / "w.safetensors"),
+        "--data",
+        str(world / "data"),
+        "--max-steps",
+        "4",
+    )
+    one = train_args(None, tmp_path / "one", *extra)
+    result = run_cli(*one)
+    assert result.returncode == 0, result.stderr[-2000:]
+    two = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "proteus",
+        *train_args(None, tmp_path / "two", *extra, "--batch-size", "2"),
+    ]
+    result = subprocess.run(two, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--teacher", "tiny_dinov2", "--cache", "c"), "pass one of them"),
+        (("--teacher", "tiny_dinov2"), "online training needs --data DIR"),
+        ((), "no targets: pass --cache CACHE"),
+    ],
+)
+def test_source_refusals_are_one_line(tmp_path, args, message):
+    result = run_cli("train", "--student", "tiny_vit14", "--out", str(tmp_path / "r"), *args)
+    assert result.returncode == 1 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_online_refuses_a_data_folder_without_images(world, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ProteusError, match="--data"):
+        train(
+            None,
+            tmp_path / "r",
+            teacher="tiny_dinov2",
+            weights=world / "w.safetensors",
+            data=tmp_path / "empty",
+        )
