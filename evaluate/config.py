@@ -28,5 +28,9 @@ class ProbeConfig:
     device: str = "auto"
     k: int = 20  # kNN neighbours (DINO protocol)
     temperature: float = 0.07  # kNN vote temperature
-    holdout: float = 0.1  # linear probe: share of train held out to choose C
+    holdout: float = 0.1  # linear probe: share of train held out to choose C (or the lr)
+    # linear: "sklearn" (logistic regression on standardised cls / cls + mean patch) or
+    # "dinov2" (DINOv2's linear protocol: SGD over an lr grid on the last 1 or 4 blocks).
+    protocol: str = "sklearn"
+    iterations: int = 1000  # dinov2 protocol: SGD steps per classifier
     progress: bool = True

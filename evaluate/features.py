@@ -30,6 +30,7 @@ class FeatureSet:
     labels: np.ndarray  # (M,) int64
     classes: tuple[str, ...]
     skipped: list[str]  # paths that could not be read or decoded
+    blocks: list[np.ndarray] | None = None  # last n blocks' class tokens, each (M, D_i)
 
 
 def center_views(sizes: np.ndarray, fraction: float = CROP_FRACTION) -> ViewTable:
@@ -54,7 +55,9 @@ def folder_features(
     device: torch.device | str = "cpu",
     option: str = "--train",
     progress: bool = True,
+    blocks: int = 0,
 ) -> FeatureSet:
+    """``blocks``: also keep the class tokens of the last n blocks (DINOv2 protocol)."""
     images = _labelled(folder, option)
     probes = [probe_image(images.root / p) for p in images.paths]
     ok = [i for i, p in enumerate(probes) if not p.error]
@@ -68,7 +71,7 @@ def folder_features(
         )
     )
     source.model.to(device)
-    cls, mean_patch, kept = [], [], []
+    cls, mean_patch, kept, per_block = [], [], [], []
     for start in tqdm(range(0, len(ok), batch_size), desc=f"features {folder.name}",
                       unit="batch", disable=not progress, leave=False):  # fmt: skip
         rows = list(range(start, min(start + batch_size, len(ok))))
@@ -80,14 +83,17 @@ def folder_features(
             pixels, rows = _one_by_one(renderer, encoded, views, rows, images, ok, skipped)
             if not rows:
                 continue
-        out = source.features(pixels.to(device))
+        out = source.features(pixels.to(device), blocks)
+        if blocks:
+            per_block.append([b.cpu().numpy() for b in out["blocks"]])
         cls.append(out["cls"].cpu().numpy())
         mean_patch.append(out["patch"].mean(1).cpu().numpy())
         kept += [ok[r] for r in rows]
     if not kept:
         raise ProteusError(f"{option} {folder}: none of its images could be read")
+    stacked = [np.concatenate(b) for b in zip(*per_block, strict=True)] if blocks else None
     return FeatureSet(np.concatenate(cls), np.concatenate(mean_patch), images.labels[kept],
-                      images.classes, skipped)  # fmt: skip
+                      images.classes, skipped, stacked)  # fmt: skip
 
 
 def _one_by_one(renderer, encoded, views, rows, images, ok, skipped):

@@ -15,7 +15,7 @@ from torch import nn
 
 from proteus.common.errors import ProteusError
 from proteus.common.students import Student, build_student
-from proteus.common.teachers import build_teacher
+from proteus.common.teachers import build_teacher, get_teacher_spec
 from proteus.common.teachers.spec import IMAGENET_MEAN, IMAGENET_STD
 from proteus.train.checkpoint import load_checkpoint
 from proteus.train.objective import Lambdas, ProteusHeads
@@ -30,9 +30,22 @@ class FeatureSource:
     std: tuple[float, float, float]
 
     @torch.no_grad()
-    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.model(images)
-        return {"cls": out["cls"].float(), "patch": out["patch"].float()}
+    def features(self, images: torch.Tensor, blocks: int = 0) -> dict:
+        """cls and patch tokens; with ``blocks`` n also "blocks", the class tokens of the
+        last n blocks after the final norm (last block last), as DINOv2's linear protocol
+        reads them. A teacher source must have been built with those layers."""
+        if not blocks:
+            out = self.model(images)
+            return {"cls": out["cls"].float(), "patch": out["patch"].float()}
+        if isinstance(self.model, Student):
+            depth = self.model.depth
+            out = self.model(images, layers=tuple(range(depth - blocks, depth)))
+            layers = {i: self.model.vit.norm(h) for i, h in out["layers"].items()}
+        else:  # a teacher's layers already passed its final norm
+            out = self.model(images)
+            layers = out["layers"]
+        tokens = [layers[i][:, 0].float() for i in sorted(layers)][-blocks:]
+        return {"cls": out["cls"].float(), "patch": out["patch"].float(), "blocks": tokens}
 
 
 @dataclass
@@ -101,7 +114,9 @@ def load_source(
     student: str | None = None,
     random_init: bool = False,
     image_size: int = 224,
+    blocks: int = 0,
 ) -> FeatureSource:
+    """``blocks``: a teacher also returns its last this many blocks (DINOv2 protocol)."""
     """Exactly one of --checkpoint, --teacher, or --student with --random-init."""
     chosen = [checkpoint is not None, teacher is not None, student is not None]
     if sum(chosen) != 1:
@@ -116,7 +131,9 @@ def load_source(
                              trained.student, trained.student.image_size, trained.mean,
                              trained.std)  # fmt: skip
     if teacher is not None:
-        model = build_teacher(teacher, image_size=image_size, weights=weights)
+        depth = get_teacher_spec(teacher).depth
+        layers = tuple(range(-min(blocks, depth), 0))
+        model = build_teacher(teacher, image_size=image_size, weights=weights, layers=layers)
         return FeatureSource(f"teacher {teacher}", model, model.image_size, model.spec.mean,
                              model.spec.std)  # fmt: skip
     if not random_init:

@@ -12,10 +12,15 @@ from proteus.evaluate.linear import linear_probe
 from proteus.evaluate.models import FeatureSource, load_source
 
 
-def _features(cfg: ProbeConfig) -> tuple[FeatureSource, FeatureSet, FeatureSet]:
+def _features(cfg: ProbeConfig, blocks: int = 0) -> tuple[FeatureSource, FeatureSet, FeatureSet]:
     device = resolve_device(cfg.device)
-    source = load_source(**asdict(cfg.source))
-    kwargs = {"batch_size": cfg.batch_size, "device": device, "progress": cfg.progress}
+    source = load_source(**asdict(cfg.source), blocks=blocks)
+    kwargs = {
+        "batch_size": cfg.batch_size,
+        "device": device,
+        "progress": cfg.progress,
+        "blocks": blocks,
+    }
     train = folder_features(source, cfg.train_dir, option="--train", **kwargs)
     val = folder_features(source, cfg.val_dir, option="--val", **kwargs)
     return source, train, val
@@ -40,6 +45,8 @@ def run_knn(cfg: ProbeConfig) -> dict:
 def run_linear(cfg: ProbeConfig) -> dict:
     import numpy as np
 
+    if cfg.protocol == "dinov2":
+        return _run_dinov2_linear(cfg)
     source, train, val = _features(cfg)
     cls = linear_probe(train.cls, train.labels, val.cls, val.labels, cfg.holdout)
     both = linear_probe(np.concatenate([train.cls, train.mean_patch], 1), train.labels,
@@ -53,6 +60,27 @@ def run_linear(cfg: ProbeConfig) -> dict:
         "features": name,
         "cls": cls,
         "cls_mean_patch": both,
+        "train_images": len(train.labels),
+        "val_images": len(val.labels),
+        "skipped": train.skipped + val.skipped,
+    }
+
+
+def _run_dinov2_linear(cfg: ProbeConfig) -> dict:
+    from proteus.evaluate.protocol import dinov2_linear, feature_sets
+
+    source, train, val = _features(cfg, blocks=4)
+    result = dinov2_linear(
+        feature_sets(train.blocks, train.mean_patch),
+        train.labels,
+        feature_sets(val.blocks, val.mean_patch),
+        val.labels,
+        iterations=cfg.iterations,
+        holdout=cfg.holdout,
+    )
+    return result | {
+        "model": source.name,
+        "protocol": "dinov2",
         "train_images": len(train.labels),
         "val_images": len(val.labels),
         "skipped": train.skipped + val.skipped,

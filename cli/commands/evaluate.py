@@ -128,13 +128,39 @@ def knn(**kwargs) -> None:
     show_default=True,
     help="Share of --train held out to choose the regularisation.",
 )
+@click.option(
+    "--protocol",
+    type=click.Choice(["sklearn", "dinov2"]),
+    default="sklearn",
+    show_default=True,
+    help="sklearn: logistic regression on standardised cls (± mean patch), C chosen on "
+    "held-out --train (fast). dinov2: DINOv2's linear protocol, the one the Proteus paper "
+    "reports: SGD over its learning-rate grid on the last 1 or 4 blocks' class tokens ± "
+    "average-pooled patches.",
+)
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="With --protocol dinov2: SGD steps per classifier.",
+)
 def linear(**kwargs) -> None:
-    """Linear probe on frozen features (cls, and cls + mean patch)."""
+    """Linear probe on frozen features (cls, and cls + mean patch), or DINOv2's protocol."""
     from proteus.evaluate.runner import run_linear
 
     json_path = kwargs.pop("json_path")
     run = kwargs["checkpoint"]
     result = run_linear(_probe_config(kwargs))
+    if result.get("protocol") == "dinov2":
+        click.echo(
+            f"{result['model']}: DINOv2 linear top-1 {100 * result['top1']:.2f}% "
+            f"({result['features']}, lr {result['lr']:g}, chosen on held-out "
+            f"--train); best on --val as the paper reports: "
+            f"{100 * result['top1_best_on_val']:.2f}%"
+        )
+        _finish(result, json_path, run, "linear")
+        return
     for name in ("cls", "cls_mean_patch"):
         part = result[name]
         click.echo(f"{result['model']}: linear top-1 {100 * part['top1']:.2f}% on {name} "

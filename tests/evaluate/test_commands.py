@@ -71,6 +71,56 @@ def test_linear_probe(world, tmp_path):
     assert 0 <= result["top1"] <= 1 and result["features"] in ("cls", "cls_mean_patch")
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        ["--checkpoint", "RUN"],
+        ["--teacher", "tiny_dinov2"],
+        ["--student", "tiny_vit14", "--random-init"],
+    ],
+)
+def test_dinov2_linear_protocol(world, tmp_path, source):
+    source = [world / "run" if a == "RUN" else a for a in source]
+    if "--teacher" in source:
+        source += ["--weights", world / "w.safetensors", "--image-size", 28]
+    if "--random-init" in source:
+        source += ["--image-size", 28]
+    out = _ok(
+        [
+            "eval",
+            "linear",
+            "--protocol",
+            "dinov2",
+            "--iterations",
+            20,
+            *source,
+            *_splits(world),
+            "--json",
+            tmp_path / "d.json",
+        ]
+    )
+    assert "DINOv2 linear top-1" in out and "best on --val as the paper reports" in out
+    result = json.loads((tmp_path / "d.json").read_text())
+    # 15 learning rates × (last 1 | last 3 blocks (the tiny models' depth)) × (± avgpool)
+    features = {g["features"] for g in result["grid"]}
+    assert len(result["grid"]) == 15 * len(features) and "blocks1_avgpool" in features
+    assert result["top1_best_on_val"] >= result["top1"]
+
+
+def test_dinov2_protocol_features_are_the_normed_class_tokens_of_the_last_blocks(world):
+    from proteus.evaluate.models import load_source
+
+    source = load_source(checkpoint=world / "run")
+    x = torch.randn(2, 3, 28, 28)
+    out = source.features(x, blocks=2)
+    student = source.model
+    hidden = student.vit.norm_pre(student.vit._pos_embed(student.vit.patch_embed(x)))
+    for block in student.vit.blocks[:-1]:
+        hidden = block(hidden)
+    torch.testing.assert_close(out["blocks"][0], student.vit.norm(hidden)[:, 0])
+    torch.testing.assert_close(out["blocks"][1], out["cls"])  # the last block's is the cls
+
+
 def test_agreement_on_held_out_views(world, tmp_path):
     out = _ok(["eval", "agreement", "--checkpoint", world / "run", "--cache", world / "valcache",
                "--device", "cpu", "--json", tmp_path / "a.json"])  # fmt: skip
