@@ -21,6 +21,8 @@ class Recipe:
     # Peak lr per 512 images of global batch: main.py `--lr 5e-4`, scaled by
     # `args.lr * batch_size * world_size / 512` unless --unscale-lr.
     lr_per_512: float
+    # How the peak lr follows the global batch (train/schedule.py scaled_lr).
+    lr_rule: str
     # main.py `--warmup-lr 1e-6`: the lr the linear warm-up starts from.
     warmup_lr: float
     # main.py `--min-lr 1e-5`: the floor of the cosine.
@@ -57,6 +59,10 @@ class Recipe:
 PROTEUS = Recipe(
     name="proteus",
     lr_per_512=5e-4,
+    # The one departure: at the reference's batch sizes (512 and up) its linear rule, below
+    # the square-root rule, or short small-batch runs learn less than random init keeps
+    # (docs/QUALITY.md measures both).
+    lr_rule="sqrt-below-512",
     warmup_lr=1e-6,
     min_lr=1e-5,
     warmup_epochs=5.0,
@@ -75,6 +81,7 @@ PROTEUS = Recipe(
 LEGACY = Recipe(
     name="legacy",
     lr_per_512=5e-4,
+    lr_rule="linear",
     warmup_lr=0.0,
     min_lr=1e-6,
     warmup_epochs=5.0,

@@ -139,7 +139,7 @@ class _Trainer:
                 self.model, device_ids=[info.local_rank] if self.device.type == "cuda" else None
             )
         global_batch = cfg.batch_size * info.world
-        self.peak_lr = scaled_lr(cfg.lr, global_batch, self.recipe.lr_per_512)
+        self.peak_lr = scaled_lr(cfg.lr, global_batch, self.recipe.lr_per_512, self.recipe.lr_rule)
         self.schedule = self._schedule()
         groups = param_groups(self.model, cfg.weight_decay, self.recipe.decay_tokens)
         self.optimizer = torch.optim.AdamW(groups, lr=self.peak_lr, betas=(0.9, 0.999))

@@ -58,6 +58,18 @@ class EpochCosineSchedule:
         return self.at_epoch(max(0, epoch - 1))
 
 
-def scaled_lr(lr: float | None, global_batch: int, per_512: float = 5e-4) -> float:
-    """Proteus/DeiT scaling: ``per_512`` per 512 images of global batch, unless given."""
-    return lr if lr is not None else per_512 * global_batch / 512
+LR_RULES = ("linear", "sqrt-below-512")
+
+
+def scaled_lr(
+    lr: float | None, global_batch: int, per_512: float = 5e-4, rule: str = "linear"
+) -> float:
+    """The peak lr, unless given. ``linear``: Proteus/DeiT, ``per_512`` × global batch / 512.
+    ``sqrt-below-512``: the same from 512 up (the paper's batch sizes get the paper's lr);
+    below, ``per_512`` × √(batch / 512), the square-root rule for Adam-type optimisers
+    (Malladi et al. 2022), which does not starve small-batch, short runs."""
+    if lr is not None:
+        return lr
+    if rule == "sqrt-below-512" and global_batch < 512:
+        return per_512 * (global_batch / 512) ** 0.5
+    return per_512 * global_batch / 512

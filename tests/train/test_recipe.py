@@ -43,8 +43,13 @@ def test_the_default_config_is_the_reference_recipe():
     resolved = cfg.resolved()
     for field in TrainConfig.RECIPE_FIELDS:
         assert getattr(resolved, field) == getattr(PROTEUS, field)
-    # 4 GPUs × 128, as run_pretrain.sh: 5e-4 × 512 / 512.
-    assert scaled_lr(None, 4 * 128, PROTEUS.lr_per_512) == 5e-4
+    # 4 GPUs × 128, as run_pretrain.sh: 5e-4 × 512 / 512, and linear above, as the paper.
+    rule = PROTEUS.lr_per_512, PROTEUS.lr_rule
+    assert scaled_lr(None, 4 * 128, *rule) == 5e-4 and scaled_lr(None, 2048, *rule) == 2e-3
+    # Below 512 the square-root rule (the kept difference, docs/QUALITY.md).
+    assert scaled_lr(None, 64, *rule) == pytest.approx(5e-4 * (64 / 512) ** 0.5)
+    assert scaled_lr(None, 64, LEGACY.lr_per_512, LEGACY.lr_rule) == 5e-4 * 64 / 512
+    assert scaled_lr(3e-4, 64, *rule) == 3e-4  # --lr wins
     # Options given by the user win over the recipe.
     assert TrainConfig(cache="c", student="s", out="o", drop_path=0.2).resolved().drop_path == 0.2
 
