@@ -7,13 +7,18 @@ from pathlib import Path
 
 from proteus.common.views import AugPolicy
 
+AUTO_MAX_VIEWS = 8  # docs/QUALITY.md: where more views stopped paying for their bytes
+
 
 @dataclass(frozen=True)
 class ExtractConfig:
     teacher: str  # registry name or timm:<model>
     data: Path  # ImageFolder tree, flat folder of images, or a text file of image paths
     out: Path  # cache folder; re-running the same command into it resumes
-    views: int = 4  # K recorded views per image: storage and teacher time grow linearly
+    # K recorded views per image: storage and teacher time grow linearly. None: one view
+    # per planned epoch (each image is used once per epoch), at most AUTO_MAX_VIEWS.
+    views: int | None = None
+    epochs: int = 300  # the epochs training will run (the reference's 300), for views=None
     image_size: int | None = None  # None: the teacher's default (224 for the shipped ViTs)
     layers: tuple[int, ...] = ()  # intermediate blocks stored as layer_<i> (for hint losses)
     batch_size: int = 64  # views per teacher forward
@@ -34,3 +39,6 @@ class ExtractConfig:
     shard_views: int = 256
     render_threads: int = 4  # DALI CPU threads
     progress: bool = True  # tqdm bars on rank 0
+
+    def resolved_views(self) -> int:
+        return self.views if self.views is not None else min(self.epochs, AUTO_MAX_VIEWS)

@@ -75,6 +75,7 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
     if cfg.views_from is not None:
         source = Cache(cfg.views_from, option="--views-from")
         cfg = _with_views_of(cfg, source.manifest)
+    cfg = replace(cfg, views=cfg.resolved_views())
     precision = _resolve_precision(cfg.precision, device)
     teacher = build_teacher(
         cfg.teacher, image_size=cfg.image_size, layers=cfg.layers, weights=cfg.weights,

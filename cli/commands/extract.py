@@ -28,10 +28,17 @@ from proteus.options import IntList, device_option, render_threads_option, teach
 @click.option(
     "--views",
     type=click.IntRange(min=1),
-    default=4,
+    default=None,
+    help="K augmented views recorded per image; training uses every one before repeating "
+    "any. Size grows linearly: DINOv2-g at 224 px is ~0.79 MB per view in float16 (--dtype "
+    "int8 halves it). [default: one per planned --epochs, at most 8]",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=300,
     show_default=True,
-    help="K augmented views recorded per image. Size grows linearly: DINOv2-g at 224 px "
-    "is ~0.79 MB per view in float16.",
+    help="The epochs you plan to train (each uses every image once); sets the default --views.",
 )
 @click.option(
     "--layers",

@@ -28,6 +28,7 @@ def info_lines(path: Path, m: Manifest) -> list[str]:
         f"{m.renderer.get('device')}",
         f"views      K={m.views_per_image} per image, seed {m.seed}",
         f"policy     {policy}",
+        f"augment    {_augment(m.policy)}",
         *(
             [f"           reused from {m.views_from['cache']} (--views-from)"]
             if m.views_from
@@ -73,6 +74,23 @@ def _count_lines(m: Manifest) -> list[str]:
     if len(m.skipped) > 10:
         lines.append(f"skipped    … and {len(m.skipped) - 10} more (all listed in the manifest)")
     return lines
+
+
+def _augment(policy: dict) -> str:
+    from proteus.common.views import AugPolicy
+
+    p = AugPolicy.from_dict(policy)
+    if p.randaug_layers:
+        std = f"-mstd{p.randaug_std:g}" if p.randaug_std else ""
+        randaug = (
+            f"RandAugment rand-m{p.randaug_magnitude:g}{std}-inc1: {p.randaug_layers} "
+            f"layers of timm's 15 increasing ops, each with p {p.randaug_prob:g}"
+        )
+    else:
+        randaug = "no RandAugment"
+    return (
+        f"{randaug}; crops resampled {p.interpolation}; erasing p {p.erase_prob:g} ({p.erase_mode})"
+    )
 
 
 def _encoding(enc: dict) -> str:

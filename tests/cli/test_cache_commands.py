@@ -32,9 +32,19 @@ def _verify(path, *extra):
 def test_info_prints_the_manifest(sealed):
     result = CliRunner().invoke(main, ["cache", "info", str(sealed)])
     assert result.exit_code == 0, result.output
-    for text in ("state      sealed", "tiny_dinov2 [dinov2] dim 32, patch 14, grid 2×2",
-                 "K=3 per image, seed 0", "layer_1 5×32", "float16", "6 usable",
-                 "18 recorded", "sha256 "):  # fmt: skip
+    expected = (
+        "state      sealed",
+        "tiny_dinov2 [dinov2] dim 32, patch 14, grid 2×2",
+        "K=3 per image, seed 0",
+        "layer_1 5×32",
+        "float16",
+        "6 usable",
+        "18 recorded",
+        "sha256 ",
+        "RandAugment rand-m9-mstd0.5-inc1: 2 layers",
+        "erasing p 0.25 (pixel)",
+    )
+    for text in expected:
         assert text in result.output, text
 
 
