@@ -1,0 +1,231 @@
+"""Q1: what a student is worth, on real labelled images, against random init and the teacher.
+
+One data set per call (``--data digits`` or ``--data skimage``, see quality_data.py); every
+row trains the same student for the same steps from the same seed and is evaluated the same
+way: kNN and linear top-1 on the held-out test split, and agreement with the teacher (cosine
+of token and patch heads) on one unseen view of every test image.
+
+Rows: random init; online (the teacher in the loop on a fresh view of every sample); the
+cache at K = 1, 2, 4, 8, 16 (float16; one K=16 cache, smaller K use its first views: the
+records are the same); K = 16 as int8 and as PCA; and proteus 0.1's defaults (its view policy,
+its recipe, K = 4) next to the new defaults (K = 16 here). Results go to OUT/quality-DATA.json
+and a Markdown table on stdout (docs/QUALITY.md).
+
+    python benchmarks/quality.py --data digits --out /tmp/q
+    python benchmarks/quality.py --data skimage --out /tmp/q
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from quality_data import write_dataset
+
+TEACHER, STUDENT, SIZE = "effnet_lite0", "vit_ti16", 64
+# proteus 0.1's default view policy, as --aug settings on top of today's.
+LEGACY_AUG = (
+    "interpolation=linear",
+    "jitter_prob=0.8",
+    "grayscale_prob=0.2",
+    "randaug_layers=0",
+    "erase_mode=const",
+    "erase_ratio=0.3,3.3",
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=("digits", "skimage"), required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=None, help="[default: the recipe's rule]")
+    parser.add_argument("--rows", default="all", help="comma-separated row names, or all")
+    args = parser.parse_args()
+
+    out = args.out / args.data
+    train_dir, test_dir = write_dataset(args.data, args.out / "data" / args.data, SIZE)
+    bench = Bench(out, train_dir, test_dir, args)
+    rows = bench.run(None if args.rows == "all" else args.rows.split(","))
+    (out / f"quality-{args.data}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(markdown(rows, args))
+
+
+class Bench:
+    def __init__(self, out: Path, train_dir: Path, test_dir: Path, args):
+        self.out, self.train_dir, self.test_dir, self.args = out, train_dir, test_dir, args
+        out.mkdir(parents=True, exist_ok=True)
+
+    def run(self, only: list[str] | None) -> list[dict]:
+        plan = [
+            ("teacher", lambda: self.probe_teacher()),
+            ("random-init", lambda: self.probe_random()),
+            ("online", lambda: self.train_row("online", online=True)),
+            *[
+                (f"cache K={k}", lambda k=k: self.train_row(f"k{k}", cache="k16", views=k))
+                for k in (1, 2, 4, 8, 16)
+            ],
+            ("cache K=16 int8", lambda: self.train_row("k16-int8", cache="k16-int8")),
+            ("cache K=16 PCA", lambda: self.train_row("k16-pca", cache="k16-pca")),
+            (
+                "0.1 defaults (K=4)",
+                lambda: self.train_row("legacy", cache="legacy-k4", recipe="legacy"),
+            ),
+        ]
+        rows = []
+        for name, fn in plan:
+            if only and name not in only:
+                continue
+            started = time.perf_counter()
+            row = {"row": name, **fn()}
+            row.setdefault("wall_s", round(time.perf_counter() - started, 1))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        return rows
+
+    # ---------------------------------------------------------------- the pieces
+    def cache(self, name: str) -> Path:
+        from proteus.common.views import AugPolicy, parse_policy
+        from proteus.extract.config import ExtractConfig
+        from proteus.extract.runner import run_extract
+
+        path = self.out / "caches" / name
+        kwargs: dict = {"views": 16}
+        if name == "k16-int8":
+            kwargs = {"views_from": self.cache("k16"), "dtype": "int8"}
+        elif name == "k16-pca":
+            kwargs = {"views_from": self.cache("k16"), "pca": 64}
+        elif name == "legacy-k4":
+            kwargs = {"views": 4, "policy": parse_policy(list(LEGACY_AUG))}
+        elif name == "val":
+            kwargs = {"views": 1, "policy": AugPolicy()}
+        data = self.test_dir if name == "val" else self.train_dir
+        run_extract(
+            ExtractConfig(
+                teacher=TEACHER,
+                data=data,
+                out=path,
+                image_size=SIZE,
+                device="cpu",
+                progress=False,
+                **kwargs,
+            )
+        )
+        return path
+
+    def train_row(
+        self,
+        name: str,
+        *,
+        cache: str | None = None,
+        online: bool = False,
+        views: int | None = None,
+        recipe: str = "proteus",
+    ) -> dict:
+        from proteus.train.config import TrainConfig
+        from proteus.train.runner import run_train
+
+        run = self.out / "runs" / name
+        started = time.perf_counter()
+        cache_path = None if online else self.cache(cache)
+        extract_s = time.perf_counter() - started
+        config = TrainConfig(
+            cache=cache_path,
+            student=STUDENT,
+            out=run,
+            recipe=recipe,
+            epochs=self.args.epochs,
+            batch_size=self.args.batch_size,
+            lr=self.args.lr,
+            views=views,
+            teacher=TEACHER if online else None,
+            data=self.train_dir if online else None,
+            image_size=SIZE if online else None,
+            device="cpu",
+            tensorboard=False,
+            progress=False,
+            resume=(run / "checkpoint.pt").exists(),
+            render_threads=2,
+        )
+        train_started = time.perf_counter()
+        if not _finished(run):
+            run_train(config)
+        train_s = time.perf_counter() - train_started
+        row = self.evaluate(checkpoint=run)
+        row |= self.agreement(run)
+        row["bytes_per_image"] = _bytes_per_image(cache_path, views)
+        row |= {"extract_s": round(extract_s, 1), "train_s": round(train_s, 1)}
+        return row
+
+    def evaluate(self, **source) -> dict:
+        from proteus.evaluate.config import ProbeConfig, SourceConfig
+        from proteus.evaluate.runner import run_knn, run_linear
+
+        cfg = ProbeConfig(
+            SourceConfig(**source), self.train_dir, self.test_dir, device="cpu", progress=False
+        )
+        knn, linear = run_knn(cfg), run_linear(cfg)
+        return {"knn_top1": round(knn["top1"], 4), "linear_top1": round(linear["top1"], 4)}
+
+    def agreement(self, run: Path) -> dict:
+        from proteus.evaluate.agreement import run_agreement
+
+        result = run_agreement(run, self.cache("val"), progress=False)
+        return {k: round(v, 4) for k, v in result.items() if "cos" in k}
+
+    def probe_teacher(self) -> dict:
+        return self.evaluate(teacher=TEACHER, image_size=SIZE)
+
+    def probe_random(self) -> dict:
+        return self.evaluate(student=STUDENT, random_init=True, image_size=SIZE)
+
+
+def _finished(run: Path) -> bool:
+    from proteus.train.checkpoint import load_checkpoint
+
+    if not (run / "checkpoint.pt").exists():
+        return False
+    config = json.loads((run / "config.json").read_text())
+    return load_checkpoint(run, mmap=True)["step"] >= config["total_steps"]
+
+
+def _bytes_per_image(cache: Path | None, views: int | None) -> int:
+    if cache is None:
+        return 0
+    from proteus.common.cache.reader import Cache
+
+    m = Cache(cache).manifest
+    per_view = m.counts["target_bytes"] / m.counts["views"]
+    return round(per_view * (views or m.views_per_image))
+
+
+def markdown(rows: list[dict], args) -> str:
+    cols = [
+        "row",
+        "knn_top1",
+        "linear_top1",
+        "token_cosine",
+        "patch_cosine",
+        "bytes_per_image",
+        "extract_s",
+        "train_s",
+    ]
+    lines = [
+        f"`python benchmarks/quality.py --data {args.data} --epochs {args.epochs}`",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(c, "")) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
