@@ -53,7 +53,6 @@ _LAMBDA_HELP = (
 )
 @click.option(
     "--recipe",
-    type=click.Choice(["proteus", "legacy"]),
     default="proteus",
     show_default=True,
     help="Defaults for every option marked [recipe]: proteus = the reference recipe "
@@ -242,4 +241,5 @@ def train_config(params: dict):
     cache = caches[0] if len(caches) == 1 else (caches or None)
     cfg = TrainConfig(**(params | {"cache": cache}))
     cfg.check_source()
+    cfg.recipe_of()  # an unknown name: one line that lists the known ones
     return cfg

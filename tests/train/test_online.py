@@ -143,6 +143,7 @@ def test_online_two_processes_follow_one(world, tmp_path):
         (("--teacher", "tiny_dinov2", "--cache", "c"), "pass one of them"),
         (("--teacher", "tiny_dinov2"), "online training needs --data DIR"),
         ((), "no targets: pass --cache CACHE"),
+        (("--cache", "c", "--recipe", "deit"), "--recipe 'deit': unknown; choose one of proteus"),
     ],
 )
 def test_source_refusals_are_one_line(tmp_path, args, message):
