@@ -82,6 +82,7 @@ class ViewSampler:
         self.steps_per_epoch = self.per_epoch * repeats // self.global_batch
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
         self._offsets = rng.integers(0, max(k, 1), size=images)
+        self._cached_order: tuple[int | None, np.ndarray] = (None, np.empty(0, np.int64))
 
     def epoch_of(self, step: int) -> int:
         return step // self.steps_per_epoch
@@ -90,16 +91,20 @@ class ViewSampler:
         """The step's whole global batch, in order: (image rows, use numbers)."""
         epoch, index = divmod(step, self.steps_per_epoch)
         cycle, part = divmod(epoch, self.repeats)
-        key = [self.seed, 1, cycle] if self.repeats > 1 else [self.seed, 1, epoch]
-        order = np.random.default_rng(np.random.SeedSequence(key)).permutation(
-            len(self.image_views)
-        )
-        chosen = order[part * self.per_epoch : (part + 1) * self.per_epoch]
-        rows = np.repeat(chosen, self.repeats)
-        copies = np.tile(np.arange(self.repeats), len(chosen))
-        span = slice(index * self.global_batch, (index + 1) * self.global_batch)
+        order = self._order(cycle if self.repeats > 1 else epoch)
+        # Position p of the epoch is copy p mod r of its (p div r)-th image.
+        positions = np.arange(index * self.global_batch, (index + 1) * self.global_batch)
+        rows = order[part * self.per_epoch + positions // self.repeats]
         first_use = cycle * self.repeats if self.repeats > 1 else epoch
-        return rows[span], first_use + copies[span]
+        return rows, first_use + positions % self.repeats
+
+    def _order(self, key: int) -> np.ndarray:
+        """The seeded image order of an epoch (a cycle with repeats), kept for the next
+        steps: an ImageNet-sized permutation costs tens of milliseconds."""
+        if self._cached_order[0] != key:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, key]))
+            self._cached_order = (key, rng.permutation(len(self.image_views)))
+        return self._cached_order[1]
 
     def view_ids(self, rows: np.ndarray, uses: np.ndarray) -> np.ndarray:
         k = self.image_views.shape[1]
