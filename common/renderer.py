@@ -130,9 +130,14 @@ class Renderer:
             if cfg.randaug_layers:
                 from proteus.common.dali_ops import apply_randaugment
 
+                # On the GPU the per-sample operands meet GPU images, so they move there;
+                # the op choice (a condition) and the warp matrix (an argument) stay on CPU.
+                on_data = ("scalar", "bits", "kernel3") if gpu else ()
                 layers = [
                     {
-                        name: ra[f"ra{layer}_{name}"]
+                        name: ra[f"ra{layer}_{name}"].gpu()
+                        if name in on_data
+                        else ra[f"ra{layer}_{name}"]
                         for name in ("kernel", "affine", "scalar", "bits", "kernel3")
                     }
                     for layer in range(cfg.randaug_layers)
