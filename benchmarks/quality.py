@@ -7,8 +7,9 @@ of token and patch heads) on one unseen view of every test image.
 
 Rows: random init; online (the teacher in the loop on a fresh view of every sample); the
 cache at K = 1, 2, 4, 8, 16 (float16; one K=16 cache, smaller K use its first views: the
-records are the same); K = 16 as int8 and as PCA; and proteus 0.1's defaults (its view policy,
-its recipe, K = 4) next to the new defaults (K = 16 here). Results go to OUT/quality-DATA.json
+records are the same); K = 16 as int8 and as PCA; proteus 0.1's defaults (its view policy,
+its recipe, K = 4) next to the new defaults (K = 16 here); and K = 16 with the demo's milder
+views for small glyphs. Results go to OUT/quality-DATA.json
 and a Markdown table on stdout (docs/QUALITY.md).
 
     python benchmarks/quality.py --data digits --out /tmp/q
@@ -37,6 +38,9 @@ LEGACY_AUG = (
     "erase_mode=const",
     "erase_ratio=0.3,3.3",
 )
+
+
+MILD_AUG = ("crop_scale=0.3,1", "flip_prob=0", "erase_prob=0", "randaug_layers=0")
 
 
 def main() -> None:
@@ -77,6 +81,8 @@ class Bench:
                 "0.1 defaults (K=4)",
                 lambda: self.train_row("legacy", cache="legacy-k4", recipe="legacy"),
             ),
+            # The demo's views for small glyphs: milder crops, no flip, RandAugment, erasing.
+            ("cache K=16, mild views", lambda: self.train_row("k16-mild", cache="k16-mild")),
         ]
         rows = []
         for name, fn in plan:
@@ -103,6 +109,8 @@ class Bench:
             kwargs = {"views_from": self.cache("k16"), "pca": 64}
         elif name == "legacy-k4":
             kwargs = {"views": 4, "policy": parse_policy(list(LEGACY_AUG))}
+        elif name == "k16-mild":
+            kwargs = {"views": 16, "policy": parse_policy(list(MILD_AUG))}
         elif name == "val":
             kwargs = {"views": 1, "policy": AugPolicy()}
         data = self.test_dir if name == "val" else self.train_dir

@@ -44,7 +44,13 @@ def pca_rgb(features: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
 def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views: int = 4) -> Path:
     trained = load_trained_student(checkpoint)
-    cache = Cache(cache_path or Path(trained.state["cache"]["path"]))
+    recorded = str(trained.state["cache"]["path"])
+    if cache_path is None and recorded.startswith("online:"):
+        raise ProteusError(
+            f"--checkpoint {checkpoint}: trained online ({recorded}), so there is no cache to "
+            "take the teacher's features from; pass --cache with a cache of that teacher"
+        )
+    cache = Cache(cache_path or Path(recorded))
     m = cache.manifest
     if "patch" not in m.targets:
         raise ProteusError(f"{cache.path}: no patch targets to picture")

@@ -50,6 +50,11 @@ def test_online_training_lowers_the_loss_and_records_its_teacher(world, tmp_path
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["cache"]["path"] == "online:tiny_dinov2"
     assert config["teacher"]["name"] == "tiny_dinov2" and config["config"]["teacher"]
+    from proteus.evaluate.viz import plot_pca
+
+    with pytest.raises(ProteusError, match="trained online"):
+        plot_pca(tmp_path / "run", tmp_path / "pca.png")
+    assert plot_pca(tmp_path / "run", tmp_path / "pca.png", world / "cache").is_file()
     state = load_checkpoint(tmp_path / "run")
     assert (
         state["teachers"][0]["cache"]["weights_sha256"]
