@@ -83,7 +83,8 @@ _LAMBDA_HELP = (
     "--lr",
     type=float,
     default=None,
-    help="Peak learning rate. [recipe: 5e-4 × global batch / 512]",
+    help="Peak learning rate. [recipe: 5e-4 × global batch / 512 from a global batch of 512 "
+    "up; proteus: 5e-4 × √(batch / 512) below, legacy: linear below too]",
 )
 @click.option(
     "--weight-decay",
