@@ -36,6 +36,7 @@ from proteus.common.cache.manifest import (
     SEALED,
     Manifest,
     describe_mismatch,
+    teacher_fields,
 )
 from proteus.common.cache.reader import Cache
 from proteus.common.dataset import ImageList, data_root, scan_images
@@ -204,7 +205,6 @@ def _new_manifest(
     cfg: ExtractConfig, teacher: Teacher, precision: str, device: str, images: ImageList,
     sha: str,
 ) -> Manifest:  # fmt: skip
-    spec = teacher.spec
     size = teacher.image_size
     with torch.no_grad():  # one dummy forward gives every target's exact shape
         probe = teacher(torch.zeros(1, 3, size, size, device=next(teacher.parameters()).device))
@@ -216,16 +216,7 @@ def _new_manifest(
         state=CREATING,
         proteus_version=__version__,
         teacher=cfg.teacher,
-        teacher_family=spec.family,
-        weights_source=teacher.weights_source,
-        weights_sha256=sha,
-        embed_dim=spec.embed_dim,
-        patch_size=spec.patch_size,
-        grid=teacher.grid,
-        layers=teacher.layers,
-        image_size=size,
-        mean=spec.mean,
-        std=spec.std,
+        **teacher_fields(teacher, sha),
         renderer={"name": "dali", "dali_version": dali_version(), "device": _render_device(device)},
         policy=cfg.policy.to_dict(),
         seed=cfg.seed,

@@ -23,7 +23,7 @@ import torch
 
 from proteus import __version__
 from proteus.common.cache.layout import STATUS_OK, ImageTable
-from proteus.common.cache.manifest import FORMAT_VERSION, Manifest
+from proteus.common.cache.manifest import FORMAT_VERSION, Manifest, teacher_fields
 from proteus.common.dataset import ImageList, scan_images
 from proteus.common.errors import ProteusError
 from proteus.common.images import read_encoded
@@ -70,23 +70,14 @@ class OnlineTeacher:
         self.manifest = self._manifest(teacher, sha, skipped)
 
     def _manifest(self, name: str, sha: str, skipped: list[dict]) -> Manifest:
-        t, spec, size = self.teacher, self.teacher.spec, self.teacher.image_size
+        t, size = self.teacher, self.teacher.image_size
         probe = self.forward(torch.zeros(1, 3, size, size, device=_device_of(t)))
         return Manifest(
             format_version=FORMAT_VERSION,
             state=ONLINE,
             proteus_version=__version__,
             teacher=name,
-            teacher_family=spec.family,
-            weights_source=t.weights_source,
-            weights_sha256=sha,
-            embed_dim=spec.embed_dim,
-            patch_size=spec.patch_size,
-            grid=t.grid,
-            layers=t.layers,
-            image_size=size,
-            mean=spec.mean,
-            std=spec.std,
+            **teacher_fields(t, sha),
             renderer={"name": "dali", "dali_version": dali_version()},
             policy=self.policy.to_dict(),
             seed=self.seed,

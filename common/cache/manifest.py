@@ -117,6 +117,24 @@ class Manifest:
         return cls(**kwargs)
 
 
+def teacher_fields(teacher, weights_sha256: str) -> dict[str, Any]:
+    """What the manifest records of a built :class:`Teacher` (extraction writes it; online
+    training's stand-in manifest carries the same)."""
+    spec = teacher.spec
+    return {
+        "teacher_family": spec.family,
+        "weights_source": teacher.weights_source,
+        "weights_sha256": weights_sha256,
+        "embed_dim": spec.embed_dim,
+        "patch_size": spec.patch_size,
+        "grid": teacher.grid,
+        "layers": teacher.layers,
+        "image_size": teacher.image_size,
+        "mean": spec.mean,
+        "std": spec.std,
+    }
+
+
 def describe_mismatch(old: dict[str, Any], new: dict[str, Any]) -> str:
     """``key: cached → requested`` for every differing identity key."""
     parts = []
