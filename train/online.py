@@ -97,9 +97,6 @@ class OnlineTeacher:
             skipped=skipped,
         )
 
-    def digest(self) -> str:
-        return self.manifest.digest()
-
     def labels(self) -> np.ndarray:
         """Labels of the usable images, in sampler row order."""
         return self.images.label[self.usable]
