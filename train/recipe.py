@@ -59,8 +59,8 @@ class Recipe:
 PROTEUS = Recipe(
     name="proteus",
     lr_per_512=5e-4,
-    # The one departure: at the reference's batch sizes (512 and up) its linear rule, below
-    # the square-root rule, or short small-batch runs learn less than random init keeps
+    # The one departure from the reference: its linear rule from a global batch of 512 up,
+    # the square-root rule below, where the linear one starves short small-batch runs
     # (docs/QUALITY.md measures both).
     lr_rule="sqrt-below-512",
     warmup_lr=1e-6,
