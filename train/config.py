@@ -101,6 +101,11 @@ class TrainConfig:
             raise ProteusError(
                 f"--teacher {self.teacher}: online training needs --data DIR, the images to render"
             )
+        if self.teacher is not None and self.views is not None:
+            raise ProteusError(
+                "--views picks recorded views of a cache; online training draws "
+                "a new view every time: drop --views"
+            )
         if self.teacher is None and (self.weights is not None or self.image_size is not None):
             raise ProteusError(
                 "--weights and --image-size go with --teacher (online "

@@ -149,6 +149,7 @@ def test_online_two_processes_follow_one(world, tmp_path):
         (("--teacher", "tiny_dinov2"), "online training needs --data DIR"),
         ((), "no targets: pass --cache CACHE"),
         (("--cache", "c", "--recipe", "deit"), "--recipe 'deit': unknown; choose one of proteus"),
+        (("--teacher", "tiny_dinov2", "--data", "d", "--views", "2"), "drop --views"),
     ],
 )
 def test_source_refusals_are_one_line(tmp_path, args, message):
