@@ -65,20 +65,37 @@ def _fmt(value) -> str:
 
 
 def synthetic_cache(
-    folder: Path, views: int, per_view: dict[str, tuple[int, ...]], dtype: str = "float16",
-    shard_views: int = 256, seed: int = 0,
-):  # fmt: skip
+    folder: Path,
+    views: int,
+    per_view: dict[str, tuple[int, ...]],
+    dtype: str = "float16",
+    shard_views: int = 256,
+    seed: int = 0,
+    pca_k: int | None = None,
+):
     """A sealed cache of random targets written by the real CacheWriter (one view per
-    "image"), for benchmarks that need the whole reader but no teacher."""
+    "image"), for benchmarks that need the whole reader but no teacher. ``pca_k`` stores every
+    target but cls as K PCA coefficients, as ``extract --pca K`` does (basis fitted on the
+    random tokens themselves)."""
     from proteus import __version__
-    from proteus.common.cache.codec import TargetCodec
+    from proteus.common.cache.codec import TargetCodec, fit_pca
     from proteus.common.cache.layout import ImageTable
     from proteus.common.cache.manifest import CREATING, FORMAT_VERSION, Manifest
     from proteus.common.cache.reader import Cache
     from proteus.common.views import AugPolicy, sample_views
     from proteus.extract.writer import CacheWriter
 
-    codecs = {name: TargetCodec(name, tuple(shape), dtype) for name, shape in per_view.items()}
+    codecs = {
+        name: TargetCodec(name, tuple(shape), dtype, None if name == "cls" else pca_k)
+        for name, shape in per_view.items()
+    }
+    rng = np.random.default_rng(seed)
+    bases, pca_info = {}, {}
+    for codec in codecs.values():
+        if codec.pca_k:
+            sample = rng.standard_normal((4096, codec.shape[-1]), dtype=np.float32)
+            bases[codec.name], kept = fit_pca(_torch(sample), codec.pca_k)
+            pca_info[codec.name] = {"k": codec.pca_k, "variance_kept": kept, "sample_views": 0}
     images = ImageTable(
         path=np.array([f"{i:07d}.jpg" for i in range(views)]),
         label=np.zeros(views, np.int64), height=np.full(views, 256, np.int32),
@@ -99,15 +116,16 @@ def synthetic_cache(
         encoding={n: c.to_manifest() for n, c in codecs.items()},
         arrays={a: {"shape": list(s), "dtype": d} for c in codecs.values()
                 for a, (s, d) in c.arrays().items()},
+        pca=pca_info,
     )  # fmt: skip
-    writer = CacheWriter.create(folder, manifest, images, table)
-    rng = np.random.default_rng(seed)
+    writer = CacheWriter.create(folder, manifest, images, table, pca=bases)
     for shard in range(manifest.num_shards):
         rows = min(shard_views, views - shard * shard_views)
         arrays = {}
         for codec in codecs.values():
-            values = rng.standard_normal((rows, *codec.shape), dtype=np.float32)
-            arrays |= {k: v.numpy() for k, v in codec.encode(_torch(values)).items()}
+            values = _torch(rng.standard_normal((rows, *codec.shape), dtype=np.float32))
+            encoded = codec.encode(values, bases.get(codec.name))
+            arrays |= {k: v.numpy() for k, v in encoded.items()}
         writer.write_shard(shard, arrays, [])
     writer.seal()
     return Cache(folder)
@@ -117,3 +135,109 @@ def _torch(array: np.ndarray):
     import torch
 
     return torch.from_numpy(array)
+
+
+def target_loop_speed(
+    caches: list,
+    student: str,
+    image_size: int,
+    steps: int,
+    batch: int,
+    device: str = "cpu",
+    label: str = "",
+    baseline: str = "stored",
+) -> list[dict]:
+    """steps/s of a student's training step (all heads, the real loss, AdamW; bf16 autocast
+    on CUDA) fed by the trainer's target path (stored bytes read in a prefetch thread, moved to
+    ``device``, decoded there) against the same step fed from memory. ``baseline``: "stored"
+    keeps the stored bytes in host memory and decodes them each step (the read alone is
+    compared); "decoded" keeps float targets already on ``device`` (read, transfer and decode
+    are all compared). Images are pre-rendered in both; one teacher per cache."""
+    import torch
+
+    from proteus.common.prefetch import prefetch
+    from proteus.common.students import build_student
+    from proteus.train.distiller import Distiller
+    from proteus.train.objective import Lambdas, Objective
+
+    torch.manual_seed(0)
+    on = torch.device(device)
+    names = ("cls", "patch")
+    heads = [(c.manifest.embed_dim, Objective(Lambdas()), {}) for c in caches]
+    model = Distiller(build_student(student, image_size), heads).to(on)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    images = torch.randn(batch, 3, image_size, image_size, device=on)
+    tokens = int(np.prod(model.student.grid))
+    masks = torch.zeros(batch // 2, tokens, dtype=torch.bool, device=on)
+    masks[:, ::2] = True
+    views = caches[0].manifest.counts["views"]
+    rng = np.random.default_rng(0)
+    plan = [rng.choice(views, batch, replace=False) for _ in range(steps)]
+
+    def decode(cache, name, stored):
+        basis = cache.pca(name)
+        moved = {k: torch.from_numpy(v).to(on, non_blocking=True) for k, v in stored.items()}
+        return cache.codec(name).decode(moved, basis.to(on) if basis else None)
+
+    def step(targets):
+        with torch.autocast(on.type, torch.bfloat16, enabled=on.type == "cuda"):
+            parts = model(images, masks, targets)
+        opt.zero_grad()
+        parts["loss"].backward()
+        opt.step()
+
+    def synced(fn):
+        def run():
+            fn()
+            if on.type == "cuda":
+                torch.cuda.synchronize()
+
+        return run
+
+    from_memory = _memory_loop(caches, names, plan, step, decode, on, baseline)
+
+    def from_cache():
+        reads = ([{n: c.read_stored(n, ids) for n in names} for c in caches] for ids in plan)
+        for batch_stored in prefetch(reads, depth=2):
+            step(
+                [
+                    {n: decode(c, n, s[n]) for n in names}
+                    for c, s in zip(caches, batch_stored, strict=True)
+                ]
+            )
+
+    base = steps / timed(synced(from_memory), repeats=3)
+    fed = steps / timed(synced(from_cache), repeats=3)
+    return [
+        {"loop": f"{label}: targets in memory (baseline)", "steps/s": base, "ratio": 1.0},
+        {"loop": f"{label}: targets from the cache", "steps/s": fed, "ratio": fed / base},
+    ]
+
+
+def _memory_loop(caches, names, plan, step, decode, on, baseline: str):
+    """target_loop_speed's baseline: every view's targets held in memory (see there)."""
+    import torch
+
+    everything = np.arange(caches[0].manifest.counts["views"])
+    stored = [{n: c.read_stored(n, everything) for n in names} for c in caches]
+    pairs = list(zip(caches, stored, strict=True))
+    if baseline == "decoded":
+        held = [{n: decode(c, n, s[n]) for n in names} for c, s in pairs]
+
+        def decoded():
+            for ids in plan:
+                index = torch.from_numpy(ids).to(on)
+                step([{n: t[index] for n, t in h.items()} for h in held])
+
+        return decoded
+
+    def undecoded():
+        for ids in plan:
+            step(
+                [
+                    {n: decode(c, n, {k: v[ids] for k, v in s[n].items()}) for n in names}
+                    for c, s in pairs
+                ]
+            )
+
+    return undecoded

@@ -18,55 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import synthetic_cache, table, timed
+from _common import synthetic_cache, table, target_loop_speed, timed
 
 from proteus.common.cache.reader import Cache
-from proteus.common.prefetch import prefetch
-from proteus.common.students import StudentSpec, build_student, register_student
-from proteus.train.distiller import Distiller
-from proteus.train.objective import Lambdas, Objective
+from proteus.common.students import StudentSpec, register_student
 
 
 def loop_speed(caches: list[Cache], steps: int, batch: int, label: str) -> list[dict]:
     """One teacher per cache (aligned caches share view ids): both loops train all heads."""
     register_student(StudentSpec("bench_vit14", "vit_small_patch14_dinov2", 14, 96,
                                  {"embed_dim": 96, "depth": 4, "num_heads": 3}))  # fmt: skip
-    torch.manual_seed(0)
-    heads = [(384, Objective(Lambdas()), {}) for _ in caches]
-    model = Distiller(build_student("bench_vit14", 224), heads)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    images = torch.randn(batch, 3, 224, 224)
-    masks = torch.zeros(batch // 2, 256, dtype=torch.bool)
-    masks[:, ::2] = True
-    views = caches[0].manifest.counts["views"]
-    rng = np.random.default_rng(0)
-    plan = [rng.choice(views, batch, replace=False) for _ in range(steps)]
-    names = ("cls", "patch")
-    memory = [{n: c.read_stored(n, np.arange(views)) for n in names} for c in caches]
-
-    def step(stored):
-        targets = [{n: c.codec(n).decode({k: torch.from_numpy(v) for k, v in s[n].items()})
-                    for n in names} for c, s in zip(caches, stored, strict=True)]  # fmt: skip
-        parts = model(images, masks, targets)
-        opt.zero_grad()
-        parts["loss"].backward()
-        opt.step()
-
-    def from_memory():
-        for ids in plan:
-            step([{n: {k: v[ids] for k, v in s.items()} for n, s in m.items()} for m in memory])
-
-    def from_cache():
-        batches = ([{n: c.read_stored(n, ids) for n in names} for c in caches] for ids in plan)
-        for stored in prefetch(batches, depth=2):
-            step(stored)
-
-    base = steps / timed(from_memory, repeats=3)
-    fed = steps / timed(from_cache, repeats=3)
-    return [
-        {"loop": f"{label}: targets in memory (baseline)", "steps/s": base, "ratio": 1.0},
-        {"loop": f"{label}: targets from the cache", "steps/s": fed, "ratio": fed / base},
-    ]
+    return target_loop_speed(caches, "bench_vit14", 224, steps, batch, label=label)
 
 
 def render_speed(root: Path, views: int = 64) -> list[dict]:
