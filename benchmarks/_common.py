@@ -27,9 +27,13 @@ def timed(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
 
 
 def synthetic_targets(
-    folder: Path, views: int, per_view: tuple[int, ...], dtype: str = "float16",
-    shard_views: int = 256, seed: int = 0,
-) -> np.ndarray:  # fmt: skip
+    folder: Path,
+    views: int,
+    per_view: tuple[int, ...],
+    dtype: str = "float16",
+    shard_views: int = 256,
+    seed: int = 0,
+) -> np.ndarray:
     """A target array written exactly as extraction writes one (whole sharded chunks with
     crc32c), plus the same bytes as a contiguous .npy for the memmap baseline."""
     import zarr
@@ -39,8 +43,9 @@ def synthetic_targets(
     rng = np.random.default_rng(seed)
     root = zarr.open_group(str(folder), mode="w", zarr_format=3)
     arr = create_target(root, "patch", views, per_view, dtype, shard_views)
-    whole = np.lib.format.open_memmap(folder / "baseline.npy", mode="w+", dtype=dtype,
-                                      shape=(views, *per_view))  # fmt: skip
+    whole = np.lib.format.open_memmap(
+        folder / "baseline.npy", mode="w+", dtype=dtype, shape=(views, *per_view)
+    )
     for start in range(0, views, shard_views):
         stop = min(start + shard_views, views)
         block = rng.standard_normal((stop - start, *per_view), dtype=np.float32).astype(dtype)
@@ -98,26 +103,47 @@ def synthetic_cache(
             pca_info[codec.name] = {"k": codec.pca_k, "variance_kept": kept, "sample_views": 0}
     images = ImageTable(
         path=np.array([f"{i:07d}.jpg" for i in range(views)]),
-        label=np.zeros(views, np.int64), height=np.full(views, 256, np.int32),
-        width=np.full(views, 256, np.int32), transcode=np.zeros(views, bool),
+        label=np.zeros(views, np.int64),
+        height=np.full(views, 256, np.int32),
+        width=np.full(views, 256, np.int32),
+        transcode=np.zeros(views, bool),
         status=np.zeros(views, np.uint8),
-    )  # fmt: skip
+    )
     table = sample_views(AugPolicy(), seed, np.arange(views), np.full((views, 2), 256), 1, 224)
     manifest = Manifest(
-        format_version=FORMAT_VERSION, state=CREATING, proteus_version=__version__,
-        teacher="synthetic", teacher_family="dinov2", weights_source="random",
-        weights_sha256="0" * 64, embed_dim=per_view["cls"][-1], patch_size=14, grid=(16, 16),
-        layers=(), image_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-        renderer={"name": "dali"}, policy=AugPolicy().to_dict(), seed=seed, views_per_image=1,
-        precision="float32", targets={n: list(s) for n, s in per_view.items()}, dtype=dtype,
-        codec="", shard_views=shard_views,
+        format_version=FORMAT_VERSION,
+        state=CREATING,
+        proteus_version=__version__,
+        teacher="synthetic",
+        teacher_family="dinov2",
+        weights_source="random",
+        weights_sha256="0" * 64,
+        embed_dim=per_view["cls"][-1],
+        patch_size=14,
+        grid=(16, 16),
+        layers=(),
+        image_size=224,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        renderer={"name": "dali"},
+        policy=AugPolicy().to_dict(),
+        seed=seed,
+        views_per_image=1,
+        precision="float32",
+        targets={n: list(s) for n, s in per_view.items()},
+        dtype=dtype,
+        codec="",
+        shard_views=shard_views,
         dataset={"kind": "flat", "root": str(folder), "fingerprint": "", "classes": []},
         counts={"images": views, "views": views},
         encoding={n: c.to_manifest() for n, c in codecs.items()},
-        arrays={a: {"shape": list(s), "dtype": d} for c in codecs.values()
-                for a, (s, d) in c.arrays().items()},
+        arrays={
+            a: {"shape": list(s), "dtype": d}
+            for c in codecs.values()
+            for a, (s, d) in c.arrays().items()
+        },
         pca=pca_info,
-    )  # fmt: skip
+    )
     writer = CacheWriter.create(folder, manifest, images, table, pca=bases)
     for shard in range(manifest.num_shards):
         rows = min(shard_views, views - shard * shard_views)

@@ -77,8 +77,10 @@ def main() -> None:
     try:
         for dim in (384, 1536):
             shape = (257, dim)
-            print(f"\nB1  {args.views} views of 257×{dim} fp16 "
-                  f"({257 * dim * 2 / 1e6:.2f} MB/view), random batches of 128")  # fmt: skip
+            print(
+                f"\nB1  {args.views} views of 257×{dim} fp16 "
+                f"({257 * dim * 2 / 1e6:.2f} MB/view), random batches of 128"
+            )
             rows = run(root / f"d{dim}", args.views, shape, args.batches)
             print(table(rows, ["reader", "views/s", "ratio vs memmap"]))
             shutil.rmtree(root / f"d{dim}")

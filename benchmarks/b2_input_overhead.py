@@ -26,8 +26,15 @@ from proteus.common.students import StudentSpec, register_student
 
 def loop_speed(caches: list[Cache], steps: int, batch: int, label: str) -> list[dict]:
     """One teacher per cache (aligned caches share view ids): both loops train all heads."""
-    register_student(StudentSpec("bench_vit14", "vit_small_patch14_dinov2", 14, 96,
-                                 {"embed_dim": 96, "depth": 4, "num_heads": 3}))  # fmt: skip
+    register_student(
+        StudentSpec(
+            "bench_vit14",
+            "vit_small_patch14_dinov2",
+            14,
+            96,
+            {"embed_dim": 96, "depth": 4, "num_heads": 3},
+        )
+    )
     return target_loop_speed(caches, "bench_vit14", 224, steps, batch, label=label)
 
 
@@ -47,8 +54,7 @@ def render_speed(root: Path, views: int = 64) -> list[dict]:
         Image.fromarray(pixels).save(path, quality=90)
         paths.append(path)
     policy = AugPolicy(jitter_prob=0, grayscale_prob=0, erase_prob=0)  # crop+resize+flip only
-    records = sample_views(policy, 0, np.arange(16), np.array([[375, 500]] * 16), views // 16,
-                           224)  # fmt: skip
+    records = sample_views(policy, 0, np.arange(16), np.array([[375, 500]] * 16), views // 16, 224)
     encoded = [read_encoded(paths[i], False) for i in records.image]
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     renderer = Renderer(RenderConfig(224, mean, std, max_batch=views, threads=2))
@@ -70,9 +76,12 @@ def render_speed(root: Path, views: int = 64) -> list[dict]:
     torch_pil = views / timed(pil, repeats=3)
     return [
         {"pipeline": "PIL + torchvision (baseline)", "views/s": torch_pil, "ratio": 1.0},
-        {"pipeline": "proteus DALI renderer (CPU, 2 threads)", "views/s": dali,
-         "ratio": dali / torch_pil},
-    ]  # fmt: skip
+        {
+            "pipeline": "proteus DALI renderer (CPU, 2 threads)",
+            "views/s": dali,
+            "ratio": dali / torch_pil,
+        },
+    ]
 
 
 def main() -> None:

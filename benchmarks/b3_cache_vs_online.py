@@ -48,11 +48,16 @@ def main() -> None:
     torch.manual_seed(0)
     # A shallow /14 student and a DINOv2-architecture teacher, both random init.
     dim, depth = args.student_dim, args.student_depth
-    register_student(StudentSpec("bench_student", "vit_small_patch14_dinov2", 14, dim,
-                                 {"embed_dim": dim, "depth": depth,
-                                  "num_heads": dim // 64}))  # fmt: skip
-    teacher = timm.create_model(args.teacher, pretrained=False, img_size=224,
-                                num_classes=0).eval()  # fmt: skip
+    register_student(
+        StudentSpec(
+            "bench_student",
+            "vit_small_patch14_dinov2",
+            14,
+            dim,
+            {"embed_dim": dim, "depth": depth, "num_heads": dim // 64},
+        )
+    )
+    teacher = timm.create_model(args.teacher, pretrained=False, img_size=224, num_classes=0).eval()
     t_dim = teacher.embed_dim
     model = Distiller(build_student("bench_student", 224), [(t_dim, Objective(Lambdas()), {})])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -100,9 +105,11 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     measured = t_online / t_cached
     print(f"\nB3  {depth}-block dim-{dim} student, teacher {args.teacher}; batch {b}, 224 px")
-    print(f"    student {f_student / b / 1e9:.2f} GFLOP per image per "
-          f"training step, teacher forward {f_teacher / b / 1e9:.2f} GFLOP per image "
-          f"({f_teacher / f_student:.1f}× the student's step)")  # fmt: skip
+    print(
+        f"    student {f_student / b / 1e9:.2f} GFLOP per image per "
+        f"training step, teacher forward {f_teacher / b / 1e9:.2f} GFLOP per image "
+        f"({f_teacher / f_student:.1f}× the student's step)"
+    )
     rows = [
         {"training": "teacher in the loop (baseline)", "steps/s": args.steps / t_online},
         {"training": "targets from the cache", "steps/s": args.steps / t_cached},
@@ -111,11 +118,15 @@ def main() -> None:
     ]
     print(table(rows, ["training", "steps/s"]))
     from_parts = (t_student + t_teacher) / t_student
-    print(f"speed-up measured {measured:.2f}×, FLOP-predicted {predicted:.2f}×, "
-          f"measured/predicted {measured / predicted:.2f} (goal ≥ 0.9)")  # fmt: skip
-    print(f"predicted from the timed parts (student step + teacher forward) {from_parts:.2f}×, "
-          f"measured/that {measured / from_parts:.2f}; cached step / student step alone "
-          f"{t_cached / t_student:.2f}")  # fmt: skip
+    print(
+        f"speed-up measured {measured:.2f}×, FLOP-predicted {predicted:.2f}×, "
+        f"measured/predicted {measured / predicted:.2f} (goal ≥ 0.9)"
+    )
+    print(
+        f"predicted from the timed parts (student step + teacher forward) {from_parts:.2f}×, "
+        f"measured/that {measured / from_parts:.2f}; cached step / student step alone "
+        f"{t_cached / t_student:.2f}"
+    )
 
 
 if __name__ == "__main__":

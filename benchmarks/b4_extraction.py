@@ -42,16 +42,26 @@ def main() -> None:
         n_views = args.images * args.views
         per_batch = timed(lambda: teacher(batch), repeats=3)
         alone = args.batch / per_batch
-        cfg = ExtractConfig(teacher=args.teacher, data=root, out=root / "cache",
-                            views=args.views, batch_size=args.batch, pretrained=False,
-                            device="cpu", progress=False, render_threads=2)  # fmt: skip
+        cfg = ExtractConfig(
+            teacher=args.teacher,
+            data=root,
+            out=root / "cache",
+            views=args.views,
+            batch_size=args.batch,
+            pretrained=False,
+            device="cpu",
+            progress=False,
+            render_threads=2,
+        )
         start = time.perf_counter()
         run_extract(cfg)
         whole = n_views / (time.perf_counter() - start)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\nB4  {args.teacher} (random init) at {size} px, {n_views} views of "
-          f"{args.images} 500×375 JPEGs, batches of {args.batch}")  # fmt: skip
+    print(
+        f"\nB4  {args.teacher} (random init) at {size} px, {n_views} views of "
+        f"{args.images} 500×375 JPEGs, batches of {args.batch}"
+    )
     rows = [
         {"what": "teacher forward alone, in memory (baseline)", "views/s": alone, "ratio": 1.0},
         {"what": "proteus extract, end to end", "views/s": whole, "ratio": whole / alone},

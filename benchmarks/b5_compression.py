@@ -42,10 +42,17 @@ def fidelity(x: torch.Tensor, fit_on: torch.Tensor, label: str) -> list[dict]:
         y = codec.decode(codec.encode(x, basis), basis)
         cos = torch.nn.functional.cosine_similarity(y, x, dim=-1)
         rel = float(((y - x) ** 2).mean() / (x**2).mean())
-        rows.append({"data": label, "storage": name, "bytes/view": codec.bytes_per_view(),
-                     "vs fp32": codec.bytes_per_view() / (x[0].numel() * 4),
-                     "cos mean": float(cos.mean()), "cos min": float(cos.min()),
-                     "rel MSE": rel})  # fmt: skip
+        rows.append(
+            {
+                "data": label,
+                "storage": name,
+                "bytes/view": codec.bytes_per_view(),
+                "vs fp32": codec.bytes_per_view() / (x[0].numel() * 4),
+                "cos mean": float(cos.mean()),
+                "cos min": float(cos.min()),
+                "rel MSE": rel,
+            }
+        )
     return rows
 
 
@@ -58,8 +65,16 @@ def real_features(root: Path, views: int = 48) -> torch.Tensor:
     from proteus.common.teachers import build_teacher
     from proteus.common.views import AugPolicy, sample_views
 
-    names = ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
-             "immunohistochemistry", "retina", "cat"]  # fmt: skip
+    names = [
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "rocket",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "retina",
+        "cat",
+    ]
     paths, sizes = [], []
     for name in names:
         pixels = getattr(data, name)()
@@ -96,23 +111,47 @@ def agreement(root: Path, steps: int) -> list[dict]:
     from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
-    register_student(StudentSpec("bench_vit16", "vit_small_patch16_224", 16, 96,
-                                 {"embed_dim": 96, "depth": 4, "num_heads": 3}))  # fmt: skip
+    register_student(
+        StudentSpec(
+            "bench_vit16",
+            "vit_small_patch16_224",
+            16,
+            96,
+            {"embed_dim": 96, "depth": 4, "num_heads": 3},
+        )
+    )
     write_digits(root / "digits", 64)
     common = {"teacher": "effnet_lite0", "image_size": 64, "device": "cpu", "progress": False}
-    run_extract(ExtractConfig(data=root / "digits" / "val", out=root / "val", views=1, seed=9,
-                              **common))  # fmt: skip
+    run_extract(
+        ExtractConfig(data=root / "digits" / "val", out=root / "val", views=1, seed=9, **common)
+    )
     rows = []
-    for label, options in (("float16", {}), ("int8", {"dtype": "int8"}),
-                           ("PCA-64, float16", {"pca": 64})):  # fmt: skip
+    for label, options in (
+        ("float16", {}),
+        ("int8", {"dtype": "int8"}),
+        ("PCA-64, float16", {"pca": 64}),
+    ):
         cache = root / f"cache-{len(rows)}"
-        m = run_extract(ExtractConfig(data=root / "digits" / "train", out=cache, views=2,
-                                      **common, **options))  # fmt: skip
+        m = run_extract(
+            ExtractConfig(data=root / "digits" / "train", out=cache, views=2, **common, **options)
+        )
         run = root / f"run-{len(rows)}"
-        run_train(TrainConfig(cache=cache, student="bench_vit16", out=run, max_steps=steps,
-                              batch_size=64, lr=3e-4, warmup_epochs=1, drop_path=0.0,
-                              grad_clip=1.0, device="cpu", progress=False,
-                              tensorboard=False))  # fmt: skip
+        run_train(
+            TrainConfig(
+                cache=cache,
+                student="bench_vit16",
+                out=run,
+                max_steps=steps,
+                batch_size=64,
+                lr=3e-4,
+                warmup_epochs=1,
+                drop_path=0.0,
+                grad_clip=1.0,
+                device="cpu",
+                progress=False,
+                tensorboard=False,
+            )
+        )
         result = run_agreement(run, root / "val", device="cpu", progress=False)
         rows.append(
             {
@@ -143,10 +182,16 @@ def main() -> None:
         )
         print(table(rows, columns))
         if not args.skip_training:
-            print(f"\nB5  student agreement on held-out views after {args.steps} steps "
-                  "(digits, effnet_lite0 → 4-block ViT/16, 64 px)")  # fmt: skip
-            print(table(agreement(root, args.steps), ["training cache", "bytes/view",
-                        "token_cosine", "fea_cosine", "patch_cosine"]))  # fmt: skip
+            print(
+                f"\nB5  student agreement on held-out views after {args.steps} steps "
+                "(digits, effnet_lite0 → 4-block ViT/16, 64 px)"
+            )
+            print(
+                table(
+                    agreement(root, args.steps),
+                    ["training cache", "bytes/view", "token_cosine", "fea_cosine", "patch_cosine"],
+                )
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

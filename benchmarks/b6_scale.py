@@ -57,8 +57,14 @@ def memory(root: Path, views: int) -> list[dict]:
         synthetic_cache(cache, views * scale, {"cls": (384,), "patch": (256, 384)})
         size = sum(p.stat().st_size for p in (cache / "targets").rglob("*") if p.is_file())
         peak, anon = peak_rss(cache)
-        rows.append({"cache": f"{scale}× ({views * scale} views)", "targets MB": size / 1e6,
-                     "peak RSS MB": peak / 1e6, "private MB": anon / 1e6})  # fmt: skip
+        rows.append(
+            {
+                "cache": f"{scale}× ({views * scale} views)",
+                "targets MB": size / 1e6,
+                "peak RSS MB": peak / 1e6,
+                "private MB": anon / 1e6,
+            }
+        )
         shutil.rmtree(cache)
     for row in rows:
         row["RSS ratio"] = row["peak RSS MB"] / rows[0]["peak RSS MB"]
@@ -73,8 +79,15 @@ def linearity(root: Path, images: int) -> list[dict]:
     from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
-    register_student(StudentSpec("bench_vit16", "vit_small_patch16_224", 16, 96,
-                                 {"embed_dim": 96, "depth": 4, "num_heads": 3}))  # fmt: skip
+    register_student(
+        StudentSpec(
+            "bench_vit16",
+            "vit_small_patch16_224",
+            16,
+            96,
+            {"embed_dim": 96, "depth": 4, "num_heads": 3},
+        )
+    )
     rng = np.random.default_rng(0)
     rows = []
     for scale in (1, 2, 4):
@@ -84,19 +97,44 @@ def linearity(root: Path, images: int) -> list[dict]:
             small = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
             Image.fromarray(small).resize((256, 192)).save(data / f"{i:05d}.jpg")
         start = time.perf_counter()
-        m = run_extract(ExtractConfig(teacher="timm:vit_small_patch16_224", data=data,
-                                      out=root / f"cache{scale}", views=2, image_size=96,
-                                      pretrained=False, device="cpu", progress=False))  # fmt: skip
+        m = run_extract(
+            ExtractConfig(
+                teacher="timm:vit_small_patch16_224",
+                data=data,
+                out=root / f"cache{scale}",
+                views=2,
+                image_size=96,
+                pretrained=False,
+                device="cpu",
+                progress=False,
+            )
+        )
         extract_s = time.perf_counter() - start
         start = time.perf_counter()
-        run_train(TrainConfig(cache=root / f"cache{scale}", student="bench_vit16",
-                              out=root / f"run{scale}", epochs=1, batch_size=16, device="cpu",
-                              progress=False, tensorboard=False))  # fmt: skip
+        run_train(
+            TrainConfig(
+                cache=root / f"cache{scale}",
+                student="bench_vit16",
+                out=root / f"run{scale}",
+                epochs=1,
+                batch_size=16,
+                device="cpu",
+                progress=False,
+                tensorboard=False,
+            )
+        )
         train_s = time.perf_counter() - start
         views = m.counts["views"]
-        rows.append({"images": images * scale, "views": views, "extract s": extract_s,
-                     "extract ms/view": 1000 * extract_s / views, "train epoch s": train_s,
-                     "train ms/image": 1000 * train_s / (images * scale)})  # fmt: skip
+        rows.append(
+            {
+                "images": images * scale,
+                "views": views,
+                "extract s": extract_s,
+                "extract ms/view": 1000 * extract_s / views,
+                "train epoch s": train_s,
+                "train ms/image": 1000 * train_s / (images * scale),
+            }
+        )
     return rows
 
 
@@ -108,11 +146,26 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="proteus-b6-"))
     try:
         print("\nB6  peak memory of a 40-step read loop (batches of 64, 257×384 fp16 targets)")
-        print(table(memory(root, args.views), ["cache", "targets MB", "peak RSS MB",
-                    "RSS ratio", "private MB", "private ratio"]))  # fmt: skip
+        print(
+            table(
+                memory(root, args.views),
+                ["cache", "targets MB", "peak RSS MB", "RSS ratio", "private MB", "private ratio"],
+            )
+        )
         print("\nB6  time against data size (ViT-S/16 teacher at 96 px, K=2; 4-block student)")
-        print(table(linearity(root, args.images), ["images", "views", "extract s",
-                    "extract ms/view", "train epoch s", "train ms/image"]))  # fmt: skip
+        print(
+            table(
+                linearity(root, args.images),
+                [
+                    "images",
+                    "views",
+                    "extract s",
+                    "extract ms/view",
+                    "train epoch s",
+                    "train ms/image",
+                ],
+            )
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -60,33 +60,61 @@ def run_demo(cfg: DemoConfig, echo=print) -> dict:
 
     echo(f"[1/4] extract: {cfg.teacher} over {cfg.views} views of every training image")
     cache = out / "cache"
-    manifest = run_extract(ExtractConfig(
-        teacher=cfg.teacher, data=train_dir, out=cache, views=cfg.views,
-        image_size=cfg.image_size, weights=cfg.weights, device=cfg.device,
-        progress=cfg.progress, batch_size=64, policy=cfg.policy,
-    ))  # fmt: skip
+    manifest = run_extract(
+        ExtractConfig(
+            teacher=cfg.teacher,
+            data=train_dir,
+            out=cache,
+            views=cfg.views,
+            image_size=cfg.image_size,
+            weights=cfg.weights,
+            device=cfg.device,
+            progress=cfg.progress,
+            batch_size=64,
+            policy=cfg.policy,
+        )
+    )
 
     echo(f"[2/4] train: {cfg.student} for {cfg.steps} steps, teacher not loaded")
     run = out / "run"
     resume = (run / "checkpoint.pt").exists()
     # A small folder of the user's may hold fewer images than one batch.
     batch_size = min(cfg.batch_size, manifest.counts["usable_images"])
-    run_train(TrainConfig(
-        cache=cache, student=cfg.student, out=run, max_steps=cfg.steps,
-        batch_size=batch_size, lr=cfg.lr, warmup_epochs=1, grad_clip=cfg.grad_clip,
-        device=cfg.device, resume=resume, checkpoint_every=100, progress=cfg.progress,
-    ))  # fmt: skip
+    run_train(
+        TrainConfig(
+            cache=cache,
+            student=cfg.student,
+            out=run,
+            max_steps=cfg.steps,
+            batch_size=batch_size,
+            lr=cfg.lr,
+            warmup_epochs=1,
+            grad_clip=cfg.grad_clip,
+            device=cfg.device,
+            resume=resume,
+            checkpoint_every=100,
+            progress=cfg.progress,
+        )
+    )
 
     echo("[3/4] eval: kNN top-1 on the held-out images")
-    probe = ProbeConfig(source=SourceConfig(), train_dir=train_dir, val_dir=val_dir,
-                        batch_size=128, device=cfg.device, progress=cfg.progress)  # fmt: skip
+    probe = ProbeConfig(
+        source=SourceConfig(),
+        train_dir=train_dir,
+        val_dir=val_dir,
+        batch_size=128,
+        device=cfg.device,
+        progress=cfg.progress,
+    )
     sources = {
-        "teacher": SourceConfig(teacher=cfg.teacher, weights=cfg.weights,
-                                image_size=cfg.image_size),
+        "teacher": SourceConfig(
+            teacher=cfg.teacher, weights=cfg.weights, image_size=cfg.image_size
+        ),
         "distilled student": SourceConfig(checkpoint=run),
-        "random-init student": SourceConfig(student=cfg.student, random_init=True,
-                                            image_size=cfg.image_size),
-    }  # fmt: skip
+        "random-init student": SourceConfig(
+            student=cfg.student, random_init=True, image_size=cfg.image_size
+        ),
+    }
     results = {name: run_knn(replace(probe, source=src)) for name, src in sources.items()}
 
     echo("[4/4] pictures")

@@ -118,8 +118,11 @@ def _variant(source: Path, name: str, run: Path, options: dict, evaluate: dict) 
         # A list runs the evaluation once per entry, e.g. agreement with each teacher's cache.
         for entry in entries if isinstance(entries, list) else [entries]:
             eval_where = f"{source}: evaluate: {kind}"
-            eval_args = (*command_args(command, _mapping(entry, eval_where), eval_where),
-                         "--checkpoint", str(run))  # fmt: skip
+            eval_args = (
+                *command_args(command, _mapping(entry, eval_where), eval_where),
+                "--checkpoint",
+                str(run),
+            )
             _parse(command, eval_args, eval_where)
             evaluations.append((kind, eval_args))
     return Variant(name, run, args, config, tuple(evaluations))
@@ -192,9 +195,9 @@ def run_sweep(sweep: Sweep, only: tuple[str, ...] = ()):
 
 def print_commands(sweep: Sweep, nproc: int, only: tuple[str, ...] = ()) -> list[str]:
     """The shell lines that run the same sweep by hand or in cluster jobs."""
-    launcher = ["torchrun", f"--nproc_per_node={nproc}", "-m", "proteus"] if nproc > 1 else [
-        "proteus"
-    ]  # fmt: skip
+    launcher = (
+        ["torchrun", f"--nproc_per_node={nproc}", "-m", "proteus"] if nproc > 1 else ["proteus"]
+    )
     lines = []
     for variant in _chosen(sweep, only):
         lines.append(shlex.join([*launcher, "train", *variant.train_args]))
@@ -210,8 +213,10 @@ def _chosen(sweep: Sweep, only: tuple[str, ...]) -> list[Variant]:
     names = [v.name for v in sweep.variants]
     missing = [n for n in only if n not in names]
     if missing:
-        raise ProteusError(f"--only {', '.join(missing)}: no such variant in {sweep.source} "
-                           f"(it has {', '.join(names)})")  # fmt: skip
+        raise ProteusError(
+            f"--only {', '.join(missing)}: no such variant in {sweep.source} "
+            f"(it has {', '.join(names)})"
+        )
     return [v for v in sweep.variants if not only or v.name in only]
 
 
@@ -251,8 +256,11 @@ def _evaluate(variant: Variant, rerun: bool) -> None:
 def _check_same_options(variant: Variant, stored: dict[str, Any]) -> None:
     """A rerun must not continue a run folder with other options than it was started with."""
     wanted = variant.config.to_json()
-    changed = [f"{k}: {stored.get(k)!r} → {wanted.get(k)!r}" for k in wanted
-               if k not in _RUN_ONLY and stored.get(k) != wanted.get(k)]  # fmt: skip
+    changed = [
+        f"{k}: {stored.get(k)!r} → {wanted.get(k)!r}"
+        for k in wanted
+        if k not in _RUN_ONLY and stored.get(k) != wanted.get(k)
+    ]
     if changed:
         raise ProteusError(
             f"{variant.out} was trained with other options ({'; '.join(changed)}); delete "

@@ -18,9 +18,21 @@ from proteus.common.errors import ProteusError
 
 # What DALI's CPU decoders read. Files with other suffixes in a folder are not images.
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pnm", ".ppm",
-     ".pgm", ".pbm"}
-)  # fmt: skip
+    {
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".bmp",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".jp2",
+        ".pnm",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+    }
+)
 
 
 @dataclass(frozen=True)

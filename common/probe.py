@@ -6,11 +6,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from tqdm import tqdm
 
 from proteus.common.cache.layout import STATUS_OK, STATUS_SKIPPED, ImageTable
 from proteus.common.dataset import ImageList
 from proteus.common.images import ImageProbe, probe_image
+from proteus.common.progress import progress_bar
 
 
 def probe_images(images: ImageList, *, progress: bool = True) -> tuple[ImageTable, list[dict]]:
@@ -20,7 +20,7 @@ def probe_images(images: ImageList, *, progress: bool = True) -> tuple[ImageTabl
     workers = min(32, (os.cpu_count() or 1) * 4)
     with ThreadPoolExecutor(workers) as pool:
         results: list[ImageProbe] = list(
-            tqdm(
+            progress_bar(
                 pool.map(probe_image, paths),
                 total=len(paths),
                 desc="probe",

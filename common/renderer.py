@@ -68,8 +68,18 @@ class RenderError(RuntimeError):
 class Renderer:
     """Renders batches of views. Build once per process; ``render`` is called per batch."""
 
-    _INPUTS = ("encoded", "anchor", "shape", "flip", "brightness", "contrast", "saturation",
-               "hue", "erase_anchor", "erase_shape")  # fmt: skip
+    _INPUTS = (
+        "encoded",
+        "anchor",
+        "shape",
+        "flip",
+        "brightness",
+        "contrast",
+        "saturation",
+        "hue",
+        "erase_anchor",
+        "erase_shape",
+    )
 
     def __init__(self, cfg: RenderConfig):
         if cfg.device not in ("cpu", "gpu"):
@@ -109,10 +119,15 @@ class Renderer:
             ra = {name: fn.external_source(name=name) for name in self._ra_inputs}
             # ROI decode: only the crop is decoded (libjpeg-turbo / nvJPEG), source pixels.
             img = fn.decoders.image_slice(
-                src["encoded"], src["anchor"], src["shape"], axis_names="WH",
-                normalized_anchor=False, normalized_shape=False, output_type=types.RGB,
+                src["encoded"],
+                src["anchor"],
+                src["shape"],
+                axis_names="WH",
+                normalized_anchor=False,
+                normalized_shape=False,
+                output_type=types.RGB,
                 device="mixed" if gpu else "cpu",
-            )  # fmt: skip
+            )
             img = fn.resize(
                 img,
                 size=[cfg.image_size, cfg.image_size],
@@ -144,9 +159,12 @@ class Renderer:
                 ]
                 img = apply_randaugment(img, layers)
             img = fn.crop_mirror_normalize(
-                img, mean=[255 * m for m in cfg.mean], std=[255 * s for s in cfg.std],
-                dtype=types.FLOAT, output_layout="CHW",
-            )  # fmt: skip
+                img,
+                mean=[255 * m for m in cfg.mean],
+                std=[255 * s for s in cfg.std],
+                dtype=types.FLOAT,
+                output_layout="CHW",
+            )
             if cfg.erase_mode == "pixel":
                 return img  # noise is written after the pipeline (render)
             # Erase after normalising, with 0 = the mean colour (timm's "const" mode).

@@ -75,9 +75,14 @@ LEGACY_POLICY = AugPolicy(
 )
 
 NO_AUGMENTATION = AugPolicy(
-    crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0,
-    grayscale_prob=0.0, randaug_layers=0, erase_prob=0.0,
-)  # fmt: skip
+    crop_scale=(1.0, 1.0),
+    crop_ratio=(1.0, 1.0),
+    flip_prob=0.0,
+    jitter_prob=0.0,
+    grayscale_prob=0.0,
+    randaug_layers=0,
+    erase_prob=0.0,
+)
 
 AUG_FIELDS = tuple(f.name for f in fields(AugPolicy))
 _CHOICES = {"interpolation": ("cubic", "linear"), "erase_mode": ("pixel", "const")}
@@ -156,9 +161,17 @@ class ViewTable:
     """
 
     FIELDS: ClassVar[tuple[str, ...]] = (
-        "image", "view", "crop", "flip", "color", "grayscale", "erase", "ra_op", "ra_param",
+        "image",
+        "view",
+        "crop",
+        "flip",
+        "color",
+        "grayscale",
+        "erase",
+        "ra_op",
+        "ra_param",
         "erase_seed",
-    )  # fmt: skip
+    )
 
     image: np.ndarray  # (V,) int64 image index
     view: np.ndarray  # (V,) int32 view index within its image

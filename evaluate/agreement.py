@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from proteus.common.cache.reader import Cache
 from proteus.common.errors import ProteusError
+from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.evaluate.models import load_trained_student
 from proteus.train.objective import resize_patch_targets
@@ -58,8 +58,13 @@ def run_agreement(
     student, heads = trained.student.to(device), heads.to(device)
     ratio = float(trained.state["config"].get("mask_ratio", 0.5))
     sums: dict[str, list[float]] = {}
-    for start in tqdm(range(0, len(ids), batch_size), desc="agreement", unit="batch",
-                      disable=not progress, leave=False):  # fmt: skip
+    for start in progress_bar(
+        range(0, len(ids), batch_size),
+        desc="agreement",
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    ):
         batch = ids[start : start + batch_size]
         views = cache.views[batch]
         encoded = [cache.encoded(i) for i in views.image]

@@ -22,8 +22,16 @@ from proteus.train.logs import read_log
 
 EVAL_DIR = "eval"
 # Options that say nothing about the experiment, left out of the "what differs" columns.
-_NOT_COMPARED = {"out", "resume", "progress", "tensorboard", "render_threads", "device",
-                 "checkpoint_every", "data"}  # fmt: skip
+_NOT_COMPARED = {
+    "out",
+    "resume",
+    "progress",
+    "tensorboard",
+    "render_threads",
+    "device",
+    "checkpoint_every",
+    "data",
+}
 _FINAL_SHARE = 0.05  # final losses: the mean over the last 5% of logged steps
 
 
@@ -60,9 +68,12 @@ def compare_runs(runs: list[Path]) -> Table:
     if not runs:
         raise ProteusError("compare: no run folders given")
     summaries, configs = zip(*(summarize_run(run) for run in runs), strict=True)
-    differ = [key for key in dict.fromkeys(k for c in configs for k in c)
-              if key not in _NOT_COMPARED
-              and len({json.dumps(c.get(key), sort_keys=True) for c in configs}) > 1]  # fmt: skip
+    differ = [
+        key
+        for key in dict.fromkeys(k for c in configs for k in c)
+        if key not in _NOT_COMPARED
+        and len({json.dumps(c.get(key), sort_keys=True) for c in configs}) > 1
+    ]
     for summary, config in zip(summaries, configs, strict=True):
         summary |= {key: _brief(config.get(key)) for key in differ}
     fixed = ["run", *differ, "student", "teachers", "images", "steps"]

@@ -52,8 +52,11 @@ def run_export(checkpoint: Path, out: Path, ema: bool | None = None) -> Path:
         tensors = {k: v.contiguous() for k, v in student.vit.state_dict().items()}
         save_file(tensors, str(out / "model.safetensors"))
         # Teacher i's heads under "i." (the order of proteus.teachers in config.json).
-        heads = {f"{i}.{k}": v.contiguous() for i, h in enumerate(trained.heads)
-                 for k, v in h.state_dict().items()}  # fmt: skip
+        heads = {
+            f"{i}.{k}": v.contiguous()
+            for i, h in enumerate(trained.heads)
+            for k, v in h.state_dict().items()
+        }
         if heads:
             save_file(heads, str(out / "proteus_heads.safetensors"))
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")

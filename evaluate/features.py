@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from proteus.common.dataset import ImageList, scan_images
 from proteus.common.errors import ProteusError
 from proteus.common.images import probe_image, read_encoded
+from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer, RenderError
 from proteus.common.views import ViewTable
 from proteus.evaluate.models import FeatureSource
@@ -40,11 +40,14 @@ def center_views(sizes: np.ndarray, fraction: float = CROP_FRACTION) -> ViewTabl
     y = (sizes[:, 0] - side) // 2
     x = (sizes[:, 1] - side) // 2
     return ViewTable(
-        image=np.arange(n, dtype=np.int64), view=np.zeros(n, np.int32),
-        crop=np.stack([y, x, side, side], 1).astype(np.int32), flip=np.zeros(n, bool),
-        color=np.tile(np.array([1, 1, 1, 0], np.float32), (n, 1)), grayscale=np.zeros(n, bool),
+        image=np.arange(n, dtype=np.int64),
+        view=np.zeros(n, np.int32),
+        crop=np.stack([y, x, side, side], 1).astype(np.int32),
+        flip=np.zeros(n, bool),
+        color=np.tile(np.array([1, 1, 1, 0], np.float32), (n, 1)),
+        grayscale=np.zeros(n, bool),
         erase=np.zeros((n, 4), np.int32),
-    )  # fmt: skip
+    )
 
 
 def folder_features(
@@ -72,11 +75,17 @@ def folder_features(
     )
     source.model.to(device)
     cls, mean_patch, kept, per_block = [], [], [], []
-    for start in tqdm(range(0, len(ok), batch_size), desc=f"features {folder.name}",
-                      unit="batch", disable=not progress, leave=False):  # fmt: skip
+    for start in progress_bar(
+        range(0, len(ok), batch_size),
+        desc=f"features {folder.name}",
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    ):
         rows = list(range(start, min(start + batch_size, len(ok))))
-        encoded = [read_encoded(images.root / images.paths[ok[r]], probes[ok[r]].transcode)
-                   for r in rows]  # fmt: skip
+        encoded = [
+            read_encoded(images.root / images.paths[ok[r]], probes[ok[r]].transcode) for r in rows
+        ]
         try:
             pixels = renderer.render(encoded, views[np.array(rows)])
         except RenderError:
@@ -92,8 +101,14 @@ def folder_features(
     if not kept:
         raise ProteusError(f"{option} {folder}: none of its images could be read")
     stacked = [np.concatenate(b) for b in zip(*per_block, strict=True)] if blocks else None
-    return FeatureSet(np.concatenate(cls), np.concatenate(mean_patch), images.labels[kept],
-                      images.classes, skipped, stacked)  # fmt: skip
+    return FeatureSet(
+        np.concatenate(cls),
+        np.concatenate(mean_patch),
+        images.labels[kept],
+        images.classes,
+        skipped,
+        stacked,
+    )
 
 
 def _one_by_one(renderer, encoded, views, rows, images, ok, skipped):

@@ -25,8 +25,9 @@ def knn_predict(
     k = min(k, len(bank))
     scores = []
     for start in range(0, len(query), chunk):
-        q = torch.nn.functional.normalize(torch.from_numpy(query[start : start + chunk]).float(),
-                                          dim=1)  # fmt: skip
+        q = torch.nn.functional.normalize(
+            torch.from_numpy(query[start : start + chunk]).float(), dim=1
+        )
         sims, idx = (q @ bank.T).topk(k, dim=1)
         weights = (sims / temperature).exp()
         votes = torch.zeros(len(q), num_classes)

@@ -80,8 +80,9 @@ def load_trained_student(checkpoint: Path, ema: bool | None = None) -> TrainedSt
     for key in ("student_name", "image_size", "student", "heads", "mean", "std"):
         if key not in state:
             raise ProteusError(f"--checkpoint {checkpoint}: not a proteus checkpoint (no {key})")
-    student = build_student(state["student_name"], state["image_size"],
-                            style=state.get("student_style", "arch"))  # fmt: skip
+    student = build_student(
+        state["student_name"], state["image_size"], style=state.get("student_style", "arch")
+    )
     if ema is None:
         ema = state.get("eval_weights", "ema") == "ema"
     state = state | {"evaluated_weights": "ema" if ema and state.get("ema") is not None else "raw"}
@@ -94,8 +95,16 @@ def load_trained_student(checkpoint: Path, ema: bool | None = None) -> TrainedSt
             f"({str(exc).splitlines()[0]})"
         ) from exc
     if "teachers" not in state:  # format 1: one teacher, its heads at the top level
-        state = state | {"teachers": [{"dim": state["teacher_dim"], "lambdas": state["lambdas"],
-                                       "hint_dims": {}, "cache": state["cache"]}]}  # fmt: skip
+        state = state | {
+            "teachers": [
+                {
+                    "dim": state["teacher_dim"],
+                    "lambdas": state["lambdas"],
+                    "hint_dims": {},
+                    "cache": state["cache"],
+                }
+            ]
+        }
         state["heads"] = {f"0.{k}": v for k, v in state["heads"].items()}
     heads = nn.ModuleList(
         ProteusHeads(student.embed_dim, t["dim"], Lambdas(**t["lambdas"]), t["hint_dims"])
@@ -127,15 +136,20 @@ def load_source(
     if checkpoint is not None:
         trained = load_trained_student(checkpoint, ema)
         kind = trained.state["evaluated_weights"]
-        return FeatureSource(f"student {trained.state['student_name']} ({kind})",
-                             trained.student, trained.student.image_size, trained.mean,
-                             trained.std)  # fmt: skip
+        return FeatureSource(
+            f"student {trained.state['student_name']} ({kind})",
+            trained.student,
+            trained.student.image_size,
+            trained.mean,
+            trained.std,
+        )
     if teacher is not None:
         depth = get_teacher_spec(teacher).depth
         layers = tuple(range(-min(blocks, depth), 0))
         model = build_teacher(teacher, image_size=image_size, weights=weights, layers=layers)
-        return FeatureSource(f"teacher {teacher}", model, model.image_size, model.spec.mean,
-                             model.spec.std)  # fmt: skip
+        return FeatureSource(
+            f"teacher {teacher}", model, model.image_size, model.spec.mean, model.spec.std
+        )
     if not random_init:
         raise ProteusError("--student NAME needs --random-init (a trained one is --checkpoint)")
     torch.manual_seed(0)

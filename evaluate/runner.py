@@ -49,9 +49,13 @@ def run_linear(cfg: ProbeConfig) -> dict:
         return _run_dinov2_linear(cfg)
     source, train, val = _features(cfg)
     cls = linear_probe(train.cls, train.labels, val.cls, val.labels, cfg.holdout)
-    both = linear_probe(np.concatenate([train.cls, train.mean_patch], 1), train.labels,
-                        np.concatenate([val.cls, val.mean_patch], 1), val.labels,
-                        cfg.holdout)  # fmt: skip
+    both = linear_probe(
+        np.concatenate([train.cls, train.mean_patch], 1),
+        train.labels,
+        np.concatenate([val.cls, val.mean_patch], 1),
+        val.labels,
+        cfg.holdout,
+    )
     # The feature set is chosen like C: on the held-out part of --train, never on --val.
     name, best = max((("cls", cls), ("cls_mean_patch", both)), key=lambda kv: kv[1]["holdout_top1"])
     return {

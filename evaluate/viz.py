@@ -70,9 +70,11 @@ def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views:
     teacher = cache.read("patch", ids).astype(np.float32)
     shown = images * torch.tensor(m.std)[:, None, None] + torch.tensor(m.mean)[:, None, None]
     shown = shown.clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    columns = [("image", shown), (f"teacher {m.teacher}", pca_rgb(teacher, tuple(m.grid))),
-               (f"student {trained.state['student_name']}",
-                pca_rgb(student, trained.student.grid))]  # fmt: skip
+    columns = [
+        ("image", shown),
+        (f"teacher {m.teacher}", pca_rgb(teacher, tuple(m.grid))),
+        (f"student {trained.state['student_name']}", pca_rgb(student, trained.student.grid)),
+    ]
     plt = _pyplot()
     fig, axes = plt.subplots(len(ids), 3, figsize=(7.5, 2.5 * len(ids)), squeeze=False)
     for row in range(len(ids)):

@@ -38,7 +38,7 @@ class ExtractConfig:
     # parallel file systems, small enough to hold one in memory while the next is built.
     shard_views: int = 256
     render_threads: int = 4  # DALI CPU threads
-    progress: bool = True  # tqdm bars on rank 0
+    progress: bool = True  # on rank 0: bars on a terminal, plain lines off one (common/progress)
 
     def resolved_views(self) -> int:
         return self.views if self.views is not None else min(self.epochs, AUTO_MAX_VIEWS)

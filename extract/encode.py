@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from proteus.common.cache.codec import PCAAccumulator, PCABasis
 from proteus.common.cache.layout import ImageTable, shard_bounds
 from proteus.common.cache.manifest import Manifest
+from proteus.common.progress import progress_bar
 from proteus.common.teachers import Teacher
 from proteus.extract.feed import Batch, ShardFeed
 
@@ -62,17 +62,24 @@ class ShardBuffer:
             self.arrays[name][rows] = values
         for row, reason in batch.failed.items():
             image = int(batch.image_ids[row])
-            self.failed.setdefault(image, {"image": image, "path": str(images.path[image]),
-                                           "reason": reason})  # fmt: skip
+            self.failed.setdefault(
+                image, {"image": image, "path": str(images.path[image]), "reason": reason}
+            )
 
     def failed_images(self) -> list[dict]:
         return [self.failed[i] for i in sorted(self.failed)]
 
 
 def fit_bases(
-    teacher: Teacher, feed: ShardFeed, names: list[str], k: int, sample: int, seed: int,
-    precision: str, progress: bool = True,
-) -> tuple[dict[str, PCABasis], dict[str, dict]]:  # fmt: skip
+    teacher: Teacher,
+    feed: ShardFeed,
+    names: list[str],
+    k: int,
+    sample: int,
+    seed: int,
+    precision: str,
+    progress: bool = True,
+) -> tuple[dict[str, PCABasis], dict[str, dict]]:
     """PCA of every named target's tokens over a seeded sample of views (streamed: only
     D×D sums are kept, so the sample size costs time, not memory)."""
     views = len(feed.views)
@@ -80,8 +87,13 @@ def fit_bases(
     ids = np.sort(rng.choice(views, min(sample, views), replace=False))
     device = next(teacher.parameters()).device
     sums = {name: PCAAccumulator() for name in names}
-    for start in tqdm(range(0, len(ids), feed.batch_size), desc="fit PCA", unit="batch",
-                      leave=False, disable=not progress):  # fmt: skip
+    for start in progress_bar(
+        range(0, len(ids), feed.batch_size),
+        desc="fit PCA",
+        unit="batch",
+        leave=False,
+        disable=not progress,
+    ):
         batch = ids[start : start + feed.batch_size]
         pixels, failed = feed.render(batch)
         keep = [r for r in range(len(batch)) if r not in failed]

@@ -12,7 +12,6 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from proteus import __version__
 from proteus.common.cache.codec import STORAGE_KINDS, TargetCodec
@@ -51,6 +50,7 @@ from proteus.common.distributed import (
 from proteus.common.errors import ProteusError
 from proteus.common.prefetch import prefetch
 from proteus.common.probe import probe_images
+from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer, dali_version
 from proteus.common.teachers import Teacher, build_teacher
 from proteus.common.views import AugPolicy, sample_views
@@ -79,9 +79,12 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
     cfg = replace(cfg, views=cfg.resolved_views())
     precision = _resolve_precision(cfg.precision, device)
     teacher = build_teacher(
-        cfg.teacher, image_size=cfg.image_size, layers=cfg.layers, weights=cfg.weights,
+        cfg.teacher,
+        image_size=cfg.image_size,
+        layers=cfg.layers,
+        weights=cfg.weights,
         pretrained=cfg.pretrained,
-    )  # fmt: skip
+    )
     sha = teacher.weights_sha256()  # hashed on the CPU, before the move
     teacher.to(_torch_device(device, info))
     if info.is_main:
@@ -121,14 +124,23 @@ def _with_views_of(cfg: ExtractConfig, source: Manifest) -> ExtractConfig:
             f"--image-size {cfg.image_size}: --views-from {cfg.views_from} renders its views at "
             f"{source.image_size}px, and reusing them needs the same size; drop --image-size"
         )
-    return replace(cfg, policy=AugPolicy.from_dict(source.policy), seed=source.seed,
-                   views=source.views_per_image, image_size=source.image_size)  # fmt: skip
+    return replace(
+        cfg,
+        policy=AugPolicy.from_dict(source.policy),
+        seed=source.seed,
+        views=source.views_per_image,
+        image_size=source.image_size,
+    )
 
 
 def _prepare(
-    cfg: ExtractConfig, teacher: Teacher, precision: str, device: str, sha: str,
+    cfg: ExtractConfig,
+    teacher: Teacher,
+    precision: str,
+    device: str,
+    sha: str,
     source: Cache | None,
-) -> None:  # fmt: skip
+) -> None:
     """Create the cache, or check that the existing one was asked for with these options."""
     existing = is_cache(cfg.out)
     if not existing and cfg.out.exists() and any(cfg.out.iterdir()):
@@ -164,14 +176,20 @@ def _check_same_data(cfg: ExtractConfig, images: ImageList, source: Cache) -> di
             f"({source.manifest.dataset.get('root')}: paths, labels or file sizes differ); "
             "views can only be reused on the same data"
         )
-    return {"cache": str(source.path.resolve()), "manifest_sha256": source.manifest.digest(),
-            "views_sha256": source.views_digest()}  # fmt: skip
+    return {
+        "cache": str(source.path.resolve()),
+        "manifest_sha256": source.manifest.digest(),
+        "views_sha256": source.views_digest(),
+    }
 
 
 def _create(
-    cfg: ExtractConfig, manifest: Manifest, images: ImageList, teacher: Teacher,
+    cfg: ExtractConfig,
+    manifest: Manifest,
+    images: ImageList,
+    teacher: Teacher,
     source: Cache | None,
-) -> None:  # fmt: skip
+) -> None:
     if source is None:
         table, skipped = probe_images(images, progress=cfg.progress)
         manifest.skipped = [item | {"stage": "probe"} for item in skipped]
@@ -179,9 +197,13 @@ def _create(
         if not len(usable):
             raise ProteusError(f"--data {cfg.data}: none of the {len(images)} images is readable")
         views = sample_views(
-            cfg.policy, cfg.seed, usable, np.stack([table.height, table.width], 1)[usable],
-            cfg.views, manifest.image_size,
-        )  # fmt: skip
+            cfg.policy,
+            cfg.seed,
+            usable,
+            np.stack([table.height, table.width], 1)[usable],
+            cfg.views,
+            manifest.image_size,
+        )
     else:
         # The source's tables as its probe left them: images that failed in its teacher's
         # pass get their own chance here (this run records its own failures).
@@ -192,19 +214,36 @@ def _create(
     bases = None
     if cfg.pca:
         # The basis comes from the teacher on a seeded sample of the views themselves.
-        feed = ShardFeed(_renderer(cfg, manifest, teacher), table, views, data_root(cfg.data),
-                         cfg.batch_size, manifest.shard_views)  # fmt: skip
+        feed = ShardFeed(
+            _renderer(cfg, manifest, teacher),
+            table,
+            views,
+            data_root(cfg.data),
+            cfg.batch_size,
+            manifest.shard_views,
+        )
         pca_names = [n for n, e in manifest.encoding.items() if e.get("pca_k")]
-        bases, manifest.pca = fit_bases(teacher, feed, pca_names, cfg.pca, cfg.pca_sample,
-                                        cfg.seed, manifest.precision,
-                                        cfg.progress)  # fmt: skip
+        bases, manifest.pca = fit_bases(
+            teacher,
+            feed,
+            pca_names,
+            cfg.pca,
+            cfg.pca_sample,
+            cfg.seed,
+            manifest.precision,
+            cfg.progress,
+        )
     CacheWriter.create(cfg.out, manifest, table, views, bases)
 
 
 def _new_manifest(
-    cfg: ExtractConfig, teacher: Teacher, precision: str, device: str, images: ImageList,
+    cfg: ExtractConfig,
+    teacher: Teacher,
+    precision: str,
+    device: str,
+    images: ImageList,
     sha: str,
-) -> Manifest:  # fmt: skip
+) -> Manifest:
     size = teacher.image_size
     with torch.no_grad():  # one dummy forward gives every target's exact shape
         probe = teacher(torch.zeros(1, 3, size, size, device=next(teacher.parameters()).device))
@@ -265,12 +304,23 @@ def _fill_shards(
     images, views = read_image_table(root), read_view_table(root)
     device = next(teacher.parameters()).device
     # This process's own --data: on several nodes the images may be mounted elsewhere.
-    feed = ShardFeed(_renderer(cfg, manifest, teacher, info.local_rank), images, views,
-                     data_root(cfg.data), cfg.batch_size, manifest.shard_views)  # fmt: skip
+    feed = ShardFeed(
+        _renderer(cfg, manifest, teacher, info.local_rank),
+        images,
+        views,
+        data_root(cfg.data),
+        cfg.batch_size,
+        manifest.shard_views,
+    )
     encoder = ShardEncoder(manifest, read_pca(root, manifest.pca) if manifest.pca else {}, device)
     total = sum(np.subtract(*shard_bounds(manifest, s)[::-1]) for s in shards)
-    bar = tqdm(total=int(total), unit="view", desc=f"extract {manifest.teacher}", smoothing=0.1,
-               disable=not (info.is_main and cfg.progress))  # fmt: skip
+    bar = progress_bar(
+        total=int(total),
+        unit="view",
+        desc=f"extract {manifest.teacher}",
+        smoothing=0.1,
+        disable=not (info.is_main and cfg.progress),
+    )
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="proteus-write") as pool:
             pending: Future | None = None
@@ -284,8 +334,9 @@ def _fill_shards(
                 if batch.last:
                     if pending is not None:
                         pending.result()  # at most one shard in flight: bounded memory
-                    pending = pool.submit(writer.write_shard, shard.index, shard.arrays,
-                                          shard.failed_images())  # fmt: skip
+                    pending = pool.submit(
+                        writer.write_shard, shard.index, shard.arrays, shard.failed_images()
+                    )
             if pending is not None:
                 pending.result()
     finally:
@@ -304,11 +355,16 @@ def _renderer(cfg: ExtractConfig, manifest: Manifest, teacher: Teacher, gpu: int
     device = next(teacher.parameters()).device.type
     return Renderer(
         RenderConfig.for_policy(
-            manifest.policy, manifest.image_size, manifest.mean, manifest.std,
-            device=_render_device(device), device_id=gpu, threads=cfg.render_threads,
+            manifest.policy,
+            manifest.image_size,
+            manifest.mean,
+            manifest.std,
+            device=_render_device(device),
+            device_id=gpu,
+            threads=cfg.render_threads,
             max_batch=cfg.batch_size,
         )
-    )  # fmt: skip
+    )
 
 
 def _render_device(device: str) -> str:

@@ -47,9 +47,13 @@ class CacheWriter:
 
     @classmethod
     def create(
-        cls, path: Path, manifest: Manifest, images: ImageTable, views: ViewTable,
+        cls,
+        path: Path,
+        manifest: Manifest,
+        images: ImageTable,
+        views: ViewTable,
         pca: dict | None = None,
-    ) -> CacheWriter:  # fmt: skip
+    ) -> CacheWriter:
         """Lay out a new cache. Until the final manifest write its state reads "creating",
         which tells a re-run that the folder is ours and may be laid out again."""
         path = Path(path)
@@ -61,8 +65,9 @@ class CacheWriter:
         write_table(root.require_group("images"), images.columns())
         write_table(root.require_group("views"), views.columns())
         for name, spec in manifest.arrays.items():
-            create_target(root, name, len(views), tuple(spec["shape"]), spec["dtype"],
-                          manifest.shard_views)  # fmt: skip
+            create_target(
+                root, name, len(views), tuple(spec["shape"]), spec["dtype"], manifest.shard_views
+            )
         if pca:
             write_pca(root, pca)
         (path / PROGRESS_DIR).mkdir()

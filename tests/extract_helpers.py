@@ -18,9 +18,18 @@ TESTS = Path(__file__).resolve().parent
 
 def config(data: Path, out: Path, weights: Path, **overrides) -> ExtractConfig:
     base = ExtractConfig(
-        teacher="tiny_dinov2", data=data, out=out, views=3, layers=(1,), weights=weights,
-        batch_size=4, shard_views=5, device="cpu", progress=False, render_threads=1,
-    )  # fmt: skip
+        teacher="tiny_dinov2",
+        data=data,
+        out=out,
+        views=3,
+        layers=(1,),
+        weights=weights,
+        batch_size=4,
+        shard_views=5,
+        device="cpu",
+        progress=False,
+        render_threads=1,
+    )
     return replace(base, **overrides)
 
 
@@ -52,10 +61,29 @@ def cli_env() -> dict[str, str]:
 
 def cli_args(data: Path, out: Path, weights: Path, *extra: str) -> list[str]:
     return [
-        "extract", "--teacher", "tiny_dinov2", "--data", str(data), "--out", str(out),
-        "--views", "3", "--layers", "1", "--weights", str(weights), "--batch-size", "4",
-        "--shard-views", "5", "--device", "cpu", "--threads", "1", *extra,
-    ]  # fmt: skip
+        "extract",
+        "--teacher",
+        "tiny_dinov2",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--views",
+        "3",
+        "--layers",
+        "1",
+        "--weights",
+        str(weights),
+        "--batch-size",
+        "4",
+        "--shard-views",
+        "5",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def run_cli(*args: str, env_extra: dict[str, str] | None = None, **kwargs):

@@ -12,8 +12,7 @@ def photo(height: int, width: int, seed: int) -> np.ndarray:
     """A smooth colourful image (random low-frequency field), so resizing matters little."""
     rng = np.random.default_rng(seed)
     coarse = rng.random((4, 4, 3)).astype(np.float32)
-    img = Image.fromarray((coarse * 255).astype(np.uint8)).resize((width, height),
-                                                                  Image.BICUBIC)  # fmt: skip
+    img = Image.fromarray((coarse * 255).astype(np.uint8)).resize((width, height), Image.BICUBIC)
     noise = rng.normal(0, 8, (height, width, 3))
     return np.clip(np.asarray(img, np.float32) + noise, 0, 255).astype(np.uint8)
 

@@ -35,9 +35,23 @@ def test_single_folder_is_split_per_class(tmp_path):
 
 def test_demo_runs_end_to_end_and_reruns(tmp_path):
     data = imagegen.tinted_folder(tmp_path / "data", classes=3, per_class=8)
-    args = ["demo", "--data", str(data), "--teacher", "effnet_lite0", "--student",
-            "tiny_vit16", "--image-size", "64", "--steps", "4", "--out", str(tmp_path / "demo"),
-            "--device", "cpu"]  # fmt: skip
+    args = [
+        "demo",
+        "--data",
+        str(data),
+        "--teacher",
+        "effnet_lite0",
+        "--student",
+        "tiny_vit16",
+        "--image-size",
+        "64",
+        "--steps",
+        "4",
+        "--out",
+        str(tmp_path / "demo"),
+        "--device",
+        "cpu",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     for row in ("teacher", "distilled student", "random-init student"):
@@ -50,5 +64,7 @@ def test_demo_runs_end_to_end_and_reruns(tmp_path):
         assert (tmp_path / "demo" / picture).stat().st_size > 2000
     again = CliRunner().invoke(main, args)  # resumes: cache sealed, run finished
     assert again.exit_code == 0, again.output
-    assert np.isclose(json.loads((tmp_path / "demo" / "results.json").read_text())["knn_top1"][
-        "teacher"], summary["knn_top1"]["teacher"])  # fmt: skip
+    assert np.isclose(
+        json.loads((tmp_path / "demo" / "results.json").read_text())["knn_top1"]["teacher"],
+        summary["knn_top1"]["teacher"],
+    )

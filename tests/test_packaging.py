@@ -47,8 +47,13 @@ def test_wheel_installs_only_the_proteus_package(tmp_path):
     assert top == {"proteus"}
     # Every source module of the repository is in the wheel (a subpackage missing from
     # pyproject's package list would otherwise only fail on a user's machine).
-    mapping = {"cli": "proteus", "common": "proteus/common", "extract": "proteus/extract",
-               "train": "proteus/train", "evaluate": "proteus/evaluate"}  # fmt: skip
+    mapping = {
+        "cli": "proteus",
+        "common": "proteus/common",
+        "extract": "proteus/extract",
+        "train": "proteus/train",
+        "evaluate": "proteus/evaluate",
+    }
     for folder, target in mapping.items():
         for source in (ROOT / folder).rglob("*.py"):
             assert f"{target}/{source.relative_to(ROOT / folder).as_posix()}" in names, source

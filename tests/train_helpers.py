@@ -11,10 +11,21 @@ from proteus.train.runner import run_train
 
 def train_config(cache: Path | None, out: Path, **overrides) -> TrainConfig:
     base = TrainConfig(
-        cache=cache, student="tiny_vit14", out=out, max_steps=12, batch_size=4, lr=2e-3,
-        warmup_epochs=0, drop_path=0.0, ema_decay=0.9, device="cpu", checkpoint_every=100,
-        tensorboard=False, progress=False, render_threads=1,
-    )  # fmt: skip
+        cache=cache,
+        student="tiny_vit14",
+        out=out,
+        max_steps=12,
+        batch_size=4,
+        lr=2e-3,
+        warmup_epochs=0,
+        drop_path=0.0,
+        ema_decay=0.9,
+        device="cpu",
+        checkpoint_every=100,
+        tensorboard=False,
+        progress=False,
+        render_threads=1,
+    )
     return replace(base, **overrides)
 
 
@@ -25,8 +36,28 @@ def train(cache: Path | None, out: Path, **overrides):
 def train_args(cache: Path | None, out: Path, *extra: str) -> list[str]:
     source = [] if cache is None else ["--cache", str(cache)]
     return [
-        "train", *source, "--student", "tiny_vit14", "--out", str(out),
-        "--max-steps", "12", "--batch-size", "4", "--lr", "2e-3", "--warmup-epochs", "0",
-        "--drop-path", "0", "--ema-decay", "0.9", "--device", "cpu", "--threads", "1",
-        "--no-tensorboard", *extra,
-    ]  # fmt: skip
+        "train",
+        *source,
+        "--student",
+        "tiny_vit14",
+        "--out",
+        str(out),
+        "--max-steps",
+        "12",
+        "--batch-size",
+        "4",
+        "--lr",
+        "2e-3",
+        "--warmup-epochs",
+        "0",
+        "--drop-path",
+        "0",
+        "--ema-decay",
+        "0.9",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-tensorboard",
+        *extra,
+    ]

@@ -58,7 +58,7 @@ class TrainConfig:
     data: Path | None = None
     tensorboard: bool = True  # also write TensorBoard scalars next to log.jsonl
     render_threads: int = 4  # DALI CPU threads
-    progress: bool = True  # tqdm bar on rank 0
+    progress: bool = True  # on rank 0: a bar on a terminal, plain lines off one (common/progress)
     subset_classes: int | None = None  # train on a seeded choice of this many classes
     subset_per_class: int | None = None  # at most this many images per class (seeded)
     subset_fraction: float | None = None  # a seeded share of the (remaining) images
@@ -68,8 +68,15 @@ class TrainConfig:
         checkpoint's, and what `proteus sweep` compares a rerun against."""
         return json.loads(json.dumps(asdict(self), default=str))
 
-    RECIPE_FIELDS = ("min_lr", "warmup_lr", "weight_decay", "warmup_epochs", "drop_path",
-                     "ema_decay", "repeated_aug")  # fmt: skip
+    RECIPE_FIELDS = (
+        "min_lr",
+        "warmup_lr",
+        "weight_decay",
+        "warmup_epochs",
+        "drop_path",
+        "ema_decay",
+        "repeated_aug",
+    )
 
     def recipe_of(self) -> Recipe:
         return get_recipe(self.recipe)

@@ -69,8 +69,16 @@ class Distiller(nn.Module):
         for index, (heads, objective, wanted) in enumerate(
             zip(self.heads, self.objectives, targets, strict=True)
         ):
-            own = proteus_losses(heads, objective, clean, masked_patch, masks if n else None,
-                                 wanted.get("cls"), wanted.get("patch"), wanted)  # fmt: skip
+            own = proteus_losses(
+                heads,
+                objective,
+                clean,
+                masked_patch,
+                masks if n else None,
+                wanted.get("cls"),
+                wanted.get("patch"),
+                wanted,
+            )
             total = total + own.pop("loss")
             parts |= {self._logged_as(name, index): value for name, value in own.items()}
         return {"loss": total} | {name: parts[name] for name in self.part_names()}

@@ -57,8 +57,10 @@ class TrainBatches:
     ) -> torch.Tensor:
         """A target as float32 on ``device``: stored bytes travel, decoding happens there."""
         cache = self.caches[teacher]
-        stored = {k: torch.from_numpy(v).to(device, non_blocking=True)
-                  for k, v in batch.targets[teacher][name].items()}  # fmt: skip
+        stored = {
+            k: torch.from_numpy(v).to(device, non_blocking=True)
+            for k, v in batch.targets[teacher][name].items()
+        }
         basis = cache.pca(name)
         return cache.codec(name).decode(stored, basis.to(device) if basis else None)
 
@@ -82,8 +84,10 @@ class TrainBatches:
                 "fingerprint tell which)"
             ) from exc
         pairs = zip(self.caches, self.target_names, strict=True)
-        targets = [{name: cache.read_stored(name, plan.view_ids) for name in names}
-                   for cache, names in pairs]  # fmt: skip
+        targets = [
+            {name: cache.read_stored(name, plan.view_ids) for name in names}
+            for cache, names in pairs
+        ]
         return TrainBatch(step, plan.view_ids, images, targets, plan.n_masked, plan.masks)
 
     def iterate(self, start: int, stop: int) -> Iterator[TrainBatch]:

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from proteus import __version__
 from proteus.common.cache.alignment import check_aligned
@@ -34,6 +33,7 @@ from proteus.common.distributed import (
 )
 from proteus.common.errors import Interrupted, ProteusError
 from proteus.common.files import atomic_write_text
+from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.common.students import build_student, student_style
 from proteus.common.views import AugPolicy
@@ -110,8 +110,9 @@ class _Trainer:
         self.views_sha256 = check_aligned(self.caches) if len(self.caches) > 1 else None
         torch.manual_seed(cfg.seed)  # initialisation: the same on every rank
         self.student_style = student_style(m.teacher_family, self.recipe.reference_students)
-        student = build_student(cfg.student, m.image_size, drop_path=cfg.drop_path,
-                                style=self.student_style)  # fmt: skip
+        student = build_student(
+            cfg.student, m.image_size, drop_path=cfg.drop_path, style=self.student_style
+        )
         self.student_grid = student.grid
         hints = resolve_hints(cfg.hints, student.depth, self.caches)
         self.objectives = [self._objective(i, hints) for i in range(len(self.caches))]
@@ -124,13 +125,21 @@ class _Trainer:
             if self.online:
                 self.online.usable = self.online.usable[rows]
         self.sampler = ViewSampler(
-            usable, cfg.seed, cfg.batch_size, info.world, cfg.mask_probability, cfg.mask_ratio,
-            student.grid[0] * student.grid[1], repeats=cfg.repeated_aug,
-        )  # fmt: skip
+            usable,
+            cfg.seed,
+            cfg.batch_size,
+            info.world,
+            cfg.mask_probability,
+            cfg.mask_ratio,
+            student.grid[0] * student.grid[1],
+            repeats=cfg.repeated_aug,
+        )
         self._check_masking()
         self.total_steps = cfg.max_steps or cfg.epochs * self.sampler.steps_per_epoch
-        heads = [(t["dim"], o, t["hint_dims"])
-                 for t, o in zip(self._teachers(), self.objectives, strict=True)]  # fmt: skip
+        heads = [
+            (t["dim"], o, t["hint_dims"])
+            for t, o in zip(self._teachers(), self.objectives, strict=True)
+        ]
         self.model = Distiller(student, heads).to(self.device)
         self.parts = ("loss", *self.model.part_names())
         self.ddp = self.model
@@ -171,9 +180,13 @@ class _Trainer:
         cfg, per_epoch = self.cfg, self.sampler.steps_per_epoch
         if self.recipe.schedule == "epoch":
             return EpochCosineSchedule(
-                self.peak_lr, math.ceil(self.total_steps / per_epoch), per_epoch,
-                cfg.warmup_epochs, cfg.warmup_lr, cfg.min_lr,
-            )  # fmt: skip
+                self.peak_lr,
+                math.ceil(self.total_steps / per_epoch),
+                per_epoch,
+                cfg.warmup_epochs,
+                cfg.warmup_lr,
+                cfg.min_lr,
+            )
         warmup = round(cfg.warmup_epochs * per_epoch)
         return CosineSchedule(self.peak_lr, self.total_steps, warmup, cfg.min_lr)
 
@@ -270,17 +283,27 @@ class _Trainer:
         out = []
         for cache, objective in zip(self.caches, self.objectives, strict=True):
             m = cache.manifest
-            out.append({
-                "name": m.teacher, "family": m.teacher_family, "dim": m.embed_dim,
-                "grid": list(m.grid), "image_size": m.image_size, "mean": list(m.mean),
-                "std": list(m.std),
-                "cache": {"path": str(cache.path), "teacher": m.teacher,
-                          "weights_sha256": m.weights_sha256, "manifest_sha256": m.digest()},
-                "lambdas": asdict(objective.lambdas),
-                "hints": [[h.block, h.layer] for h in objective.hints],
-                "hint_dims": {h.key: m.targets[h.target][-1] for h in objective.hints},
-                "targets_read": list(objective.needed_targets()),
-            })  # fmt: skip
+            out.append(
+                {
+                    "name": m.teacher,
+                    "family": m.teacher_family,
+                    "dim": m.embed_dim,
+                    "grid": list(m.grid),
+                    "image_size": m.image_size,
+                    "mean": list(m.mean),
+                    "std": list(m.std),
+                    "cache": {
+                        "path": str(cache.path),
+                        "teacher": m.teacher,
+                        "weights_sha256": m.weights_sha256,
+                        "manifest_sha256": m.digest(),
+                    },
+                    "lambdas": asdict(objective.lambdas),
+                    "hints": [[h.block, h.layer] for h in objective.hints],
+                    "hint_dims": {h.key: m.targets[h.target][-1] for h in objective.hints},
+                    "targets_read": list(objective.needed_targets()),
+                }
+            )
         return out
 
     # ----------------------------------------------------------------- checkpoints
@@ -358,22 +381,34 @@ class _Trainer:
         m = self.cache.manifest
         renderer = Renderer(
             RenderConfig.for_policy(
-                m.policy, m.image_size, m.mean, m.std,
+                m.policy,
+                m.image_size,
+                m.mean,
+                m.std,
                 device="gpu" if self.device.type == "cuda" else "cpu",
-                device_id=self.info.local_rank, threads=self.cfg.render_threads,
+                device_id=self.info.local_rank,
+                threads=self.cfg.render_threads,
                 max_batch=self.cfg.batch_size,
             )
-        )  # fmt: skip
+        )
         names = [o.needed_targets() for o in self.objectives]
         if self.online:
             loader = OnlineBatches(self.online, self.sampler, renderer, names[0], self.info.rank)
         else:
             loader = TrainBatches(self.caches, self.sampler, renderer, names, self.info.rank)
         self.loader = loader
-        log = RunLog(Path(self.cfg.out), self.start_step, self.cfg.tensorboard) \
-            if self.info.is_main else None  # fmt: skip
-        bar = tqdm(total=self.total_steps, initial=self.start_step, unit="step", desc="train",
-                   disable=not (self.info.is_main and self.cfg.progress))  # fmt: skip
+        log = (
+            RunLog(Path(self.cfg.out), self.start_step, self.cfg.tensorboard)
+            if self.info.is_main
+            else None
+        )
+        bar = progress_bar(
+            total=self.total_steps,
+            initial=self.start_step,
+            unit="step",
+            desc="train",
+            disable=not (self.info.is_main and self.cfg.progress),
+        )
         last: dict[str, float] = {}
         step = self.start_step
         try:

@@ -35,8 +35,9 @@ def select_images(labels: np.ndarray, subset: Subset, seed: int) -> tuple[np.nda
     if subset.classes is not None:
         present = np.unique(labels)
         if not 0 < subset.classes <= len(present):
-            raise ProteusError(f"--subset-classes {subset.classes}: the cache has "
-                               f"{len(present)} classes")  # fmt: skip
+            raise ProteusError(
+                f"--subset-classes {subset.classes}: the cache has {len(present)} classes"
+            )
         kept = np.sort(rng.choice(present, subset.classes, replace=False))
         rows = rows[np.isin(labels[rows], kept)]
         info["classes"] = kept.tolist()

@@ -37,15 +37,14 @@ def verify(cache_dir: Path, quick: bool) -> None:
 
     The full check reads every target chunk (each has a crc32c) and looks for NaN/inf.
     """
-    from tqdm import tqdm
-
     from proteus.common.cache.layout import read_manifest
     from proteus.common.cache.verify import verify_cache
+    from proteus.common.progress import progress_bar
 
     _exists(cache_dir)
     manifest = read_manifest(cache_dir)
     total = 0 if quick else manifest.num_shards * len(manifest.arrays)
-    with tqdm(total=total, desc="verify", unit="shard", disable=quick, leave=False) as bar:
+    with progress_bar(total=total, desc="verify", unit="shard", disable=quick, leave=False) as bar:
         problems = verify_cache(cache_dir, read_targets=not quick, on_shard=bar.update)
     if problems:
         for problem in problems:

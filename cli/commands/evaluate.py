@@ -113,9 +113,11 @@ def knn(**kwargs) -> None:
     json_path = kwargs.pop("json_path")
     run = kwargs["checkpoint"]
     result = run_knn(_probe_config(kwargs))
-    click.echo(f"{result['model']}: kNN top-1 {100 * result['top1']:.2f}% "
-               f"(top-5 {100 * result['top5']:.2f}%, k={result['k']}, "
-               f"{result['val_images']} val images)")  # fmt: skip
+    click.echo(
+        f"{result['model']}: kNN top-1 {100 * result['top1']:.2f}% "
+        f"(top-5 {100 * result['top5']:.2f}%, k={result['k']}, "
+        f"{result['val_images']} val images)"
+    )
     _finish(result, json_path, run, "knn")
 
 
@@ -163,8 +165,10 @@ def linear(**kwargs) -> None:
         return
     for name in ("cls", "cls_mean_patch"):
         part = result[name]
-        click.echo(f"{result['model']}: linear top-1 {100 * part['top1']:.2f}% on {name} "
-                   f"(C={part['C']:g}, held-out {100 * part['holdout_top1']:.1f}%)")  # fmt: skip
+        click.echo(
+            f"{result['model']}: linear top-1 {100 * part['top1']:.2f}% on {name} "
+            f"(C={part['C']:g}, held-out {100 * part['holdout_top1']:.1f}%)"
+        )
     click.echo(f"top-1 {100 * result['top1']:.2f}% ({result['features']}, chosen on held-out)")
     _finish(result, json_path, run, "linear")
 
@@ -206,19 +210,32 @@ def linear(**kwargs) -> None:
 )
 @device_option
 def agreement(
-    checkpoint: Path, cache: Path, ema: bool | None, max_views: int | None, batch_size: int,
-    json_path: Path | None, device: str,
-) -> None:  # fmt: skip
+    checkpoint: Path,
+    cache: Path,
+    ema: bool | None,
+    max_views: int | None,
+    batch_size: int,
+    json_path: Path | None,
+    device: str,
+) -> None:
     """Cosine and MSE between the student's heads and the teacher's cached targets."""
     from proteus.common.distributed import resolve_device
     from proteus.evaluate.agreement import run_agreement
 
-    result = run_agreement(checkpoint, cache, ema=ema, batch_size=batch_size,
-                           max_views=max_views, device=resolve_device(device))  # fmt: skip
+    result = run_agreement(
+        checkpoint,
+        cache,
+        ema=ema,
+        batch_size=batch_size,
+        max_views=max_views,
+        device=resolve_device(device),
+    )
     for name in ("token", "fea", "patch"):
         if f"{name}_cosine" in result:
-            click.echo(f"{name:>5}: cosine {result[f'{name}_cosine']:.4f}   "
-                       f"MSE {result[f'{name}_mse']:.4f}")  # fmt: skip
+            click.echo(
+                f"{name:>5}: cosine {result[f'{name}_cosine']:.4f}   "
+                f"MSE {result[f'{name}_mse']:.4f}"
+            )
     click.echo(f"over {result['views']} views of {cache}")
     teacher = "".join(c if c.isalnum() else "_" for c in result["teacher"])
     _finish(result, json_path, checkpoint, f"agreement_{teacher}")
@@ -227,8 +244,15 @@ def agreement(
 def _probe_config(options: dict):
     from proteus.evaluate.config import ProbeConfig, SourceConfig
 
-    source_keys = ("checkpoint", "ema", "teacher", "weights", "student", "random_init",
-                   "image_size")  # fmt: skip
+    source_keys = (
+        "checkpoint",
+        "ema",
+        "teacher",
+        "weights",
+        "student",
+        "random_init",
+        "image_size",
+    )
     source = SourceConfig(**{k: options.pop(k) for k in source_keys})
     return ProbeConfig(source=source, **options)
 

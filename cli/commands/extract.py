@@ -134,8 +134,9 @@ def extract(
     if kwargs["views_from"] is not None:
         options = {"views": "--views", "seed": "--seed", "augs": "--aug", "no_aug": "--no-aug"}
         default = click.core.ParameterSource.DEFAULT
-        given = [flag for name, flag in options.items()
-                 if ctx.get_parameter_source(name) != default]  # fmt: skip
+        given = [
+            flag for name, flag in options.items() if ctx.get_parameter_source(name) != default
+        ]
         if given:
             raise click.UsageError(
                 f"--views-from takes the views, seed and augmentation of that cache; drop "

@@ -23,9 +23,11 @@ def views_digest(images: ImageTable, views: ViewTable, image_size: int) -> str:
     digest = hashlib.sha256(f"size {image_size}\n".encode())
     for name in _IMAGE_COLUMNS:
         column = getattr(images, name)
-        data = "\n".join(map(str, column.tolist())).encode() if column.dtype.kind in "OUS" else (
-            np.ascontiguousarray(column).tobytes()
-        )  # fmt: skip
+        data = (
+            "\n".join(map(str, column.tolist())).encode()
+            if column.dtype.kind in "OUS"
+            else (np.ascontiguousarray(column).tobytes())
+        )
         digest.update(f"{name} {len(column)}\n".encode() + data)
     for name, column in views.columns().items():
         digest.update(f"{name} {column.shape}\n".encode() + np.ascontiguousarray(column).tobytes())
@@ -43,10 +45,14 @@ def check_aligned(caches: Sequence) -> str:
         a, b = first.manifest, other.manifest
         reasons = [
             f"{label}: {getattr(a, key)!r} vs {getattr(b, key)!r}"
-            for key, label in (("views_per_image", "views per image"), ("seed", "seed"),
-                               ("policy", "augmentation"), ("image_size", "image size"))
+            for key, label in (
+                ("views_per_image", "views per image"),
+                ("seed", "seed"),
+                ("policy", "augmentation"),
+                ("image_size", "image size"),
+            )
             if getattr(a, key) != getattr(b, key)
-        ]  # fmt: skip
+        ]
         if a.dataset.get("fingerprint") != b.dataset.get("fingerprint"):
             reasons.append("the images differ (dataset fingerprints)")
         why = "; ".join(reasons) or "their image or view tables differ"

@@ -34,9 +34,7 @@ TARGET_CODEC = "sharding(bytes, crc32c); one chunk per view"
 class ImageTable:
     """One row per image found in the data; ``status`` says whether its views count."""
 
-    COLUMNS: ClassVar[tuple[str, ...]] = (
-        "path", "label", "height", "width", "transcode", "status"
-    )  # fmt: skip
+    COLUMNS: ClassVar[tuple[str, ...]] = ("path", "label", "height", "width", "transcode", "status")
 
     path: np.ndarray  # (N,) str, relative to the manifest's dataset root
     label: np.ndarray  # (N,) int64, -1 without labels
@@ -77,9 +75,14 @@ def write_table(group: zarr.Group, columns: dict[str, np.ndarray]) -> None:
         values = np.asarray(values)
         dtype = str if values.dtype.kind in "UO" else values.dtype
         chunks = (max(1, len(values)), *values.shape[1:])
-        arr = group.create_array(name, shape=values.shape, dtype=dtype, chunks=chunks,
-                                 config={"write_empty_chunks": True},
-                                 overwrite=True)  # fmt: skip
+        arr = group.create_array(
+            name,
+            shape=values.shape,
+            dtype=dtype,
+            chunks=chunks,
+            config={"write_empty_chunks": True},
+            overwrite=True,
+        )
         if len(values):
             arr[...] = values
 
@@ -128,8 +131,13 @@ def write_pca(root: zarr.Group, bases: dict) -> None:
     for name, basis in bases.items():
         for part, values in (("mean", basis.mean), ("basis", basis.components)):
             data = values.cpu().numpy().astype(np.float32)
-            arr = group.create_array(f"{name}_{part}", shape=data.shape, dtype="float32",
-                                     chunks=data.shape, overwrite=True)  # fmt: skip
+            arr = group.create_array(
+                f"{name}_{part}",
+                shape=data.shape,
+                dtype="float32",
+                chunks=data.shape,
+                overwrite=True,
+            )
             arr[...] = data
 
 

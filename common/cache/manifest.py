@@ -64,9 +64,21 @@ class Manifest:
 
     # What must be equal for a re-run to resume this cache instead of being refused.
     IDENTITY = (
-        "format_version", "teacher", "weights_sha256", "image_size", "layers", "policy",
-        "seed", "views_per_image", "precision", "dtype", "encoding", "shard_views", "mean", "std",
-    )  # fmt: skip
+        "format_version",
+        "teacher",
+        "weights_sha256",
+        "image_size",
+        "layers",
+        "policy",
+        "seed",
+        "views_per_image",
+        "precision",
+        "dtype",
+        "encoding",
+        "shard_views",
+        "mean",
+        "std",
+    )
 
     def identity(self) -> dict[str, Any]:
         data = self.to_dict()

@@ -158,9 +158,13 @@ class Cache:
             m = self.manifest
             spec = m.arrays[array]
             self._arrays[array] = ShardedTargets(
-                self.path, array, m.counts["views"], tuple(spec["shape"]), spec["dtype"],
+                self.path,
+                array,
+                m.counts["views"],
+                tuple(spec["shape"]),
+                spec["dtype"],
                 m.shard_views,
-            )  # fmt: skip
+            )
         if array not in self._arrays:
             self._arrays[array] = open_tensorstore(self.path, array)
         return self._arrays[array]

@@ -33,8 +33,16 @@ _PIECE = 64 * 1024
 class ShardedTargets:
     """Random access to one target array's views."""
 
-    def __init__(self, cache: Path, name: str, views: int, per_view: tuple[int, ...],
-                 dtype: str, shard_views: int, verify: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        cache: Path,
+        name: str,
+        views: int,
+        per_view: tuple[int, ...],
+        dtype: str,
+        shard_views: int,
+        verify: bool = True,
+    ):
         self.cache, self.name = Path(cache), name
         self.views, self.per_view = views, tuple(per_view)
         self.dtype = np.dtype(dtype).newbyteorder("<")
@@ -52,8 +60,9 @@ class ShardedTargets:
         out = np.empty((len(ids), *self.per_view), dtype=self.dtype)
         flat = out.reshape(len(ids), int(np.prod(self.per_view))).view(np.uint8)
         shards, rows = np.divmod(ids, self.shard_views)
-        for k, (view, shard, row) in enumerate(zip(ids.tolist(), shards.tolist(), rows.tolist(),
-                                                   strict=True)):  # fmt: skip
+        for k, (view, shard, row) in enumerate(
+            zip(ids.tolist(), shards.tolist(), rows.tolist(), strict=True)
+        ):
             data, index = self._shard(shard)
             offset, nbytes = index[row]
             if offset == _MISSING or nbytes != self.chunk_bytes + 4:
@@ -61,8 +70,9 @@ class ShardedTargets:
             start = int(offset)
             if self.verify and not self._verified[view]:
                 end = start + self.chunk_bytes
-                if self._copy_checked(data, start, flat[k]) != int.from_bytes(data[end : end + 4],
-                                                                           "little"):  # fmt: skip
+                if self._copy_checked(data, start, flat[k]) != int.from_bytes(
+                    data[end : end + 4], "little"
+                ):
                     self._damaged(shard, f"chunk {row} fails its crc32c")
                 self._verified[view] = True
             else:

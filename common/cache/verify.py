@@ -84,8 +84,9 @@ def _check_tables(m: Manifest, images: ImageTable, views: ViewTable) -> list[str
     # The view records are a pure function of policy, seed and image sizes: re-derive them.
     sampled = np.flatnonzero(images.status != STATUS_SKIPPED)
     sizes = np.stack([images.height, images.width], 1)[sampled]
-    expected = sample_views(AugPolicy.from_dict(m.policy), m.seed, sampled, sizes,
-                            m.views_per_image, m.image_size)  # fmt: skip
+    expected = sample_views(
+        AugPolicy.from_dict(m.policy), m.seed, sampled, sizes, m.views_per_image, m.image_size
+    )
     for name, column in expected.columns().items():
         stored = getattr(views, name)
         if stored.shape != column.shape or not np.array_equal(stored, column):

@@ -27,9 +27,12 @@ class ViTTeacher(Teacher):
         if self.layers:
             has_prefix = self.model.num_prefix_tokens > 0
             final, inter = self.model.forward_intermediates(
-                x, indices=list(self.layers), norm=True, output_fmt="NLC",
+                x,
+                indices=list(self.layers),
+                norm=True,
+                output_fmt="NLC",
                 return_prefix_tokens=has_prefix,
-            )  # fmt: skip
+            )
             for i, item in zip(self.layers, inter, strict=True):
                 # timm pairs (spatial, prefix) only when the model has prefix tokens; a ViT
                 # without a class token gets its mean token first instead.

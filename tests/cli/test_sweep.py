@@ -13,9 +13,17 @@ from proteus.app import main
 from proteus.train.checkpoint import load_checkpoint
 
 TRAIN = {
-    "student": "tiny_vit14", "max-steps": 3, "batch-size": 4, "lr": 2e-3, "warmup-epochs": 0,
-    "drop-path": 0, "ema-decay": 0.9, "device": "cpu", "threads": 1, "tensorboard": False,
-}  # fmt: skip
+    "student": "tiny_vit14",
+    "max-steps": 3,
+    "batch-size": 4,
+    "lr": 2e-3,
+    "warmup-epochs": 0,
+    "drop-path": 0,
+    "ema-decay": 0.9,
+    "device": "cpu",
+    "threads": 1,
+    "tensorboard": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +35,18 @@ def _sweep_file(world, path, out, **changes):
     spec = {
         "out": str(out),
         "train": TRAIN | {"cache": str(world / "cache")},
-        "variants": [{"name": "full"},
-                     {"name": "token-only", "lambda-fea": 0, "lambda_patch": 0}],
-        "evaluate": {"knn": {"train": str(world / "data"), "val": str(world / "data"),
-                             "image-size": 28, "batch-size": 8, "device": "cpu", "k": 3}},
-    } | changes  # fmt: skip
+        "variants": [{"name": "full"}, {"name": "token-only", "lambda-fea": 0, "lambda_patch": 0}],
+        "evaluate": {
+            "knn": {
+                "train": str(world / "data"),
+                "val": str(world / "data"),
+                "image-size": 28,
+                "batch-size": 8,
+                "device": "cpu",
+                "k": 3,
+            }
+        },
+    } | changes
     path.write_text(yaml.safe_dump(spec))
     return path
 
@@ -68,8 +83,12 @@ def test_a_two_entry_sweep_makes_two_runs_and_one_table(world, tmp_path):
     # compare on its own gives the same rows; a changed variant is refused, not continued.
     table = _invoke("compare", out / "full", out / "token-only", "--csv", tmp_path / "t.csv")
     assert table.exit_code == 0 and len(list(csv.DictReader((tmp_path / "t.csv").open()))) == 2
-    changed = _sweep_file(world, tmp_path / "changed.yaml", out,
-                          train=TRAIN | {"cache": str(world / "cache"), "lr": 1e-3})  # fmt: skip
+    changed = _sweep_file(
+        world,
+        tmp_path / "changed.yaml",
+        out,
+        train=TRAIN | {"cache": str(world / "cache"), "lr": 1e-3},
+    )
     refused = _invoke("sweep", changed, "--only", "full")
     assert refused.exit_code == 1
     assert "trained with other options (lr: 0.002 → 0.001)" in refused.output
@@ -93,17 +112,21 @@ def test_print_commands_gives_the_cluster_lines(world, tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"variants": [{"name": "a", "lamda-fea": 0}]},
-         "variant a: 'lamda-fea' is not an option of `proteus train`"),
+        (
+            {"variants": [{"name": "a", "lamda-fea": 0}]},
+            "variant a: 'lamda-fea' is not an option of `proteus train`",
+        ),
         ({"variants": [{"name": "a"}, {"name": "a"}]}, "variant 2: needs a unique name"),
         ({"variants": [{"name": "a", "hint": [61]}]}, "quote each pair"),
         ({"variants": [{"name": "a", "out": "x"}]}, "(the sweep sets it)"),
-        ({"variants": [{"name": "a", "batch-size": 0}]},
-         "variant a: Invalid value for '--batch-size'"),
+        (
+            {"variants": [{"name": "a", "batch-size": 0}]},
+            "variant a: Invalid value for '--batch-size'",
+        ),
         ({"evaluate": {"probe": {}}}, "evaluate: unknown ['probe']"),
         ({"color": 1}, "unknown keys ['color']"),
     ],
-)  # fmt: skip
+)
 def test_bad_sweep_files_are_refused_before_anything_runs(world, tmp_path, change, message):
     out = tmp_path / "runs"
     config = _sweep_file(world, tmp_path / "s.yaml", out, **change)
@@ -120,8 +143,12 @@ def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path):
 def test_a_failing_variant_does_not_stop_the_others(world, tmp_path):
     out = tmp_path / "runs"
     variants = [{"name": "broken", "hint": ["0:7"]}, {"name": "fine"}]  # no layer_7 cached
-    evaluate = {"agreement": [{"cache": str(world / "cache"), "device": "cpu"},
-                              {"cache": str(world / "cache"), "max-views": 2}]}  # fmt: skip
+    evaluate = {
+        "agreement": [
+            {"cache": str(world / "cache"), "device": "cpu"},
+            {"cache": str(world / "cache"), "max-views": 2},
+        ]
+    }
     config = _sweep_file(world, tmp_path / "s.yaml", out, variants=variants, evaluate=evaluate)
     printed = _invoke("sweep", config, "--print-commands").output.splitlines()
     assert sum(line.startswith("proteus eval agreement") for line in printed) == 4

@@ -16,8 +16,15 @@ def _touch(path, data=b"x"):
 
 
 def test_imagefolder_labels_follow_sorted_class_names(tmp_path):
-    for rel in ["dog/b.jpg", "cat/z.png", "cat/a.JPEG", "dog/sub/c.jpg", "cat/notes.txt",
-                "cat/.hidden.jpg", "empty_class/readme.md"]:  # fmt: skip
+    for rel in [
+        "dog/b.jpg",
+        "cat/z.png",
+        "cat/a.JPEG",
+        "dog/sub/c.jpg",
+        "cat/notes.txt",
+        "cat/.hidden.jpg",
+        "empty_class/readme.md",
+    ]:
         _touch(tmp_path / rel)
     images = scan_images(tmp_path)
     assert images.kind == "imagefolder" and images.classes == ("cat", "dog")

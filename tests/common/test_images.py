@@ -16,11 +16,14 @@ from proteus.common.views import ViewTable
 
 def _whole(h: int, w: int) -> ViewTable:
     return ViewTable(
-        image=np.zeros(1, np.int64), view=np.zeros(1, np.int32),
-        crop=np.array([[0, 0, h, w]], np.int32), flip=np.zeros(1, bool),
-        color=np.array([[1, 1, 1, 0]], np.float32), grayscale=np.zeros(1, bool),
+        image=np.zeros(1, np.int64),
+        view=np.zeros(1, np.int32),
+        crop=np.array([[0, 0, h, w]], np.int32),
+        flip=np.zeros(1, bool),
+        color=np.array([[1, 1, 1, 0]], np.float32),
+        grayscale=np.zeros(1, bool),
         erase=np.zeros((1, 4), np.int32),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")

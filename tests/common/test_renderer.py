@@ -41,17 +41,21 @@ def renderer() -> Renderer:
 
 def _view(crop, flip=False, color=(1, 1, 1, 0), gray=False, erase=(0, 0, 0, 0)) -> ViewTable:
     return ViewTable(
-        image=np.zeros(1, np.int64), view=np.zeros(1, np.int32),
-        crop=np.array([crop], np.int32), flip=np.array([flip]),
-        color=np.array([color], np.float32), grayscale=np.array([gray]),
+        image=np.zeros(1, np.int64),
+        view=np.zeros(1, np.int32),
+        crop=np.array([crop], np.int32),
+        flip=np.array([flip]),
+        color=np.array([color], np.float32),
+        grayscale=np.array([gray]),
         erase=np.array([erase], np.int32),
-    )  # fmt: skip
+    )
 
 
 def test_replay_is_byte_identical_across_calls_renderers_and_batches(photo, renderer):
     encoded = [_encode(photo), _encode(photo[::-1].copy(), "JPEG")]
-    views = sample_views(AugPolicy(erase_prob=0.5), 3, np.arange(2), np.array([[48, 64]] * 2),
-                         4, 32)  # fmt: skip
+    views = sample_views(
+        AugPolicy(erase_prob=0.5), 3, np.arange(2), np.array([[48, 64]] * 2), 4, 32
+    )
     batch = [encoded[i] for i in views.image]
     first = renderer.render(batch, views)
     assert first.shape == (8, 3, 32, 32) and first.dtype == torch.float32
@@ -109,8 +113,9 @@ def test_any_png_becomes_three_channels(renderer, array, mode):
 
 
 def test_batch_larger_than_configured_is_refused(photo, renderer):
-    views = sample_views(NO_AUGMENTATION, 0, np.zeros(17, np.int64), np.array([[48, 64]] * 17),
-                         1, 32)  # fmt: skip
+    views = sample_views(
+        NO_AUGMENTATION, 0, np.zeros(17, np.int64), np.array([[48, 64]] * 17), 1, 32
+    )
     with pytest.raises(ValueError, match=r"1\.\.16"):
         renderer.render([_encode(photo)] * 17, views)
 

@@ -11,10 +11,17 @@ from proteus.common.students import build_student, get_student_spec, list_studen
 
 @pytest.mark.parametrize(
     "name, dim, depth, patch",
-    [("vit_ti14", 192, 12, 14), ("vit_s14", 384, 12, 14), ("vit_b14", 768, 12, 14),
-     ("vit_l14", 1024, 24, 14), ("vit_ti16", 192, 12, 16), ("vit_s16", 384, 12, 16),
-     ("vit_b16", 768, 12, 16), ("vit_l16", 1024, 24, 16)],
-)  # fmt: skip
+    [
+        ("vit_ti14", 192, 12, 14),
+        ("vit_s14", 384, 12, 14),
+        ("vit_b14", 768, 12, 14),
+        ("vit_l14", 1024, 24, 14),
+        ("vit_ti16", 192, 12, 16),
+        ("vit_s16", 384, 12, 16),
+        ("vit_b16", 768, 12, 16),
+        ("vit_l16", 1024, 24, 16),
+    ],
+)
 def test_shipped_students_have_their_shapes(name, dim, depth, patch):
     with torch.device("meta"):  # shapes only: no memory, no init cost
         student = build_student(name, 224)
@@ -42,8 +49,9 @@ def test_mask_token_replaces_masked_patch_embeddings():
     torch.testing.assert_close(out["cls"], manual[:, 0])
     # An all-False mask is the clean pass; the unmasked sample is unchanged by the other's mask.
     clean = student(x)
-    torch.testing.assert_close(student(x, mask=torch.zeros(2, 4, dtype=torch.bool))["cls"],
-                               clean["cls"])  # fmt: skip
+    torch.testing.assert_close(
+        student(x, mask=torch.zeros(2, 4, dtype=torch.bool))["cls"], clean["cls"]
+    )
     torch.testing.assert_close(out["cls"][1], clean["cls"][1])
     assert not torch.allclose(out["cls"][0], clean["cls"][0])
 

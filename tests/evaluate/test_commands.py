@@ -47,8 +47,19 @@ def _splits(world):
 
 def test_knn_for_teacher_student_and_random_baseline(world, tmp_path):
     # The real offline teacher sees the colour that separates the classes.
-    out = _ok(["eval", "knn", "--teacher", "effnet_lite0", "--image-size", 64, *_splits(world),
-               "--json", tmp_path / "t.json"])  # fmt: skip
+    out = _ok(
+        [
+            "eval",
+            "knn",
+            "--teacher",
+            "effnet_lite0",
+            "--image-size",
+            64,
+            *_splits(world),
+            "--json",
+            tmp_path / "t.json",
+        ]
+    )
     assert "teacher effnet_lite0: kNN top-1" in out
     result = json.loads((tmp_path / "t.json").read_text())
     assert result["top1"] > 0.6 and result["val_images"] == 9 and result["k"] == 20
@@ -58,14 +69,33 @@ def test_knn_for_teacher_student_and_random_baseline(world, tmp_path):
         # The reference recipe evaluates the raw student, not its EMA.
         assert "student tiny_vit14 (raw): kNN top-1" in out
     assert "(ema)" in _ok(["eval", "knn", "--checkpoint", run, "--ema", *_splits(world)])
-    out = _ok(["eval", "knn", "--student", "tiny_vit14", "--random-init", "--image-size", 28,
-               *_splits(world)])  # fmt: skip
+    out = _ok(
+        [
+            "eval",
+            "knn",
+            "--student",
+            "tiny_vit14",
+            "--random-init",
+            "--image-size",
+            28,
+            *_splits(world),
+        ]
+    )
     assert "random tiny_vit14" in out
 
 
 def test_linear_probe(world, tmp_path):
-    out = _ok(["eval", "linear", "--checkpoint", world / "run", *_splits(world), "--json",
-               tmp_path / "l.json"])  # fmt: skip
+    out = _ok(
+        [
+            "eval",
+            "linear",
+            "--checkpoint",
+            world / "run",
+            *_splits(world),
+            "--json",
+            tmp_path / "l.json",
+        ]
+    )
     assert "linear top-1" in out and "on cls_mean_patch" in out
     result = json.loads((tmp_path / "l.json").read_text())
     assert 0 <= result["top1"] <= 1 and result["features"] in ("cls", "cls_mean_patch")
@@ -122,8 +152,20 @@ def test_dinov2_protocol_features_are_the_normed_class_tokens_of_the_last_blocks
 
 
 def test_agreement_on_held_out_views(world, tmp_path):
-    out = _ok(["eval", "agreement", "--checkpoint", world / "run", "--cache", world / "valcache",
-               "--device", "cpu", "--json", tmp_path / "a.json"])  # fmt: skip
+    out = _ok(
+        [
+            "eval",
+            "agreement",
+            "--checkpoint",
+            world / "run",
+            "--cache",
+            world / "valcache",
+            "--device",
+            "cpu",
+            "--json",
+            tmp_path / "a.json",
+        ]
+    )
     result = json.loads((tmp_path / "a.json").read_text())
     for name in ("token", "fea", "patch"):
         assert -1 <= result[f"{name}_cosine"] <= 1 and result[f"{name}_mse"] >= 0
@@ -134,8 +176,18 @@ def test_agreement_on_held_out_views(world, tmp_path):
 def test_agreement_refuses_another_teachers_cache(world, tmp_path):
     other = imagegen.save_teacher_weights("tiny_dinov2", tmp_path / "o.safetensors", seed=3)
     extract(world / "val", tmp_path / "other", other, views=1)
-    out = _error(["eval", "agreement", "--checkpoint", world / "run", "--cache",
-                  tmp_path / "other", "--device", "cpu"])  # fmt: skip
+    out = _error(
+        [
+            "eval",
+            "agreement",
+            "--checkpoint",
+            world / "run",
+            "--cache",
+            tmp_path / "other",
+            "--device",
+            "cpu",
+        ]
+    )
     assert "another teacher" in out
 
 
@@ -164,17 +216,34 @@ def test_viz_writes_pngs(world, tmp_path):
 
 
 def test_one_line_errors(world, tmp_path):
-    assert "no checkpoint there" in _error(["eval", "knn", "--checkpoint", tmp_path / "none",
-                                            *_splits(world)])  # fmt: skip
-    assert "--train" in _error(["eval", "knn", "--teacher", "tiny_dinov2", "--weights",
-                                world / "w.safetensors", "--image-size", 28, "--train",
-                                tmp_path / "nope", "--val", world / "val"])  # fmt: skip
+    assert "no checkpoint there" in _error(
+        ["eval", "knn", "--checkpoint", tmp_path / "none", *_splits(world)]
+    )
+    assert "--train" in _error(
+        [
+            "eval",
+            "knn",
+            "--teacher",
+            "tiny_dinov2",
+            "--weights",
+            world / "w.safetensors",
+            "--image-size",
+            28,
+            "--train",
+            tmp_path / "nope",
+            "--val",
+            world / "val",
+        ]
+    )
     assert "choose one feature source" in _error(["eval", "knn", *_splits(world)])
-    assert "needs --random-init" in _error(["eval", "knn", "--student", "tiny_vit14",
-                                            *_splits(world)])  # fmt: skip
-    assert "no checkpoint there" in _error(["export", "--checkpoint", tmp_path / "x", "--out",
-                                            tmp_path / "e"])  # fmt: skip
+    assert "needs --random-init" in _error(
+        ["eval", "knn", "--student", "tiny_vit14", *_splits(world)]
+    )
+    assert "no checkpoint there" in _error(
+        ["export", "--checkpoint", tmp_path / "x", "--out", tmp_path / "e"]
+    )
     flat = tmp_path / "flat"
     imagegen.save(imagegen.photo(30, 30, 0), flat / "a.jpg")
-    assert "needs labels" in _error(["eval", "knn", "--checkpoint", world / "run",
-                                             "--train", flat, "--val", world / "val"])  # fmt: skip
+    assert "needs labels" in _error(
+        ["eval", "knn", "--checkpoint", world / "run", "--train", flat, "--val", world / "val"]
+    )

@@ -34,8 +34,9 @@ def messy_folder(tmp_path):
     return root
 
 
-def test_bad_files_are_skipped_with_reasons_and_the_rest_extracted(messy_folder, tiny_weights,
-                                                                   tmp_path):  # fmt: skip
+def test_bad_files_are_skipped_with_reasons_and_the_rest_extracted(
+    messy_folder, tiny_weights, tmp_path
+):
     m = extract(messy_folder, tmp_path / "c", tiny_weights, views=2)
     reasons = {item["path"]: (item["stage"], item["reason"]) for item in m.skipped}
     assert reasons.keys() == {"truncated.jpg", "zero.jpg", "text.png"}
@@ -82,8 +83,9 @@ def test_missing_data(tmp_path, tiny_weights):
 
 def test_empty_data_folder(tmp_path, tiny_weights):
     (tmp_path / "empty").mkdir()
-    assert "no images found" in _one_line_error(cli_args(tmp_path / "empty", tmp_path / "c",
-                                                         tiny_weights))  # fmt: skip
+    assert "no images found" in _one_line_error(
+        cli_args(tmp_path / "empty", tmp_path / "c", tiny_weights)
+    )
 
 
 def test_unwritable_output(image_folder, tmp_path, tiny_weights):
@@ -129,17 +131,28 @@ def test_layer_out_of_range(image_folder, tmp_path, tiny_weights):
 
 @pytest.mark.parametrize(
     "aug, message",
-    [("flip=0", "expected NAME=VALUE"), ("flip_prob=2", "a probability is in [0, 1]"),
-     ("crop_scale=0.5", "takes two numbers"), ("erase_prob=x", "takes one number")],
-)  # fmt: skip
+    [
+        ("flip=0", "expected NAME=VALUE"),
+        ("flip_prob=2", "a probability is in [0, 1]"),
+        ("crop_scale=0.5", "takes two numbers"),
+        ("erase_prob=x", "takes one number"),
+    ],
+)
 def test_bad_aug_settings(image_folder, tmp_path, tiny_weights, aug, message):
     args = cli_args(image_folder, tmp_path / "c", tiny_weights, "--aug", aug)
     assert message in _one_line_error(args)
 
 
 def test_cli_summary_and_aug_settings(image_folder, tmp_path, tiny_weights):
-    args = cli_args(image_folder, tmp_path / "c", tiny_weights, "--aug", "erase_prob=0",
-                    "--aug", "crop_scale=0.5,1")  # fmt: skip
+    args = cli_args(
+        image_folder,
+        tmp_path / "c",
+        tiny_weights,
+        "--aug",
+        "erase_prob=0",
+        "--aug",
+        "crop_scale=0.5,1",
+    )
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "sealed" in result.output and "18 recorded" in result.output

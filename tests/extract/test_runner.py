@@ -31,8 +31,12 @@ def cache(image_folder, tiny_weights, tmp_path):
 def test_manifest_tables_and_targets(cache, image_folder, tiny_weights):
     m = read_manifest(cache)
     assert m.state == "sealed" and m.format_version == 1
-    assert (m.teacher, m.teacher_family, m.image_size, m.patch_size) == ("tiny_dinov2", "dinov2",
-                                                                         28, 14)  # fmt: skip
+    assert (m.teacher, m.teacher_family, m.image_size, m.patch_size) == (
+        "tiny_dinov2",
+        "dinov2",
+        28,
+        14,
+    )
     teacher = build_teacher("tiny_dinov2", weights=tiny_weights)
     assert m.weights_sha256 == teacher.weights_sha256() and len(m.weights_sha256) == 64
     assert m.targets == {"cls": [32], "patch": [4, 32], "layer_1": [5, 32]}
@@ -48,8 +52,9 @@ def test_manifest_tables_and_targets(cache, image_folder, tiny_weights):
     assert (images.status == STATUS_OK).all()
     assert (images.height[0], images.width[0]) == (40, 56)
     views = read_view_table(root)
-    expected = sample_views(AugPolicy(), 0, np.arange(6), np.stack([images.height,
-                            images.width], 1), 3, 28)  # fmt: skip
+    expected = sample_views(
+        AugPolicy(), 0, np.arange(6), np.stack([images.height, images.width], 1), 3, 28
+    )
     for name, column in expected.columns().items():
         np.testing.assert_array_equal(getattr(views, name), column)
     patch = root["targets/patch"]
@@ -72,8 +77,11 @@ def test_stored_targets_match_a_fresh_render_and_teacher(cache, tiny_weights):
     assert (views.ra_op >= 0).any()
     encoded = [c.encoded(i) for i in views.image]
     out = teacher(renderer.render(encoded, views))
-    for name, fresh in (("cls", out["cls"]), ("patch", out["patch"]),
-                        ("layer_1", out["layers"][1])):  # fmt: skip
+    for name, fresh in (
+        ("cls", out["cls"]),
+        ("patch", out["patch"]),
+        ("layer_1", out["layers"][1]),
+    ):
         stored = torch.from_numpy(c.read(name, ids).astype(np.float32))
         torch.testing.assert_close(stored, fresh, rtol=1e-3, atol=2e-3)
 
@@ -96,11 +104,17 @@ def test_sealed_cache_is_read_only_and_rerun_does_nothing(cache, image_folder, t
 
 @pytest.mark.parametrize(
     "change, key",
-    [({"seed": 1}, "seed"), ({"views": 2}, "views_per_image"), ({"layers": ()}, "layers"),
-     ({"policy": AugPolicy(erase_prob=0)}, "policy"), ({"dtype": "float32"}, "dtype")],
-)  # fmt: skip
-def test_other_options_into_an_existing_cache_are_refused(cache, image_folder, tiny_weights,
-                                                          change, key):  # fmt: skip
+    [
+        ({"seed": 1}, "seed"),
+        ({"views": 2}, "views_per_image"),
+        ({"layers": ()}, "layers"),
+        ({"policy": AugPolicy(erase_prob=0)}, "policy"),
+        ({"dtype": "float32"}, "dtype"),
+    ],
+)
+def test_other_options_into_an_existing_cache_are_refused(
+    cache, image_folder, tiny_weights, change, key
+):
     before = target_bytes(cache)
     with pytest.raises(ProteusError, match=f"other options.*{key}: cache has"):
         extract(image_folder, cache, tiny_weights, **change)
@@ -122,8 +136,15 @@ def test_other_weights_or_data_are_refused(cache, image_folder, tiny_weights, tm
 def test_no_augmentation_and_float32(image_folder, tiny_weights, tmp_path):
     from proteus.common.views import NO_AUGMENTATION
 
-    m = extract(image_folder, tmp_path / "c", tiny_weights, policy=NO_AUGMENTATION, views=1,
-                dtype="float32", layers=())  # fmt: skip
+    m = extract(
+        image_folder,
+        tmp_path / "c",
+        tiny_weights,
+        policy=NO_AUGMENTATION,
+        views=1,
+        dtype="float32",
+        layers=(),
+    )
     assert m.targets.keys() == {"cls", "patch"}
     c = Cache(tmp_path / "c")
     assert c.read("cls", np.arange(6)).dtype == np.float32
@@ -192,12 +213,16 @@ def test_read_rejects_unknown_targets(cache):
         Cache(cache).read("layer_7", np.array([0]))
 
 
-def test_batch_size_does_not_change_which_views_get_which_targets(image_folder, tiny_weights,
-                                                                  tmp_path):  # fmt: skip
+def test_batch_size_does_not_change_which_views_get_which_targets(
+    image_folder, tiny_weights, tmp_path
+):
     a = extract(image_folder, tmp_path / "a", tiny_weights, batch_size=5)
     b = extract(image_folder, tmp_path / "b", tiny_weights, batch_size=2)
     assert a.identity() == b.identity()
     ca, cb = Cache(tmp_path / "a"), Cache(tmp_path / "b")
     ids = np.arange(18)
-    np.testing.assert_allclose(ca.read("patch", ids).astype(np.float32),
-                               cb.read("patch", ids).astype(np.float32), atol=2e-3)  # fmt: skip
+    np.testing.assert_allclose(
+        ca.read("patch", ids).astype(np.float32),
+        cb.read("patch", ids).astype(np.float32),
+        atol=2e-3,
+    )

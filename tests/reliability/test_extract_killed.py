@@ -45,8 +45,12 @@ def reference(workdir) -> dict[str, bytes]:
 
 def _start(workdir: Path, out: Path) -> subprocess.Popen:
     args = cli_args(workdir / "data", out, workdir / "w.safetensors", "--shard-views", "2")
-    return subprocess.Popen([sys.executable, "-m", "proteus", *args], env=cli_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "proteus", *args],
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> bool:
@@ -88,8 +92,9 @@ def test_sigkill_then_rerun_equals_uninterrupted(workdir, reference, point, tmp_
     }[point]
     assert _kill_when(_start(workdir, out), ready), "finished before the kill point"
     assert _state(out) != "sealed"
-    rerun = run_cli(*cli_args(workdir / "data", out, workdir / "w.safetensors",
-                              "--shard-views", "2"))  # fmt: skip
+    rerun = run_cli(
+        *cli_args(workdir / "data", out, workdir / "w.safetensors", "--shard-views", "2")
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert _state(out) == "sealed" and verify_cache(out) == []
     assert target_bytes(out) == reference
@@ -99,8 +104,17 @@ def test_sigkill_then_rerun_equals_uninterrupted(workdir, reference, point, tmp_
 def test_two_processes_under_torchrun_equal_one(workdir, reference, tmp_path):
     out = tmp_path / "cache"
     args = cli_args(workdir / "data", out, workdir / "w.safetensors", "--shard-views", "2")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc_per_node", "2", "-m", "proteus", *args]  # fmt: skip
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "proteus",
+        *args,
+    ]
     run = subprocess.run(torchrun, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert verify_cache(out) == [] and target_bytes(out) == reference
@@ -121,8 +135,9 @@ def test_a_copy_of_a_sealed_cache_verifies(workdir, reference, tmp_path):
     ["render:5", "shard-write:5", "seal:1"],
     ids=["while-rendering", "mid-shard-write", "while-sealing"],
 )
-def test_killed_at_a_named_point_then_rerun_equals_uninterrupted(workdir, reference, fault,
-                                                                 tmp_path):  # fmt: skip
+def test_killed_at_a_named_point_then_rerun_equals_uninterrupted(
+    workdir, reference, fault, tmp_path
+):
     out = tmp_path / "cache"
     args = cli_args(workdir / "data", out, workdir / "w.safetensors", "--shard-views", "2")
     killed = run_cli(*args, env_extra={"PROTEUS_FAULT": fault})

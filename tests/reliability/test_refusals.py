@@ -47,9 +47,13 @@ def _snapshot(folder) -> dict[str, float]:
 
 @pytest.mark.parametrize(
     "extra, key",
-    [(("--teacher", "tiny_dinov2_reg"), "teacher"), (("--aug", "flip_prob=0"), "policy"),
-     (("--seed", "3"), "seed"), (("--image-size", "42"), "image_size")],
-)  # fmt: skip
+    [
+        (("--teacher", "tiny_dinov2_reg"), "teacher"),
+        (("--aug", "flip_prob=0"), "policy"),
+        (("--seed", "3"), "seed"),
+        (("--image-size", "42"), "image_size"),
+    ],
+)
 def test_extract_into_a_cache_made_differently(world, extra, key):
     before = _snapshot(world / "cache")
     args = cli_args(world / "data", world / "cache", world / "w.safetensors", "--views", "2")
@@ -113,10 +117,18 @@ def test_a_checkpoint_that_would_run_code_is_refused(world, tmp_path, command):
     torch.save(state, run / "checkpoint.pt")
     args = {
         "export": ["export", "--checkpoint", str(run), "--out", str(tmp_path / "e")],
-        "eval-knn": ["eval", "knn", "--checkpoint", str(run), "--train", str(world / "data"),
-                     "--val", str(world / "data")],
+        "eval-knn": [
+            "eval",
+            "knn",
+            "--checkpoint",
+            str(run),
+            "--train",
+            str(world / "data"),
+            "--val",
+            str(world / "data"),
+        ],
         "resume": train_args(world / "cache", run, "--resume"),
-    }[command]  # fmt: skip
+    }[command]
     _refused(run_cli(*args), "only tensors and plain values are accepted")
     assert not marker.exists()
 
@@ -132,15 +144,28 @@ def test_weights_that_would_run_code_are_refused(world, tmp_path):
 def test_two_trainings_and_a_verify_share_one_cache(world, tmp_path):
     before = target_bytes(world / "cache")
     procs = [
-        subprocess.Popen([sys.executable, "-m", "proteus", *train_args(world / "cache",
-                          tmp_path / f"run{i}", "--seed", str(i))], env=cli_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "proteus",
+                *train_args(world / "cache", tmp_path / f"run{i}", "--seed", str(i)),
+            ],
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ] + [
-        subprocess.Popen([sys.executable, "-m", "proteus", "cache", "verify",
-                          str(world / "cache")], env=cli_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    ]  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-m", "proteus", "cache", "verify", str(world / "cache")],
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]

@@ -41,8 +41,12 @@ def _safe_log(run):
 def test_sigkill_mid_epoch_then_resume(world, tmp_path):
     out = tmp_path / "killed"
     args = train_args(world / "cache", out, "--checkpoint-every", "4")
-    proc = subprocess.Popen([sys.executable, "-m", "proteus", *args], env=cli_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proteus", *args],
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if len(_safe_log(out)) >= 5:  # step 4's checkpoint exists; mid-epoch 2 (3 steps/epoch)

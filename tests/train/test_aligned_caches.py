@@ -47,11 +47,17 @@ def test_views_from_refuses_other_data_and_sizes(world, tmp_path):
     with pytest.raises(ProteusError, match="not the images --views-from"):
         extract(other, tmp_path / "c", world / "dino.safetensors", views_from=world / "a")
     with pytest.raises(ProteusError, match=r"--image-size 56.*same size"):
-        extract(world / "data", tmp_path / "d", world / "dino.safetensors", image_size=56,
-                views_from=world / "a")  # fmt: skip
+        extract(
+            world / "data",
+            tmp_path / "d",
+            world / "dino.safetensors",
+            image_size=56,
+            views_from=world / "a",
+        )
     with pytest.raises(ProteusError, match=r"--views-from .*no such folder"):
-        extract(world / "data", tmp_path / "e", world / "dino.safetensors",
-                views_from=tmp_path / "none")  # fmt: skip
+        extract(
+            world / "data", tmp_path / "e", world / "dino.safetensors", views_from=tmp_path / "none"
+        )
     args = cli_args(world / "data", tmp_path / "f", world / "dino.safetensors")
     result = run_cli(*args, "--views-from", str(world / "a"), "--seed", "3")
     assert result.returncode == 2 and "drop --views, --seed" in result.stderr
@@ -76,8 +82,15 @@ def test_two_aligned_caches_train_together(world, tmp_path):
 
 
 def test_misaligned_caches_are_refused(world, tmp_path):
-    extract(world / "data", tmp_path / "c", world / "clip.safetensors", teacher="tiny_clip",
-            views=2, seed=6, layers=())  # fmt: skip
+    extract(
+        world / "data",
+        tmp_path / "c",
+        world / "clip.safetensors",
+        teacher="tiny_clip",
+        views=2,
+        seed=6,
+        layers=(),
+    )
     with pytest.raises(ProteusError, match=r"not aligned \(seed: 5 vs 6\).*--views-from"):
         train((world / "a", tmp_path / "c"), tmp_path / "run")
     result = run_cli(*train_args(world / "a", tmp_path / "r2", "--cache", str(tmp_path / "c")))
@@ -95,8 +108,17 @@ def test_two_teachers_with_a_hint_under_ddp_follow_one_process(world, tmp_path):
     one = run_cli(*train_args(world / "a", tmp_path / "one", *extra))
     assert one.returncode == 0, one.stderr
     args = train_args(world / "a", tmp_path / "two", *extra, "--batch-size", "2")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc_per_node", "2", "-m", "proteus", *args]  # fmt: skip
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "proteus",
+        *args,
+    ]
     two = subprocess.run(torchrun, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     logs = {run: read_log(tmp_path / run) for run in ("one", "two")}

@@ -48,8 +48,11 @@ def test_a_hint_adds_exactly_its_term():
     images = torch.randn(3, 3, 28, 28)
     masks = torch.zeros(2, 4, dtype=torch.bool)
     masks[:, :2] = True
-    targets = {"cls": torch.randn(3, DT), "patch": torch.randn(3, 4, DT),
-               "layer_3": torch.randn(3, 5, DL)}  # fmt: skip
+    targets = {
+        "cls": torch.randn(3, DT),
+        "patch": torch.randn(3, 4, DT),
+        "layer_3": torch.randn(3, 5, DL),
+    }
     base = plain(images, masks, [targets])
     with_hint = hinted(images, masks, [targets])
 
@@ -89,13 +92,19 @@ def test_training_with_hints_logs_and_keeps_their_heads(cache, tmp_path):
     assert set(trained.heads[0].hint_heads) == {"block0_layer1", "block1_layer0"}
     # Resuming with other hints is refused: the objective would change mid-run.
     with pytest.raises(ProteusError, match="hints"):
-        train(cache, tmp_path / "run", max_steps=8, hints=hints[:1], lambda_hint=0.5,
-              resume=True)  # fmt: skip
+        train(cache, tmp_path / "run", max_steps=8, hints=hints[:1], lambda_hint=0.5, resume=True)
 
 
 def test_hints_alone_can_train(cache, tmp_path):
-    train(cache, tmp_path / "run", max_steps=2, hints=(Hint(1, 1),), lambda_token=0.0,
-          lambda_fea=0.0, lambda_patch=0.0)  # fmt: skip
+    train(
+        cache,
+        tmp_path / "run",
+        max_steps=2,
+        hints=(Hint(1, 1),),
+        lambda_token=0.0,
+        lambda_fea=0.0,
+        lambda_patch=0.0,
+    )
     record = read_log(tmp_path / "run")[-1]
     assert record["loss"] == pytest.approx(record["loss_hint"]) and "loss_token" not in record
 

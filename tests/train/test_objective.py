@@ -65,8 +65,12 @@ def test_losses_equal_the_formula(case):
     patch = ((patch_pred[m] - tp[:NM][m]) ** 2).mean()  # only the 5 masked tokens count
     total = 0.7 * token + 1.3 * fea + 2.0 * patch
 
-    for name, want in (("loss_token", token), ("loss_fea", fea), ("loss_patch", patch),
-                       ("loss", total)):  # fmt: skip
+    for name, want in (
+        ("loss_token", token),
+        ("loss_fea", fea),
+        ("loss_patch", patch),
+        ("loss", total),
+    ):
         assert got[name].item() == pytest.approx(want, rel=1e-5), name
 
 

@@ -39,10 +39,18 @@ def test_thirty_steps_lower_the_loss_and_write_the_run_folder(world, tmp_path):
     assert len(losses) == 30 and result.steps == 30
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
     record = read_log(tmp_path / "run")[0]
-    assert {"step", "loss", "loss_token", "loss_fea", "loss_patch", "lr",
-            "images_per_s"} <= record.keys()  # fmt: skip
-    assert record["loss"] == pytest.approx(record["loss_token"] + record["loss_fea"]
-                                           + record["loss_patch"], rel=1e-5)  # fmt: skip
+    assert {
+        "step",
+        "loss",
+        "loss_token",
+        "loss_fea",
+        "loss_patch",
+        "lr",
+        "images_per_s",
+    } <= record.keys()
+    assert record["loss"] == pytest.approx(
+        record["loss_token"] + record["loss_fea"] + record["loss_patch"], rel=1e-5
+    )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["lr"] == 2e-3 and config["lambdas"] == {
         "token": 1.0,
@@ -124,9 +132,20 @@ def _train_then_signal(world, out, after_steps: int):
 def test_two_processes_follow_one(world, tmp_path):
     one = run_cli(*train_args(world / "cache", tmp_path / "one", "--max-steps", "6"))
     assert one.returncode == 0, one.stderr
+    # stderr is a pipe here, as in a SLURM log: plain progress lines, no bar redraws.
+    assert "\r" not in one.stderr and "train: 6/6 step (100%)" in one.stderr
     args = train_args(world / "cache", tmp_path / "two", "--max-steps", "6", "--batch-size", "2")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc_per_node", "2", "-m", "proteus", *args]  # fmt: skip
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "proteus",
+        *args,
+    ]
     two = subprocess.run(torchrun, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     config = json.loads((tmp_path / "two" / "config.json").read_text())

@@ -47,8 +47,7 @@ def test_training_on_a_subset_records_it(tmp_path):
     data = imagegen.image_folder(tmp_path / "data", classes=3, per_class=4)
     weights = imagegen.save_teacher_weights("tiny_dinov2", tmp_path / "w.safetensors")
     extract(data, tmp_path / "cache", weights, views=2)
-    train(tmp_path / "cache", tmp_path / "run", max_steps=2, subset_classes=2,
-          subset_per_class=3)  # fmt: skip
+    train(tmp_path / "cache", tmp_path / "run", max_steps=2, subset_classes=2, subset_per_class=3)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["images"] == 6 and len(config["subset"]["classes"]) == 2
     assert config["config"]["subset_classes"] == 2 and config["steps_per_epoch"] == 1

@@ -45,8 +45,10 @@ def test_int8_per_token_scale_bounds_and_outliers():
     # One scale per tensor would crush the ordinary tokens next to the outliers.
     per_tensor = torch.round(x / (x.abs().max() / 127)) * (x.abs().max() / 127)
     ordinary = [i for i in range(17) if i != 3]
-    assert _rel_mse(y[:, ordinary], x[:, ordinary]) < _rel_mse(per_tensor[:, ordinary],
-                                                               x[:, ordinary]) / 10  # fmt: skip
+    assert (
+        _rel_mse(y[:, ordinary], x[:, ordinary])
+        < _rel_mse(per_tensor[:, ordinary], x[:, ordinary]) / 10
+    )
     assert codec.bytes_per_view() == 17 * 48 + 17 * 2
 
 

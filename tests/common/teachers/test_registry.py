@@ -11,10 +11,20 @@ from proteus.common.teachers import build_teacher, get_teacher_spec, list_teache
 from proteus.common.teachers.clip import clip_model_config
 
 SHIPPED = {
-    "dinov2_s", "dinov2_b", "dinov2_l", "dinov2_g",
-    "dinov2_s_reg", "dinov2_b_reg", "dinov2_l_reg", "dinov2_g_reg",
-    "clip_b16", "clip_l14", "synclr_b16", "synclr_l14", "effnet_lite0",
-}  # fmt: skip
+    "dinov2_s",
+    "dinov2_b",
+    "dinov2_l",
+    "dinov2_g",
+    "dinov2_s_reg",
+    "dinov2_b_reg",
+    "dinov2_l_reg",
+    "dinov2_g_reg",
+    "clip_b16",
+    "clip_l14",
+    "synclr_b16",
+    "synclr_l14",
+    "effnet_lite0",
+}
 
 
 def test_shipped_teachers_are_registered():

@@ -93,10 +93,15 @@ def test_vit_without_class_token_gets_a_mean_token_in_layers():
     spec = dataclasses.replace(
         get_teacher_spec("tiny_dinov2"),
         name="tiny_no_cls",
-        arch_kwargs={"embed_dim": 32, "depth": 2, "num_heads": 2, "class_token": False,
-                     "global_pool": "avg"},
+        arch_kwargs={
+            "embed_dim": 32,
+            "depth": 2,
+            "num_heads": 2,
+            "class_token": False,
+            "global_pool": "avg",
+        },
         depth=2,
-    )  # fmt: skip
+    )
     register_teacher(spec)
     out = build_teacher("tiny_no_cls", pretrained=False, layers=(0,))(torch.zeros(1, 3, 28, 28))
     assert out["patch"].shape == (1, 4, 32) and out["layers"][0].shape == (1, 5, 32)
