@@ -82,11 +82,11 @@ def synthetic_cache(
     "image"), for benchmarks that need the whole reader but no teacher. ``pca_k`` stores every
     target but cls as K PCA coefficients, as ``extract --pca K`` does (basis fitted on the
     random tokens themselves)."""
-    from proteus import __version__
     from proteus.common.cache.codec import TargetCodec, fit_pca
     from proteus.common.cache.layout import ImageTable
     from proteus.common.cache.manifest import CREATING, FORMAT_VERSION, Manifest
     from proteus.common.cache.reader import Cache
+    from proteus.common.version import __version__
     from proteus.common.views import AugPolicy, sample_views
     from proteus.extract.writer import CacheWriter
 

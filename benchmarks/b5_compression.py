@@ -104,7 +104,7 @@ def dinov2_g_shaped(views: int = 96, tokens: int = 257, dim: int = 1536) -> torc
 
 def agreement(root: Path, steps: int) -> list[dict]:
     from proteus.common.students import StudentSpec, register_student
-    from proteus.demo import write_digits
+    from proteus.demo_pipeline import write_digits
     from proteus.evaluate.agreement import run_agreement
     from proteus.extract.config import ExtractConfig
     from proteus.extract.runner import run_extract

@@ -41,7 +41,7 @@ def write_dataset(name: str, root: Path, size: int = 64) -> tuple[Path, Path]:
     train, test = root / "train", root / "test"
     if not (root / ".done").exists():
         if name == "digits":
-            from proteus.demo import write_digits
+            from proteus.demo_pipeline import write_digits
 
             write_digits(root, size)
             (root / "val").rename(test)

@@ -1,3 +1,9 @@
-"""proteus: distil vision foundation models into small ViTs from a teacher-feature cache."""
+"""proteus: distil vision foundation models into small ViTs from a teacher-feature cache.
 
-__version__ = "0.1.0"
+This package is the command line; the library (``proteus.common``, ``.extract``, ``.train``,
+``.evaluate``) never imports it.
+"""
+
+from proteus.common.version import __version__
+
+__all__ = ["__version__"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import click
 
-from proteus import __version__
 from proteus.commands.cache import cache
 from proteus.commands.compare import compare
 from proteus.commands.demo import demo
@@ -19,6 +18,7 @@ from proteus.commands.teachers import teachers
 from proteus.commands.train import train
 from proteus.commands.viz import viz
 from proteus.common.errors import ProteusError
+from proteus.common.version import __version__
 
 
 class ProteusGroup(click.Group):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from proteus import __version__
 from proteus.common.errors import ProteusError
+from proteus.common.version import __version__
 from proteus.evaluate.models import load_trained_student
 
 

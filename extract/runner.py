@@ -13,7 +13,6 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from proteus import __version__
 from proteus.common.cache.codec import STORAGE_KINDS, TargetCodec
 from proteus.common.cache.describe import summary_lines
 from proteus.common.cache.layout import (
@@ -53,6 +52,7 @@ from proteus.common.probe import probe_images
 from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer, dali_version
 from proteus.common.teachers import Teacher, build_teacher
+from proteus.common.version import __version__
 from proteus.common.views import AugPolicy, sample_views
 from proteus.extract.config import ExtractConfig
 from proteus.extract.encode import ShardBuffer, ShardEncoder, fit_bases, forward

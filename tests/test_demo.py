@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from proteus.app import main
-from proteus.demo import split_lists, write_digits
+from proteus.demo_pipeline import split_lists, write_digits
 
 
 def test_bundled_digits_are_written_as_a_labelled_split(tmp_path):

@@ -58,3 +58,37 @@ def test_wheel_installs_only_the_proteus_package(tmp_path):
         for source in (ROOT / folder).rglob("*.py"):
             assert f"{target}/{source.relative_to(ROOT / folder).as_posix()}" in names, source
     assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
+
+
+LIBRARY = ("common", "extract", "train", "evaluate")
+CLI_MODULES = {p.stem for p in (ROOT / "cli").glob("*.py")} - {"__init__", "__main__"}
+
+
+def test_the_library_never_imports_the_command_line():
+    """The CLI is a thin layer over the library; nothing below it may reach back up."""
+    import ast
+
+    cli = {f"proteus.{name}" for name in CLI_MODULES} | {"proteus.commands"}
+    offenders = []
+    for folder in LIBRARY:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                else:
+                    continue
+                if any(n == c or n.startswith(c + ".") for n in names for c in cli):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+                if isinstance(node, ast.ImportFrom) and node.module == "proteus":
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} (from proteus)")
+    assert not offenders, offenders
+
+
+def test_the_version_is_written_once():
+    from proteus import __version__
+    from proteus.common.version import __version__ as library_version
+
+    assert __version__ == library_version
+    assert '\nversion = "' not in (ROOT / "pyproject.toml").read_text()  # dynamic, read from there

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from proteus import __version__
 from proteus.common.cache.layout import STATUS_OK, ImageTable
 from proteus.common.cache.manifest import FORMAT_VERSION, Manifest, teacher_fields
 from proteus.common.dataset import ImageList, scan_images
@@ -31,6 +30,7 @@ from proteus.common.prefetch import prefetch
 from proteus.common.probe import probe_images
 from proteus.common.renderer import Renderer, RenderError, dali_version
 from proteus.common.teachers import Teacher, build_teacher
+from proteus.common.version import __version__
 from proteus.common.views import AugPolicy, view_records
 from proteus.train.sampler import ViewSampler
 

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from proteus import __version__
 from proteus.common.cache.alignment import check_aligned
 from proteus.common.cache.reader import Cache
 from proteus.common.distributed import (
@@ -36,6 +35,7 @@ from proteus.common.files import atomic_write_text
 from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.common.students import build_student, student_style
+from proteus.common.version import __version__
 from proteus.common.views import AugPolicy
 from proteus.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from proteus.train.config import TrainConfig

@@ -64,6 +64,6 @@ def demo(**kwargs) -> None:
 
     Prints the kNN top-1 of the teacher, the distilled student and a random-init student.
     """
-    from proteus.demo import DemoConfig, run_demo
+    from proteus.demo_pipeline import DemoConfig, run_demo
 
     run_demo(DemoConfig(**kwargs), echo=click.echo)

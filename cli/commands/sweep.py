@@ -44,8 +44,8 @@ def sweep(config: Path, print_commands: bool, nproc_per_node: int, only: tuple[s
     Every variant is checked before the first one trains. Re-running the sweep skips finished
     variants and resumes interrupted ones; a variant whose options changed is refused.
     """
-    from proteus.sweep import load_sweep, run_sweep
-    from proteus.sweep import print_commands as lines_of
+    from proteus.sweep_plan import load_sweep, run_sweep
+    from proteus.sweep_plan import print_commands as lines_of
 
     plan = load_sweep(config)
     if print_commands:
