@@ -142,6 +142,7 @@ class Bench:
         recipe: str = "proteus",
     ) -> dict:
         from proteus.train.config import TrainConfig
+        from proteus.train.run_folder import RunFolder
         from proteus.train.runner import run_train
 
         run = self.out / "runs" / name
@@ -163,7 +164,7 @@ class Bench:
             device="cpu",
             tensorboard=False,
             progress=False,
-            resume=(run / "checkpoint.pt").exists(),
+            resume=RunFolder(run).has_checkpoint(),
             render_threads=2,
         )
         train_started = time.perf_counter()
@@ -200,12 +201,9 @@ class Bench:
 
 
 def _finished(run: Path) -> bool:
-    from proteus.train.checkpoint import load_checkpoint
+    from proteus.train.run_folder import RunFolder
 
-    if not (run / "checkpoint.pt").exists():
-        return False
-    config = json.loads((run / "config.json").read_text())
-    return load_checkpoint(run, mmap=True)["step"] >= config["total_steps"]
+    return RunFolder(run).finished()
 
 
 def _bytes_per_image(cache: Path | None, views: int | None) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 
 from proteus.common.errors import ProteusError
 from proteus.common.views import AugPolicy
+from proteus.train.run_folder import RunFolder
 
 # Digits are 8×8 glyphs: ImageNet's views (8% crops, mirroring, RandAugment's inversions and
 # posterisation, erasing) mostly destroy them (docs/QUALITY.md measures that), so the demo
@@ -77,7 +78,7 @@ def run_demo(cfg: DemoConfig, echo=print) -> dict:
 
     echo(f"[2/4] train: {cfg.student} for {cfg.steps} steps, teacher not loaded")
     run = out / "run"
-    resume = (run / "checkpoint.pt").exists()
+    resume = RunFolder(run).has_checkpoint()
     # A small folder of the user's may hold fewer images than one batch.
     batch_size = min(cfg.batch_size, manifest.counts["usable_images"])
     run_train(

@@ -22,7 +22,6 @@ variants and resumes interrupted ones.
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import click
 
 from proteus.common.errors import Interrupted, ProteusError
 from proteus.options import HintPair
+from proteus.train.run_folder import RunFolder
 
 if TYPE_CHECKING:  # the config module imports torch; the sweep only needs the type here
     from proteus.train.config import TrainConfig
@@ -180,7 +180,7 @@ def run_sweep(sweep: Sweep, only: tuple[str, ...] = ()):
         except ProteusError as exc:  # this variant's problem: the others still run
             click.echo(f"Error: variant {variant.name}: {exc}", err=True)
             failed.append(f"{variant.name} ({exc})")
-    runs = [v.out for v in sweep.variants if (v.out / "config.json").is_file()]
+    runs = [v.out for v in sweep.variants if RunFolder(v.out).is_run()]
     if runs:
         table = compare_runs(runs)
         click.echo(table.text())
@@ -223,14 +223,12 @@ def _chosen(sweep: Sweep, only: tuple[str, ...]) -> list[Variant]:
 def _train(variant: Variant) -> bool:
     """Run, resume or skip the variant's training; True if it trained now."""
     from proteus.commands.train import train
-    from proteus.train.checkpoint import CHECKPOINT, load_checkpoint
 
     args = list(variant.train_args)
-    checkpoint = variant.out / CHECKPOINT
-    if checkpoint.is_file():
-        resolved = json.loads((variant.out / "config.json").read_text())
-        _check_same_options(variant, resolved.get("config", {}))
-        if load_checkpoint(checkpoint, mmap=True)["step"] >= resolved.get("total_steps"):
+    run = RunFolder(variant.out)
+    if run.has_checkpoint():
+        _check_same_options(variant, run.read_config().get("config", {}))
+        if run.finished():
             click.echo(f"{variant.name}: already trained, skipping")
             return False
         click.echo(f"{variant.name}: resuming from its checkpoint")
@@ -242,10 +240,9 @@ def _train(variant: Variant) -> bool:
 
 def _evaluate(variant: Variant, rerun: bool) -> None:
     from proteus.commands.evaluate import eval_group
-    from proteus.evaluate.compare import EVAL_DIR
 
     for kind, args in variant.evaluations:
-        kept = list((variant.out / EVAL_DIR).glob(f"{kind}*.json"))
+        kept = list(RunFolder(variant.out).eval_dir.glob(f"{kind}*.json"))
         if kept and not rerun:
             continue
         command = eval_group.commands[kind]

@@ -38,7 +38,7 @@ def run_agreement(
     m = cache.manifest
     heads = trained.heads_for(m.weights_sha256)
     if heads is None:
-        taught = ", ".join(t["cache"]["teacher"] for t in trained.state["teachers"])
+        taught = ", ".join(t["cache"]["teacher"] for t in trained.checkpoint.teachers)
         raise ProteusError(
             f"--cache {cache_path}: holds targets of another teacher ({m.teacher}, weights "
             f"{m.weights_sha256[:12]}…) than the student was distilled from ({taught}); "
@@ -56,7 +56,7 @@ def run_agreement(
         RenderConfig.for_policy(m.policy, m.image_size, m.mean, m.std, max_batch=batch_size)
     )
     student, heads = trained.student.to(device), heads.to(device)
-    ratio = float(trained.state["config"].get("mask_ratio", 0.5))
+    ratio = float(trained.checkpoint.config.get("mask_ratio", 0.5))
     sums: dict[str, list[float]] = {}
     for start in progress_bar(
         range(0, len(ids), batch_size),

@@ -19,8 +19,8 @@ import numpy as np
 from proteus.common.errors import ProteusError
 from proteus.common.files import atomic_write_text
 from proteus.train.logs import read_log
+from proteus.train.run_folder import RunFolder
 
-EVAL_DIR = "eval"
 # Options that say nothing about the experiment, left out of the "what differs" columns.
 _NOT_COMPARED = {
     "out",
@@ -84,13 +84,8 @@ def compare_runs(runs: list[Path]) -> Table:
 
 def summarize_run(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """A run's table row, and its options (for the "what differs" columns)."""
-    config_path = run / "config.json"
-    if not config_path.is_file():
-        raise ProteusError(f"{run}: not a training run folder (no config.json)")
-    try:
-        resolved = json.loads(config_path.read_text())
-    except ValueError as exc:
-        raise ProteusError(f"{config_path}: not valid JSON ({exc})") from exc
+    folder = RunFolder(run)
+    resolved = folder.read_config()
     log = read_log(run)
     cfg = resolved.get("config", {})
     teachers = resolved.get("teachers") or [resolved.get("teacher", {"name": "?"})]
@@ -110,7 +105,7 @@ def summarize_run(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         row["images_per_s"] = float(np.median(speeds))
         batch = resolved.get("global_batch", 1)
         row["train_s"] = float(sum(batch / max(r["images_per_s"], 1e-9) for r in log))
-    for path in sorted((run / EVAL_DIR).glob("*.json")):
+    for path in sorted(RunFolder(run).eval_dir.glob("*.json")):
         row |= _evaluation(path)
     return row, cfg
 

@@ -20,7 +20,7 @@ from proteus.evaluate.models import load_trained_student
 
 def run_export(checkpoint: Path, out: Path, ema: bool | None = None) -> Path:
     trained = load_trained_student(checkpoint, ema)
-    student, state = trained.student, trained.state
+    student, saved = trained.student, trained.checkpoint
     spec = student.spec
     model_args = dict(student.arch_kwargs)
     size = student.image_size
@@ -40,11 +40,11 @@ def run_export(checkpoint: Path, out: Path, ema: bool | None = None) -> Path:
         },
         "proteus": {
             "version": __version__,
-            "student": state["student_name"],
-            "weights": state["evaluated_weights"],
-            "teacher": state.get("teacher"),
-            "teachers": [t["cache"]["teacher"] for t in state["teachers"]],
-            "step": state["step"],
+            "student": saved.student_name,
+            "weights": trained.evaluated_weights,
+            "teacher": saved.cache.get("teacher"),
+            "teachers": [t["cache"]["teacher"] for t in saved.teachers],
+            "step": saved.step,
         },
     }
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -17,7 +16,7 @@ from proteus.common.errors import ProteusError
 from proteus.common.students import Student, build_student
 from proteus.common.teachers import build_teacher, get_teacher_spec
 from proteus.common.teachers.spec import IMAGENET_MEAN, IMAGENET_STD
-from proteus.train.checkpoint import load_checkpoint
+from proteus.train.checkpoint import Checkpoint
 from proteus.train.objective import Lambdas, ProteusHeads
 
 
@@ -50,68 +49,56 @@ class FeatureSource:
 
 @dataclass
 class TrainedStudent:
-    """A checkpoint's student, its head set per teacher and the facts needed to feed it."""
+    """A checkpoint's student (the weights evaluated), its head set per teacher and the
+    checkpoint itself (what it was trained on, how to feed it)."""
 
     student: Student
-    heads: list[ProteusHeads]  # in the order of state["teachers"]
-    state: dict[str, Any]
+    heads: list[ProteusHeads]  # in the order of checkpoint.teachers
+    checkpoint: Checkpoint
+    evaluated_weights: str  # "raw" or "ema": which of the checkpoint's students this is
 
     def heads_for(self, weights_sha256: str) -> ProteusHeads | None:
         """The heads trained on targets of the teacher with these weights, if any."""
-        for heads, teacher in zip(self.heads, self.state["teachers"], strict=True):
+        for heads, teacher in zip(self.heads, self.checkpoint.teachers, strict=True):
             if teacher["cache"]["weights_sha256"] == weights_sha256:
                 return heads
         return None
 
     @property
+    def name(self) -> str:
+        return self.checkpoint.student_name
+
+    @property
     def mean(self) -> tuple[float, float, float]:
-        return tuple(self.state["mean"])
+        return tuple(self.checkpoint.mean)
 
     @property
     def std(self) -> tuple[float, float, float]:
-        return tuple(self.state["std"])
+        return tuple(self.checkpoint.std)
 
 
 def load_trained_student(checkpoint: Path, ema: bool | None = None) -> TrainedStudent:
     """The student of a run folder or checkpoint file; ``ema`` picks the EMA weights, None
     the weights its recipe evaluates (the reference recipe: raw; checkpoints before recipes
     existed: EMA)."""
-    state = load_checkpoint(checkpoint)
-    for key in ("student_name", "image_size", "student", "heads", "mean", "std"):
-        if key not in state:
-            raise ProteusError(f"--checkpoint {checkpoint}: not a proteus checkpoint (no {key})")
-    student = build_student(
-        state["student_name"], state["image_size"], style=state.get("student_style", "arch")
-    )
+    saved = Checkpoint.load(checkpoint)
+    student = build_student(saved.student_name, saved.image_size, style=saved.student_style)
     if ema is None:
-        ema = state.get("eval_weights", "ema") == "ema"
-    state = state | {"evaluated_weights": "ema" if ema and state.get("ema") is not None else "raw"}
-    weights = state["ema"] if state["evaluated_weights"] == "ema" else state["student"]
+        ema = saved.eval_weights == "ema"
+    evaluated = "ema" if ema and saved.ema is not None else "raw"
     try:
-        student.load_state_dict(weights)
+        student.load_state_dict(saved.ema if evaluated == "ema" else saved.student)
     except RuntimeError as exc:
         raise ProteusError(
-            f"--checkpoint {checkpoint}: its weights do not fit {state['student_name']} "
+            f"--checkpoint {checkpoint}: its weights do not fit {saved.student_name} "
             f"({str(exc).splitlines()[0]})"
         ) from exc
-    if "teachers" not in state:  # format 1: one teacher, its heads at the top level
-        state = state | {
-            "teachers": [
-                {
-                    "dim": state["teacher_dim"],
-                    "lambdas": state["lambdas"],
-                    "hint_dims": {},
-                    "cache": state["cache"],
-                }
-            ]
-        }
-        state["heads"] = {f"0.{k}": v for k, v in state["heads"].items()}
     heads = nn.ModuleList(
         ProteusHeads(student.embed_dim, t["dim"], Lambdas(**t["lambdas"]), t["hint_dims"])
-        for t in state["teachers"]
+        for t in saved.teachers
     )
-    heads.load_state_dict(state["heads"])
-    return TrainedStudent(student.eval(), list(heads.eval()), state)
+    heads.load_state_dict(saved.heads)
+    return TrainedStudent(student.eval(), list(heads.eval()), saved, evaluated)
 
 
 def load_source(
@@ -135,9 +122,9 @@ def load_source(
         )
     if checkpoint is not None:
         trained = load_trained_student(checkpoint, ema)
-        kind = trained.state["evaluated_weights"]
+        kind = trained.evaluated_weights
         return FeatureSource(
-            f"student {trained.state['student_name']} ({kind})",
+            f"student {trained.name} ({kind})",
             trained.student,
             trained.student.image_size,
             trained.mean,

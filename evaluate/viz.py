@@ -44,7 +44,7 @@ def pca_rgb(features: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
 def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views: int = 4) -> Path:
     trained = load_trained_student(checkpoint)
-    recorded = str(trained.state["cache"]["path"])
+    recorded = str(trained.checkpoint.cache["path"])
     if cache_path is None and recorded.startswith("online:"):
         raise ProteusError(
             f"--checkpoint {checkpoint}: trained online ({recorded}), so there is no cache to "
@@ -73,7 +73,7 @@ def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views:
     columns = [
         ("image", shown),
         (f"teacher {m.teacher}", pca_rgb(teacher, tuple(m.grid))),
-        (f"student {trained.state['student_name']}", pca_rgb(student, trained.student.grid)),
+        (f"student {trained.name}", pca_rgb(student, trained.student.grid)),
     ]
     plt = _pyplot()
     fig, axes = plt.subplots(len(ids), 3, figsize=(7.5, 2.5 * len(ids)), squeeze=False)

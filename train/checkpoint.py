@@ -1,14 +1,18 @@
-"""Checkpoints: written atomically, loaded with ``weights_only=True``.
+"""Checkpoints: what one holds (:class:`Checkpoint`), written atomically, loaded with
+``weights_only=True``.
 
 A checkpoint is written to a temporary file, flushed to disk, and renamed over
 ``checkpoint.pt``, so a kill at any moment leaves either the previous checkpoint or the new
-one, never a torn file. Loading never unpickles code.
+one, never a torn file. Loading never unpickles code. On disk it is a plain dict of tensors
+and JSON values; :class:`Checkpoint` is the one reader and writer of that dict, and upgrades
+older formats as it reads them.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +20,91 @@ import torch
 
 from proteus.common.errors import ProteusError
 from proteus.common.faults import failpoint
+from proteus.train.run_folder import RunFolder
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = RunFolder.CHECKPOINT
+FORMAT = 2  # 2: per-teacher heads ("teachers", heads under "i."); 1: one teacher's at the top
+
+
+@dataclass
+class Checkpoint:
+    """Everything a checkpoint holds. ``teachers[i]`` describes the i-th teacher (its dim,
+    λ, hints, hint dims, the targets read, and its cache's identity); its heads' weights are
+    ``heads`` under ``"i."``."""
+
+    step: int  # the next step to run
+    student_name: str
+    image_size: int
+    mean: tuple[float, ...]  # the teacher's normalisation, to feed the student as trained
+    std: tuple[float, ...]
+    teachers: list[dict[str, Any]]
+    student: dict[str, Any]  # state dicts
+    heads: dict[str, Any]
+    ema: dict[str, Any] | None = None
+    optimizer: dict[str, Any] | None = None
+    student_style: str = "arch"  # before styles existed: timm's own init
+    recipe: str = "legacy"  # before recipes existed: proteus 0.1's defaults
+    eval_weights: str = "ema"  # what the recipe evaluates: "raw" or "ema"
+    batch_size: int | None = None
+    world: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # the options as given
+    format: int = FORMAT  # as read: resuming needs the current one
+
+    REQUIRED = ("student_name", "image_size", "student", "heads", "mean", "std")
+
+    def to_state(self) -> dict[str, Any]:
+        state = asdict(self) | {"mean": list(self.mean), "std": list(self.std)}
+        first = self.teachers[0]
+        # The first teacher again at the top level, for readers of one-teacher runs.
+        return state | {
+            "teacher_dim": first["dim"],
+            "teacher": first["cache"].get("teacher"),
+            "teacher_family": first["cache"].get("teacher_family"),
+            "lambdas": first["lambdas"],
+            "cache": first["cache"],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], source: Path | str = "checkpoint") -> Checkpoint:
+        missing = [key for key in cls.REQUIRED if key not in state]
+        if missing:
+            raise ProteusError(f"--checkpoint {source}: not a proteus checkpoint (no {missing[0]})")
+        state = dict(state)
+        state.setdefault("format", 1)
+        if "teachers" not in state:  # format 1: one teacher, its heads at the top level
+            state["teachers"] = [
+                {
+                    "dim": state["teacher_dim"],
+                    "lambdas": state["lambdas"],
+                    "hints": [],
+                    "hint_dims": {},
+                    "cache": state["cache"],
+                }
+            ]
+            state["heads"] = {f"0.{k}": v for k, v in state["heads"].items()}
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in state.items() if k in known and v is not None}
+        values["mean"], values["std"] = tuple(state["mean"]), tuple(state["std"])
+        return cls(**values)
+
+    @classmethod
+    def load(
+        cls, path: Path, map_location: str | torch.device = "cpu", mmap: bool = False
+    ) -> Checkpoint:
+        return cls.from_state(load_checkpoint(path, map_location, mmap), source=path)
+
+    def save(self, run: Path) -> Path:
+        return save_checkpoint(run, self.to_state())
+
+    @property
+    def cache(self) -> dict[str, Any]:
+        """The first teacher's cache identity (path, teacher, weights_sha256, …)."""
+        return self.teachers[0]["cache"]
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint resumes at, without loading its tensors."""
+    return int(load_checkpoint(path, mmap=True)["step"])
 
 
 def save_checkpoint(run: Path, state: dict[str, Any]) -> Path:

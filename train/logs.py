@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-LOG = "log.jsonl"
+from proteus.train.run_folder import RunFolder
 
 
 class RunLog:
     def __init__(self, run: Path, start_step: int, tensorboard: bool = True):
-        self.path = Path(run) / LOG
+        folder = RunFolder(run)
+        self.path = folder.log
         # Steps after the checkpoint we resume from were computed by a run that died:
         # drop them so the log holds each step once.
         _truncate_after(self.path, start_step)
@@ -21,7 +22,7 @@ class RunLog:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(Path(run) / "tensorboard"), purge_step=start_step)
+            self._tb = SummaryWriter(str(folder.tensorboard), purge_step=start_step)
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record) + "\n")
@@ -37,7 +38,7 @@ class RunLog:
 
 
 def read_log(run: Path) -> list[dict[str, Any]]:
-    path = Path(run) / LOG
+    path = RunFolder(run).log
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

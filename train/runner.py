@@ -8,7 +8,6 @@ uninterrupted run's losses exactly on CPU.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import signal
 import time
@@ -31,13 +30,12 @@ from proteus.common.distributed import (
     resolve_device,
 )
 from proteus.common.errors import Interrupted, ProteusError
-from proteus.common.files import atomic_write_text
 from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.common.students import build_student, student_style
 from proteus.common.version import __version__
 from proteus.common.views import AugPolicy
-from proteus.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from proteus.train.checkpoint import FORMAT, Checkpoint
 from proteus.train.config import TrainConfig
 from proteus.train.distiller import Distiller, param_groups
 from proteus.train.ema import EMA
@@ -52,12 +50,10 @@ from proteus.train.objective import (
     resolve_lambdas,
 )
 from proteus.train.online import OnlineBatch, OnlineBatches, OnlineTeacher
+from proteus.train.run_folder import RunFolder
 from proteus.train.sampler import ViewSampler
 from proteus.train.schedule import CosineSchedule, EpochCosineSchedule, scaled_lr
 from proteus.train.subset import Subset, select_images
-
-CONFIG = "config.json"
-CHECKPOINT_FORMAT = 2  # 2: per-teacher heads ("teachers", heads under "i.")
 
 
 @dataclass
@@ -229,26 +225,20 @@ class _Trainer:
             )
 
     def _prepare_run_folder(self) -> None:
-        out, cfg = Path(self.cfg.out), self.cfg
-        checkpoint = out / CHECKPOINT
-        if cfg.resume:
-            if not checkpoint.is_file():
+        run = RunFolder(self.cfg.out)
+        if self.cfg.resume:
+            if not run.has_checkpoint():
                 raise ProteusError(
-                    f"--resume: no checkpoint in {out}; drop --resume to start a new run there"
+                    f"--resume: no checkpoint in {run.path}; drop --resume to start a new run there"
                 )
-            self._restore(load_checkpoint(checkpoint))
-        elif checkpoint.exists():
+            self._restore(Checkpoint.load(run.checkpoint))
+        elif run.checkpoint.exists():
             raise ProteusError(
-                f"--out {out}: already holds a run (checkpoint.pt); pass --resume to continue "
-                "it, or choose a new --out"
+                f"--out {run.path}: already holds a run ({run.CHECKPOINT}); pass --resume to "
+                "continue it, or choose a new --out"
             )
         if self.info.is_main:
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-                resolved = json.dumps(self._resolved_config(), indent=2)
-                atomic_write_text(out / CONFIG, resolved + "\n")
-            except OSError as exc:
-                raise ProteusError(f"--out {out}: cannot write ({exc.strerror or exc})") from exc
+            run.write_config(self._resolved_config())
 
     def _resolved_config(self) -> dict[str, Any]:
         teachers = self._teachers()
@@ -307,52 +297,43 @@ class _Trainer:
         return out
 
     # ----------------------------------------------------------------- checkpoints
-    def _state(self, next_step: int) -> dict[str, Any]:
+    def _checkpoint(self, next_step: int) -> Checkpoint:
         m = self.cache.manifest
-        teachers = self._teachers()
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "step": next_step,
-            "student_name": self.cfg.student,
-            "student_style": self.student_style,
-            "recipe": self.recipe.name,
-            "eval_weights": self.recipe.eval_weights,
-            "image_size": m.image_size,
-            # What evaluation and export need to feed the student as it was trained.
-            "mean": list(m.mean),
-            "std": list(m.std),
-            # The first teacher, for readers of one-teacher runs; "teachers" has them all.
-            "teacher_dim": m.embed_dim,
-            "teacher": m.teacher,
-            "teacher_family": m.teacher_family,
-            "lambdas": teachers[0]["lambdas"],
-            "cache": teachers[0]["cache"],
-            "teachers": teachers,
-            "batch_size": self.cfg.batch_size,
-            "world": self.info.world,
-            "student": self.model.student.state_dict(),
-            "heads": self.model.heads.state_dict(),  # heads of teacher i under "i."
-            "ema": self.ema.model.state_dict() if self.ema else None,
-            "optimizer": self.optimizer.state_dict(),
-            "config": self.given.to_json(),
-        }
+        return Checkpoint(
+            step=next_step,
+            student_name=self.cfg.student,
+            student_style=self.student_style,
+            recipe=self.recipe.name,
+            eval_weights=self.recipe.eval_weights,
+            image_size=m.image_size,
+            mean=tuple(m.mean),
+            std=tuple(m.std),
+            teachers=self._teachers(),
+            batch_size=self.cfg.batch_size,
+            world=self.info.world,
+            student=self.model.student.state_dict(),
+            heads=self.model.heads.state_dict(),
+            ema=self.ema.model.state_dict() if self.ema else None,
+            optimizer=self.optimizer.state_dict(),
+            config=self.given.to_json(),
+        )
 
-    def _restore(self, state: dict[str, Any]) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT:
+    def _restore(self, saved: Checkpoint) -> None:
+        if saved.format != FORMAT:
             raise ProteusError(
-                f"--resume: the checkpoint has format {state.get('format')}, this proteus "
-                f"resumes format {CHECKPOINT_FORMAT}; evaluate or export it, or start a new run"
+                f"--resume: the checkpoint has format {saved.format}, this proteus "
+                f"resumes format {FORMAT}; evaluate or export it, or start a new run"
             )
 
         def objective(teachers: list[dict[str, Any]]) -> list:
             return [(t["lambdas"], t["hints"]) for t in teachers]
 
         checks = {  # name: (the checkpoint's, this run's)
-            "student_name": (state.get("student_name"), self.cfg.student),
-            "recipe": (state.get("recipe", "legacy"), self.recipe.name),
-            "batch_size": (state.get("batch_size"), self.cfg.batch_size),
-            "world": (state.get("world"), self.info.world),
-            "objective (λ, hints)": (objective(state["teachers"]), objective(self._teachers())),
+            "student_name": (saved.student_name, self.cfg.student),
+            "recipe": (saved.recipe, self.recipe.name),
+            "batch_size": (saved.batch_size, self.cfg.batch_size),
+            "world": (saved.world, self.info.world),
+            "objective (λ, hints)": (objective(saved.teachers), objective(self._teachers())),
         }
         for key, (had, want) in checks.items():
             if had != want:
@@ -360,19 +341,20 @@ class _Trainer:
                     f"--resume: the checkpoint has {key}={had!r}, this run asks {want!r}; "
                     "resume with the original options"
                 )
-        trained_on = [t["cache"]["weights_sha256"] for t in state["teachers"]]
+        trained_on = [t["cache"]["weights_sha256"] for t in saved.teachers]
         if trained_on != [c.manifest.weights_sha256 for c in self.caches]:
             raise ProteusError("--resume: the checkpoint was trained on another teacher's cache")
-        self.model.student.load_state_dict(state["student"])
-        self.model.heads.load_state_dict(state["heads"])
-        if self.ema and state.get("ema") is not None:
-            self.ema.model.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.start_step = int(state["step"])
+        self.model.student.load_state_dict(saved.student)
+        self.model.heads.load_state_dict(saved.heads)
+        if self.ema and saved.ema is not None:
+            self.ema.model.load_state_dict(saved.ema)
+        if saved.optimizer is not None:
+            self.optimizer.load_state_dict(saved.optimizer)
+        self.start_step = int(saved.step)
 
     def _save(self, next_step: int) -> None:
         if self.info.is_main:
-            save_checkpoint(Path(self.cfg.out), self._state(next_step))
+            self._checkpoint(next_step).save(Path(self.cfg.out))
         barrier(self.info)
 
     # ------------------------------------------------------------------- the loop

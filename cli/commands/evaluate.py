@@ -262,7 +262,7 @@ def _finish(result: dict, json_path: Path | None, run: Path | None, kind: str) -
     import json
 
     from proteus.common.files import atomic_write_text
-    from proteus.evaluate.compare import EVAL_DIR
+    from proteus.train.run_folder import RunFolder
 
     skipped = result.get("skipped") or []
     if skipped:
@@ -270,7 +270,7 @@ def _finish(result: dict, json_path: Path | None, run: Path | None, kind: str) -
     text = json.dumps(result, indent=2) + "\n"
     targets = [("--json", json_path)] if json_path is not None else []
     if run is not None and Path(run).is_dir():
-        targets.append(("--checkpoint", Path(run) / EVAL_DIR / f"{kind}.json"))
+        targets.append(("--checkpoint", RunFolder(run).eval_result(kind)))
     for option, path in targets:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
