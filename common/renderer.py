@@ -35,6 +35,22 @@ class RenderConfig:
     erase_mode: str = "const"  # const: erase to the mean colour | pixel: N(0, 1) noise
 
     @classmethod
+    def from_manifest(cls, manifest, on: torch.device | str = "cpu", **kwargs) -> RenderConfig:
+        """The renderer of a cache's (or an online teacher's) views, on the device ``on``
+        (a torch device: CUDA renders on that GPU)."""
+        on = torch.device(on)
+        if on.type == "cuda":
+            kwargs = {"device_id": on.index or 0} | kwargs
+        return cls.for_policy(
+            manifest.policy,
+            manifest.image_size,
+            manifest.mean,
+            manifest.std,
+            device=render_device(on),
+            **kwargs,
+        )
+
+    @classmethod
     def for_policy(cls, policy: AugPolicy | dict, image_size: int, mean, std, **kwargs):
         """The renderer for views recorded under ``policy`` (a cache manifest's policy)."""
         if isinstance(policy, dict):
@@ -48,6 +64,12 @@ class RenderConfig:
             erase_mode=policy.erase_mode,
             **kwargs,
         )
+
+
+def render_device(torch_device: torch.device | str) -> str:
+    """DALI's name for where a torch device's views are rendered: nvJPEG and GPU operators
+    for CUDA, libjpeg-turbo and CPU operators otherwise."""
+    return "gpu" if torch.device(torch_device).type == "cuda" else "cpu"
 
 
 def _dali():
@@ -203,6 +225,26 @@ class Renderer:
         if self.cfg.erase_mode == "pixel":
             _erase_with_noise(pixels, views)
         return pixels
+
+    def render_tolerant(
+        self, encoded: Sequence[np.ndarray], views: ViewTable
+    ) -> tuple[torch.Tensor | None, dict[int, str]]:
+        """:meth:`render`, except that a batch DALI cannot render is retried one view at a
+        time, so one bad file costs only its own views: the views that rendered (in order;
+        None if none did), and by row, why each of the others could not."""
+        try:
+            return self.render(encoded, views), {}
+        except RenderError:
+            pass
+        rendered, failed = [], {}
+        for row in range(len(encoded)):
+            try:
+                rendered.append(self.render([encoded[row]], views[row : row + 1]))
+            except RenderError as exc:
+                failed[row] = str(exc)
+        if not rendered:
+            return None, failed
+        return torch.cat([p.to(rendered[0].device) for p in rendered]), failed
 
     def _feeds(
         self, encoded: Sequence[np.ndarray], views: ViewTable

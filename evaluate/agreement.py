@@ -52,9 +52,7 @@ def run_agreement(
     ids = cache.usable_views()
     if max_views is not None and len(ids) > max_views:
         ids = np.sort(np.random.default_rng(seed).choice(ids, max_views, replace=False))
-    renderer = Renderer(
-        RenderConfig.for_policy(m.policy, m.image_size, m.mean, m.std, max_batch=batch_size)
-    )
+    renderer = Renderer(RenderConfig.from_manifest(m, max_batch=batch_size))
     student, heads = trained.student.to(device), heads.to(device)
     ratio = float(trained.checkpoint.config.get("mask_ratio", 0.5))
     sums: dict[str, list[float]] = {}

@@ -16,7 +16,7 @@ from proteus.common.dataset import ImageList, scan_images
 from proteus.common.errors import ProteusError
 from proteus.common.images import probe_image, read_encoded
 from proteus.common.progress import progress_bar
-from proteus.common.renderer import RenderConfig, Renderer, RenderError
+from proteus.common.renderer import RenderConfig, Renderer
 from proteus.common.views import ViewTable
 from proteus.evaluate.models import FeatureSource
 
@@ -86,12 +86,11 @@ def folder_features(
         encoded = [
             read_encoded(images.root / images.paths[ok[r]], probes[ok[r]].transcode) for r in rows
         ]
-        try:
-            pixels = renderer.render(encoded, views[np.array(rows)])
-        except RenderError:
-            pixels, rows = _one_by_one(renderer, encoded, views, rows, images, ok, skipped)
-            if not rows:
-                continue
+        pixels, bad = renderer.render_tolerant(encoded, views[np.array(rows)])
+        skipped += [images.paths[ok[rows[k]]] for k in bad]
+        rows = [r for k, r in enumerate(rows) if k not in bad]
+        if pixels is None:
+            continue
         out = source.features(pixels.to(device), blocks)
         if blocks:
             per_block.append([b.cpu().numpy() for b in out["blocks"]])
@@ -109,17 +108,6 @@ def folder_features(
         skipped,
         stacked,
     )
-
-
-def _one_by_one(renderer, encoded, views, rows, images, ok, skipped):
-    pixels, good = [], []
-    for k, r in enumerate(rows):
-        try:
-            pixels.append(renderer.render([encoded[k]], views[np.array([r])]))
-            good.append(r)
-        except RenderError:
-            skipped.append(images.paths[ok[r]])
-    return (torch.cat(pixels) if pixels else None), good
 
 
 def _labelled(folder: Path, option: str) -> ImageList:

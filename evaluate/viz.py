@@ -61,9 +61,7 @@ def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views:
     ]
     table = cache.views[ids]
     encoded = [cache.encoded(i) for i in table.image]
-    renderer = Renderer(
-        RenderConfig.for_policy(m.policy, m.image_size, m.mean, m.std, max_batch=len(ids))
-    )
+    renderer = Renderer(RenderConfig.from_manifest(m, max_batch=len(ids)))
     images = renderer.render(encoded, table)
     with torch.no_grad():
         student = trained.student(images)["patch"].numpy()

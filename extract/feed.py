@@ -18,7 +18,7 @@ from PIL import UnidentifiedImageError
 from proteus.common.cache.layout import ImageTable
 from proteus.common.faults import failpoint
 from proteus.common.images import read_encoded
-from proteus.common.renderer import Renderer, RenderError
+from proteus.common.renderer import Renderer
 from proteus.common.views import ViewTable
 
 
@@ -71,26 +71,14 @@ class ShardFeed:
         pixels = torch.zeros(len(ids), 3, size, size)
         if good:
             encoded = [loaded[row] for row in good]
-            try:
-                out = self.renderer.render(encoded, views[np.array(good)])
-            except RenderError:
-                out = self._one_by_one(encoded, views[np.array(good)], good, failed)
-            pixels = pixels.to(out.device)
-            pixels[torch.as_tensor(good, device=out.device)] = out
+            out, bad = self.renderer.render_tolerant(encoded, views[np.array(good)])
+            for k, reason in bad.items():  # zero pixels stay for those; the shard records why
+                failed[good[k]] = f"could not be decoded ({reason})"
+            rendered = [row for k, row in enumerate(good) if k not in bad]
+            if out is not None:
+                pixels = pixels.to(out.device)
+                pixels[torch.as_tensor(rendered, device=out.device)] = out
         return pixels, failed
-
-    def _one_by_one(self, encoded, views: ViewTable, rows: list[int], failed: dict[int, str]):
-        """Find which images of a failed batch DALI cannot decode; zero pixels for those."""
-        size = self.renderer.cfg.image_size
-        outs = []
-        for k, row in enumerate(rows):
-            try:
-                outs.append(self.renderer.render([encoded[k]], views[k : k + 1]))
-            except RenderError as exc:
-                failed[row] = f"could not be decoded ({exc})"
-                outs.append(torch.zeros(1, 3, size, size))
-        device = next((o.device for o in outs if o.is_cuda), torch.device("cpu"))
-        return torch.cat([o.to(device) for o in outs])
 
     def _load(self, image: int) -> np.ndarray | str:
         path = self.data_root / str(self.images.path[image])

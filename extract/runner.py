@@ -50,7 +50,7 @@ from proteus.common.errors import ProteusError
 from proteus.common.prefetch import prefetch
 from proteus.common.probe import probe_images
 from proteus.common.progress import progress_bar
-from proteus.common.renderer import RenderConfig, Renderer, dali_version
+from proteus.common.renderer import RenderConfig, Renderer, dali_version, render_device
 from proteus.common.teachers import Teacher, build_teacher
 from proteus.common.version import __version__
 from proteus.common.views import AugPolicy, sample_views
@@ -256,7 +256,7 @@ def _new_manifest(
         proteus_version=__version__,
         teacher=cfg.teacher,
         **teacher_fields(teacher, sha),
-        renderer={"name": "dali", "dali_version": dali_version(), "device": _render_device(device)},
+        renderer={"name": "dali", "dali_version": dali_version(), "device": render_device(device)},
         policy=cfg.policy.to_dict(),
         seed=cfg.seed,
         views_per_image=cfg.views,
@@ -354,21 +354,14 @@ def _resolve_precision(precision: str, device: str) -> str:
 def _renderer(cfg: ExtractConfig, manifest: Manifest, teacher: Teacher, gpu: int = 0):
     device = next(teacher.parameters()).device.type
     return Renderer(
-        RenderConfig.for_policy(
-            manifest.policy,
-            manifest.image_size,
-            manifest.mean,
-            manifest.std,
-            device=_render_device(device),
+        RenderConfig.from_manifest(
+            manifest,
+            device,
             device_id=gpu,
             threads=cfg.render_threads,
             max_batch=cfg.batch_size,
         )
     )
-
-
-def _render_device(device: str) -> str:
-    return "gpu" if device == "cuda" else "cpu"
 
 
 def _torch_device(device: str, info: DistInfo) -> torch.device:

@@ -362,12 +362,9 @@ class _Trainer:
         self._prepare_run_folder()
         m = self.cache.manifest
         renderer = Renderer(
-            RenderConfig.for_policy(
-                m.policy,
-                m.image_size,
-                m.mean,
-                m.std,
-                device="gpu" if self.device.type == "cuda" else "cpu",
+            RenderConfig.from_manifest(
+                m,
+                self.device,
                 device_id=self.info.local_rank,
                 threads=self.cfg.render_threads,
                 max_batch=self.cfg.batch_size,
