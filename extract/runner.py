@@ -19,18 +19,11 @@ from proteus.common.cache.layout import (
     STATUS_FAILED,
     STATUS_OK,
     TARGET_CODEC,
-    is_cache,
-    open_root,
-    read_image_table,
-    read_manifest,
-    read_pca,
-    read_view_table,
     shard_bounds,
 )
 from proteus.common.cache.manifest import (
     CREATING,
     FORMAT_VERSION,
-    MANIFEST_KEY,
     SEALED,
     Manifest,
     describe_mismatch,
@@ -95,7 +88,8 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
             raise
     share_outcome(info, None)
 
-    manifest = read_manifest(cfg.out)
+    manifest = CacheWriter.laid_out(cfg.out)
+    assert manifest is not None  # _prepare laid it out
     if manifest.state == SEALED:
         if info.is_main and cfg.progress:
             print(f"{cfg.out}: already complete (sealed); nothing to do")
@@ -142,30 +136,20 @@ def _prepare(
     source: Cache | None,
 ) -> None:
     """Create the cache, or check that the existing one was asked for with these options."""
-    existing = is_cache(cfg.out)
-    if not existing and cfg.out.exists() and any(cfg.out.iterdir()):
-        raise ProteusError(
-            f"--out {cfg.out}: folder exists, is not empty and is not a proteus cache; "
-            "choose a new folder"
-        )
+    existing = CacheWriter.laid_out(cfg.out)
     check_writable(cfg.out)
     images = scan_images(cfg.data)
     manifest = _new_manifest(cfg, teacher, precision, device, images, sha)
     if source is not None:
         manifest.views_from = _check_same_data(cfg, images, source)
-    if existing:
-        raw = open_root(cfg.out).attrs.get(MANIFEST_KEY)
-        if not isinstance(raw, dict):
-            raise ProteusError(f"--out {cfg.out}: a Zarr store that is not a proteus cache")
-        if raw.get("state") != CREATING:  # "creating" = killed while laying out: redo it
-            old = Manifest.from_dict(raw, where=cfg.out)
-            mismatch = describe_mismatch(old.identity(), manifest.identity())
-            if mismatch:
-                raise ProteusError(
-                    f"--out {cfg.out}: holds a cache made with other options ({mismatch}); "
-                    "use a new --out folder, or the original options to resume it"
-                )
-            return
+    if existing is not None:
+        mismatch = describe_mismatch(existing.identity(), manifest.identity())
+        if mismatch:
+            raise ProteusError(
+                f"--out {cfg.out}: holds a cache made with other options ({mismatch}); "
+                "use a new --out folder, or the original options to resume it"
+            )
+        return
     _create(cfg, manifest, images, teacher, source)
 
 
@@ -300,8 +284,7 @@ def _fill_shards(
     shards: list[int],
     info: DistInfo,
 ) -> None:
-    root = open_root(cfg.out)
-    images, views = read_image_table(root), read_view_table(root)
+    images, views = writer.tables()
     device = next(teacher.parameters()).device
     # This process's own --data: on several nodes the images may be mounted elsewhere.
     feed = ShardFeed(
@@ -312,7 +295,7 @@ def _fill_shards(
         cfg.batch_size,
         manifest.shard_views,
     )
-    encoder = ShardEncoder(manifest, read_pca(root, manifest.pca) if manifest.pca else {}, device)
+    encoder = ShardEncoder(manifest, writer.pca_bases(), device)
     total = sum(np.subtract(*shard_bounds(manifest, s)[::-1]) for s in shards)
     bar = progress_bar(
         total=int(total),

@@ -24,9 +24,12 @@ from proteus.common.cache.layout import (
     STATUS_OK,
     ImageTable,
     create_target,
+    is_cache,
     open_root,
     progress_path,
     read_image_table,
+    read_pca,
+    read_view_table,
     seal_path,
     shard_bounds,
     write_pca,
@@ -44,6 +47,34 @@ class CacheWriter:
         self.path = Path(path)
         self.manifest = manifest
         self._root = open_root(self.path, mode="r+")
+
+    @staticmethod
+    def laid_out(path: Path) -> Manifest | None:
+        """The manifest of the cache already laid out at ``path`` (writing or sealed), or
+        None where a new one may be laid out: nothing there, an empty folder, or a cache
+        killed while it was being laid out (its state still reads "creating")."""
+        path = Path(path)
+        if not is_cache(path):
+            if path.exists() and any(path.iterdir()):
+                raise ProteusError(
+                    f"--out {path}: folder exists, is not empty and is not a proteus cache; "
+                    "choose a new folder"
+                )
+            return None
+        raw = open_root(path).attrs.get(MANIFEST_KEY)
+        if not isinstance(raw, dict):
+            raise ProteusError(f"--out {path}: a Zarr store that is not a proteus cache")
+        if raw.get("state") == CREATING:
+            return None
+        return Manifest.from_dict(raw, where=path)
+
+    def tables(self) -> tuple[ImageTable, ViewTable]:
+        """The image and view tables laid out with the cache."""
+        return read_image_table(self._root), read_view_table(self._root)
+
+    def pca_bases(self) -> dict:
+        """The fitted PCA basis of every PCA-coded target (empty without PCA)."""
+        return read_pca(self._root, self.manifest.pca) if self.manifest.pca else {}
 
     @classmethod
     def create(
