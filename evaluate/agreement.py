@@ -19,7 +19,7 @@ from proteus.common.errors import ProteusError
 from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.evaluate.models import load_trained_student
-from proteus.train.objective import resize_patch_targets
+from proteus.train.targets import resize_patch_targets
 
 
 def run_agreement(

@@ -8,9 +8,7 @@ import torch
 from torch import nn
 
 from proteus.common.students import Student
-from proteus.train.objective import Objective, ProteusHeads, proteus_losses
-
-PARTS = ("loss_token", "loss_fea", "loss_patch", "loss_hint")
+from proteus.train.objective import LOSS_PARTS, Objective, ProteusHeads, StudentOutput, losses
 
 
 class Distiller(nn.Module):
@@ -41,12 +39,14 @@ class Distiller(nn.Module):
         return tuple(
             self._logged_as(part, i)
             for i, objective in enumerate(self.objectives)
-            for part in PARTS
-            if objective.uses(part.removeprefix("loss_"))
+            for part in LOSS_PARTS
+            if objective.uses(part)
         )
 
     def _logged_as(self, part: str, teacher: int) -> str:
-        return part if len(self.objectives) == 1 else f"{part}.t{teacher + 1}"
+        """``loss_<part>``; with several teachers ``loss_<part>.t<i>`` (1-based)."""
+        name = part if part.startswith("loss_") else f"loss_{part}"
+        return name if len(self.objectives) == 1 else f"{name}.t{teacher + 1}"
 
     def forward(
         self,
@@ -57,28 +57,19 @@ class Distiller(nn.Module):
         """Two student passes: clean (token, feature, hint losses), masked (patch loss) over
         the first ``len(masks)`` samples only; the others would be masked by nothing.
         ``targets``: per teacher, name -> float tensor with token grids on the student's."""
-        clean = None
+        out = StudentOutput(None)
         if self.clean_pass:
-            clean = self.student(images, layers=self.hint_blocks)
-        masked_patch = None
+            out.clean = self.student(images, layers=self.hint_blocks)
         n = masks.shape[0]
         if self.masked_pass and n:
-            masked_patch = self.student(images[:n], mask=masks)["patch"]
+            out.masked_patch = self.student(images[:n], mask=masks)["patch"]
+            out.mask = masks
         parts: dict[str, torch.Tensor] = {}
         total = images.new_zeros(())
         for index, (heads, objective, wanted) in enumerate(
             zip(self.heads, self.objectives, targets, strict=True)
         ):
-            own = proteus_losses(
-                heads,
-                objective,
-                clean,
-                masked_patch,
-                masks if n else None,
-                wanted.get("cls"),
-                wanted.get("patch"),
-                wanted,
-            )
+            own = losses(heads, objective, out, wanted)
             total = total + own.pop("loss")
             parts |= {self._logged_as(name, index): value for name, value in own.items()}
         return {"loss": total} | {name: parts[name] for name in self.part_names()}

@@ -12,7 +12,6 @@ With several teachers, each has its own heads and λ, and the loss is the sum ov
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from proteus.common.errors import ProteusError
+
+# The one table of loss parts: λ names (Lambdas' fields), logged as loss_<part>, in this order.
+LOSS_PARTS = ("token", "fea", "patch", "hint")
 
 
 @dataclass(frozen=True)
@@ -176,46 +178,31 @@ class ProteusHeads(nn.Module):
         )
 
 
-def resize_patch_targets(patch: torch.Tensor, grid: tuple[int, int], to: tuple[int, int]):
-    """Teacher patch tokens (B, Ht·Wt, D) bilinearly resampled to the student grid."""
-    if tuple(grid) == tuple(to):
-        return patch
-    b, _, d = patch.shape
-    image = patch.transpose(1, 2).reshape(b, d, *grid)
-    image = F.interpolate(image.float(), size=to, mode="bilinear", align_corners=False)
-    return image.flatten(2).transpose(1, 2).to(patch.dtype)
+@dataclass
+class StudentOutput:
+    """The student's two passes over a batch, as the losses read them."""
+
+    clean: dict[str, torch.Tensor] | None  # cls (B, Ds), patch (B, N, Ds), layers {block: …}
+    masked_patch: torch.Tensor | None = None  # (n, N, Ds): the masked pass, first n samples
+    mask: torch.Tensor | None = None  # (n, N) bool: which of those tokens were masked
 
 
-def resize_layer_targets(tokens: torch.Tensor, to: tuple[int, int]) -> torch.Tensor:
-    """A layer target (B, 1 + n·n, D) on its square grid: the global token kept, the patch
-    tokens resampled to the student grid (a CNN stage has its own grid, not the teacher's)."""
-    side = math.isqrt(tokens.shape[1] - 1)
-    return torch.cat([tokens[:, :1], resize_patch_targets(tokens[:, 1:], (side, side), to)], 1)
-
-
-def proteus_losses(
+def losses(
     heads: ProteusHeads,
     objective: Objective | Lambdas,
-    clean: dict[str, torch.Tensor] | None,
-    masked_patch: torch.Tensor | None,
-    mask: torch.Tensor | None,
-    t_cls: torch.Tensor | None,
-    t_patch: torch.Tensor | None,
-    t_layers: dict[str, torch.Tensor] | None = None,
+    student: StudentOutput,
+    targets: dict[str, torch.Tensor],
 ) -> dict[str, torch.Tensor]:
-    """Loss parts and their weighted sum.
-
-    ``clean``: the student's cls (B, Ds), patch (B, N, Ds) and, for hints, ``layers``
-    {block: (B, 1 + N, Ds)} on unmasked input.
-    ``masked_patch``: (n, N, Ds) patch tokens of the masked pass over the first n samples,
-    ``mask``: (n, N) bool. Targets are float, token targets already on the student grid;
-    ``t_layers``: layer_<i> name -> (B, 1 + N, Dt).
-    """
+    """One teacher's loss parts (``loss_<part>`` for each of LOSS_PARTS) and their weighted
+    sum (``loss``). ``targets``: name -> float tensor (cls (B, Dt), patch (B, N, Dt),
+    layer_<i> (B, 1 + N, Dt)), token grids already on the student's (train/targets.py)."""
     if isinstance(objective, Lambdas):
         objective = Objective(objective)
     lambdas = objective.lambdas
+    clean, mask = student.clean, student.mask
+    t_cls, t_patch = targets.get("cls"), targets.get("patch")
     zero = next(heads.parameters()).new_zeros(())
-    parts = {"loss_token": zero, "loss_fea": zero, "loss_patch": zero, "loss_hint": zero}
+    parts = {f"loss_{part}": zero for part in LOSS_PARTS}
     if heads.token_head is not None:
         cls_pred = heads.token_head(clean["cls"])
         if lambdas.token:
@@ -226,15 +213,12 @@ def proteus_losses(
             parts["loss_fea"] = F.mse_loss(pred, target)
     if lambdas.patch and mask is not None and mask.any():
         n = mask.shape[0]
-        pred = heads.patch_head(masked_patch)[mask]
+        pred = heads.patch_head(student.masked_patch)[mask]
         parts["loss_patch"] = F.mse_loss(pred, t_patch[:n][mask])
     for hint in objective.hints:
         pred = heads.hint_heads[hint.key](clean["layers"][hint.block])
-        parts["loss_hint"] = parts["loss_hint"] + F.mse_loss(pred, t_layers[hint.target])
-    parts["loss"] = (
-        lambdas.token * parts["loss_token"]
-        + lambdas.fea * parts["loss_fea"]
-        + lambdas.patch * parts["loss_patch"]
-        + lambdas.hint * parts["loss_hint"]
-    )
-    return parts
+        parts["loss_hint"] = parts["loss_hint"] + F.mse_loss(pred, targets[hint.target])
+    total = lambdas.token * parts["loss_token"]
+    for part in LOSS_PARTS[1:]:
+        total = total + getattr(lambdas, part) * parts[f"loss_{part}"]
+    return parts | {"loss": total}

@@ -42,18 +42,18 @@ from proteus.train.ema import EMA
 from proteus.train.loader import TrainBatch, TrainBatches
 from proteus.train.logs import RunLog
 from proteus.train.objective import (
+    LOSS_PARTS,
     Hint,
     Objective,
-    resize_layer_targets,
-    resize_patch_targets,
     resolve_hints,
     resolve_lambdas,
 )
-from proteus.train.online import OnlineBatch, OnlineBatches, OnlineTeacher
+from proteus.train.online import OnlineBatches, OnlineTeacher
 from proteus.train.run_folder import RunFolder
 from proteus.train.sampler import ViewSampler
 from proteus.train.schedule import CosineSchedule, EpochCosineSchedule, scaled_lr
 from proteus.train.subset import Subset, select_images
+from proteus.train.targets import StudentTargets
 
 
 @dataclass
@@ -190,7 +190,7 @@ class _Trainer:
         cache, cfg = self.caches[index], self.cfg
         m = cache.manifest
         own = tuple(h for h in hints if h.teacher == index)
-        weights = (cfg.per_teacher(n, index) for n in ("token", "fea", "patch", "hint"))
+        weights = (cfg.per_teacher(n, index) for n in LOSS_PARTS)
         try:
             lambdas = resolve_lambdas(m.teacher_family, *weights, hints=bool(own))
         except ProteusError as exc:
@@ -376,6 +376,8 @@ class _Trainer:
         else:
             loader = TrainBatches(self.caches, self.sampler, renderer, names, self.info.rank)
         self.loader = loader
+        grids = [c.manifest.grid for c in self.caches]
+        self.targets = StudentTargets(loader, grids, self.student_grid, self.device)
         log = (
             RunLog(Path(self.cfg.out), self.start_step, self.cfg.tensorboard)
             if self.info.is_main
@@ -428,7 +430,7 @@ class _Trainer:
             group["lr"] = lr
         images = batch.images.to(self.device, non_blocking=True)
         masks = torch.from_numpy(batch.masks).to(self.device)
-        targets = self._targets(batch)
+        targets = self.targets(batch)
         self.ddp.train()
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
             parts = self.ddp(images, masks, targets)
@@ -446,21 +448,6 @@ class _Trainer:
         if self.ema:
             self.ema.update(self.model.student, step)
         return values | {"lr": lr}
-
-    def _targets(self, batch: TrainBatch | OnlineBatch) -> list[dict[str, torch.Tensor]]:
-        """Per teacher: its targets as float on the device, token grids on the student's."""
-        out = []
-        decoded = self.loader.targets(batch, self.device)
-        for cache, targets in zip(self.caches, decoded, strict=True):
-            own = {}
-            for name, target in targets.items():
-                if name == "patch":
-                    target = resize_patch_targets(target, cache.manifest.grid, self.student_grid)
-                elif name != "cls":
-                    target = resize_layer_targets(target, self.student_grid)
-                own[name] = target
-            out.append(own)
-        return out
 
     def _reduce(self, parts: dict[str, torch.Tensor]) -> dict[str, float]:
         """Loss parts averaged over ranks: the global batch's loss, the same on every rank."""

@@ -19,8 +19,8 @@ from proteus.train.objective import (
     Lambdas,
     Objective,
     parse_hint,
-    resize_layer_targets,
 )
+from proteus.train.targets import resize_layer_targets
 
 DT, DL = 6, 5  # teacher width, width of its layer target
 

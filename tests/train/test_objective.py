@@ -8,12 +8,14 @@ import torch
 
 from proteus.common.errors import ProteusError
 from proteus.train.objective import (
+    LOSS_PARTS,
     Lambdas,
     ProteusHeads,
-    proteus_losses,
-    resize_patch_targets,
+    StudentOutput,
+    losses,
     resolve_lambdas,
 )
+from proteus.train.targets import resize_patch_targets
 
 B, N, DS, DT, NM = 4, 6, 5, 3, 2
 
@@ -49,7 +51,7 @@ def case():
 def test_losses_equal_the_formula(case):
     heads, clean, masked_patch, mask, t_cls, t_patch = case
     lambdas = Lambdas(0.7, 1.3, 2.0)
-    got = proteus_losses(heads, lambdas, clean, masked_patch, mask, t_cls, t_patch)
+    got = losses(heads, lambdas, StudentOutput(clean, masked_patch, mask), _t(t_cls, t_patch))
 
     np64 = {k: v.numpy().astype(np.float64) for k, v in clean.items()}
     tc, tp = t_cls.numpy().astype(np.float64), t_patch.numpy().astype(np.float64)
@@ -76,15 +78,28 @@ def test_losses_equal_the_formula(case):
 
 def test_unmasked_tokens_do_not_affect_the_patch_loss(case):
     heads, clean, masked_patch, mask, t_cls, t_patch = case
-    base = proteus_losses(heads, Lambdas(), clean, masked_patch, mask, t_cls, t_patch)
+    base = losses(heads, Lambdas(), StudentOutput(clean, masked_patch, mask), _t(t_cls, t_patch))
     changed = masked_patch.clone()
     changed[~mask] += 100.0
     other = t_patch.clone()
     other[NM:] += 100.0  # targets of samples without a mask
-    again = proteus_losses(heads, Lambdas(), clean, changed, mask, t_cls, t_patch)
+    again = losses(heads, Lambdas(), StudentOutput(clean, changed, mask), _t(t_cls, t_patch))
     assert again["loss_patch"].item() == pytest.approx(base["loss_patch"].item())
-    patch_only = proteus_losses(heads, Lambdas(0, 0, 1), clean, masked_patch, mask, t_cls, other)
+    patch_only = losses(
+        heads, Lambdas(0, 0, 1), StudentOutput(clean, masked_patch, mask), _t(t_cls, other)
+    )
     assert patch_only["loss"].item() == pytest.approx(base["loss_patch"].item())
+
+
+def _t(t_cls, t_patch) -> dict[str, torch.Tensor]:
+    return {"cls": t_cls, "patch": t_patch}
+
+
+def test_the_loss_parts_are_one_table():
+    """λ names, logged names and Lambdas' fields all come from LOSS_PARTS."""
+    from dataclasses import fields
+
+    assert tuple(f.name for f in fields(Lambdas)) == LOSS_PARTS
 
 
 def test_lambda_defaults_follow_the_teacher():

@@ -1,0 +1,72 @@
+"""Targets as the losses read them: per teacher, decoded to float on the training device,
+token grids on the student's, keyed by target name (``cls``, ``patch``, ``layer_<i>``).
+
+Where they come from differs (a cache's stored bytes, decoded on the device by the loader;
+an online teacher's forward), what the losses get does not: :class:`StudentTargets` is the
+one path between the two, for cached, aligned-cache and online training alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+
+class TargetSource(Protocol):
+    """A batch's targets per teacher, decoded to float on ``device`` (the loader, or the
+    online teacher's batches)."""
+
+    def targets(self, batch, device: torch.device) -> list[dict[str, torch.Tensor]]: ...
+
+
+class StudentTargets:
+    """``teacher_grids[i]``: the patch grid of teacher i's targets; ``student_grid``: the
+    grid they are resampled to (bilinear, as the reference resizes nothing: equal grids pass
+    through untouched)."""
+
+    def __init__(
+        self,
+        source: TargetSource,
+        teacher_grids: Sequence[tuple[int, int]],
+        student_grid: tuple[int, int],
+        device: torch.device,
+    ):
+        self.source = source
+        self.teacher_grids = [tuple(g) for g in teacher_grids]
+        self.student_grid = tuple(student_grid)
+        self.device = device
+
+    def __call__(self, batch) -> list[dict[str, torch.Tensor]]:
+        decoded = self.source.targets(batch, self.device)
+        return [
+            {name: self._on_student_grid(name, target, grid) for name, target in own.items()}
+            for own, grid in zip(decoded, self.teacher_grids, strict=True)
+        ]
+
+    def _on_student_grid(self, name: str, target: torch.Tensor, grid) -> torch.Tensor:
+        if name == "cls":
+            return target
+        if name == "patch":
+            return resize_patch_targets(target, grid, self.student_grid)
+        return resize_layer_targets(target, self.student_grid)
+
+
+def resize_patch_targets(patch: torch.Tensor, grid: tuple[int, int], to: tuple[int, int]):
+    """Teacher patch tokens (B, Ht·Wt, D) bilinearly resampled to the student grid."""
+    if tuple(grid) == tuple(to):
+        return patch
+    b, _, d = patch.shape
+    image = patch.transpose(1, 2).reshape(b, d, *grid)
+    image = F.interpolate(image.float(), size=to, mode="bilinear", align_corners=False)
+    return image.flatten(2).transpose(1, 2).to(patch.dtype)
+
+
+def resize_layer_targets(tokens: torch.Tensor, to: tuple[int, int]) -> torch.Tensor:
+    """A layer target (B, 1 + n·n, D) on its square grid: the global token kept, the patch
+    tokens resampled to the student grid (a CNN stage has its own grid, not the teacher's)."""
+    side = math.isqrt(tokens.shape[1] - 1)
+    return torch.cat([tokens[:, :1], resize_patch_targets(tokens[:, 1:], (side, side), to)], 1)
