@@ -144,13 +144,13 @@ def synthetic_cache(
         },
         pca=pca_info,
     )
-    writer = CacheWriter.create(folder, manifest, images, table, pca=bases)
+    writer = CacheWriter.create(folder, manifest, images, table, fitted=bases)
     for shard in range(manifest.num_shards):
         rows = min(shard_views, views - shard * shard_views)
         arrays = {}
         for codec in codecs.values():
             values = _torch(rng.standard_normal((rows, *codec.shape), dtype=np.float32))
-            encoded = codec.encode(values, bases.get(codec.name))
+            encoded = codec.fit(bases.get(codec.name)).encode(values)
             arrays |= {k: v.numpy() for k, v in encoded.items()}
         writer.write_shard(shard, arrays, [])
     writer.seal()
@@ -201,9 +201,8 @@ def target_loop_speed(
     plan = [rng.choice(views, batch, replace=False) for _ in range(steps)]
 
     def decode(cache, name, stored):
-        basis = cache.pca(name)
         moved = {k: torch.from_numpy(v).to(on, non_blocking=True) for k, v in stored.items()}
-        return cache.codec(name).decode(moved, basis.to(on) if basis else None)
+        return cache.codec(name).to(on).decode(moved)
 
     def step(targets):
         with torch.autocast(on.type, torch.bfloat16, enabled=on.type == "cuda"):

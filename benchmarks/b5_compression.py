@@ -39,7 +39,8 @@ def fidelity(x: torch.Tensor, fit_on: torch.Tensor, label: str) -> list[dict]:
         (f"PCA-{k} (99%), float16", TargetCodec("patch", shape, "float16", k)),
         (f"PCA-{k} (99%), int8", TargetCodec("patch", shape, "int8", k)),
     ):
-        y = codec.decode(codec.encode(x, basis), basis)
+        fitted = codec.fit(basis)
+        y = fitted.decode(fitted.encode(x))
         cos = torch.nn.functional.cosine_similarity(y, x, dim=-1)
         rel = float(((y - x) ** 2).mean() / (x**2).mean())
         rows.append(

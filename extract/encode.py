@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from proteus.common.cache.codec import PCAAccumulator, PCABasis
+from proteus.common.cache.codec import PCAAccumulator, PCABasis, TargetCodec
 from proteus.common.cache.layout import ImageTable, shard_bounds
 from proteus.common.cache.manifest import Manifest
 from proteus.common.progress import progress_bar
@@ -25,9 +25,9 @@ def forward(teacher: Teacher, pixels: torch.Tensor, precision: str) -> dict[str,
 class ShardEncoder:
     """Applies each target's codec (cast, int8 with per-token scale, PCA) where it ran."""
 
-    def __init__(self, manifest: Manifest, bases: dict[str, PCABasis], device: torch.device):
-        self.codecs = {name: manifest.codec_of(name) for name in manifest.targets}
-        self.bases = {name: basis.to(device) for name, basis in bases.items()}
+    def __init__(self, codecs: dict[str, TargetCodec], device: torch.device):
+        """``codecs``: every target's codec, fitted where it needs to be (the writer's)."""
+        self.codecs = {name: codec.to(device) for name, codec in codecs.items()}
 
     def encode(self, named: dict[str, torch.Tensor], failed: dict[int, str]) -> dict:
         bad = sorted(failed)
@@ -36,7 +36,7 @@ class ShardEncoder:
             values = values.float()
             if bad:  # no targets from a picture we never saw
                 values[torch.as_tensor(bad, device=values.device)] = 0
-            encoded = self.codecs[name].encode(values, self.bases.get(name))
+            encoded = self.codecs[name].encode(values)
             if bad:
                 for array in encoded.values():
                     array[torch.as_tensor(bad, device=array.device)] = 0

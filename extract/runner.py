@@ -295,7 +295,7 @@ def _fill_shards(
         cfg.batch_size,
         manifest.shard_views,
     )
-    encoder = ShardEncoder(manifest, writer.pca_bases(), device)
+    encoder = ShardEncoder(writer.codecs(), device)
     total = sum(np.subtract(*shard_bounds(manifest, s)[::-1]) for s in shards)
     bar = progress_bar(
         total=int(total),

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from proteus.common.cache.codec import TargetCodec
 from proteus.common.cache.layout import (
     PROGRESS_DIR,
     STATUS_FAILED,
@@ -25,14 +26,14 @@ from proteus.common.cache.layout import (
     ImageTable,
     create_target,
     is_cache,
+    load_codec,
     open_root,
     progress_path,
     read_image_table,
-    read_pca,
     read_view_table,
     seal_path,
     shard_bounds,
-    write_pca,
+    write_codec_state,
     write_table,
 )
 from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, SEALED, WRITING, Manifest
@@ -72,9 +73,9 @@ class CacheWriter:
         """The image and view tables laid out with the cache."""
         return read_image_table(self._root), read_view_table(self._root)
 
-    def pca_bases(self) -> dict:
-        """The fitted PCA basis of every PCA-coded target (empty without PCA)."""
-        return read_pca(self._root, self.manifest.pca) if self.manifest.pca else {}
+    def codecs(self) -> dict[str, TargetCodec]:
+        """Every target's codec, with its fitted state (PCA's basis) where it has one."""
+        return {name: load_codec(self._root, self.manifest, name) for name in self.manifest.targets}
 
     @classmethod
     def create(
@@ -83,7 +84,7 @@ class CacheWriter:
         manifest: Manifest,
         images: ImageTable,
         views: ViewTable,
-        pca: dict | None = None,
+        fitted: dict | None = None,
     ) -> CacheWriter:
         """Lay out a new cache. Until the final manifest write its state reads "creating",
         which tells a re-run that the folder is ours and may be laid out again."""
@@ -99,8 +100,8 @@ class CacheWriter:
             create_target(
                 root, name, len(views), tuple(spec["shape"]), spec["dtype"], manifest.shard_views
             )
-        if pca:
-            write_pca(root, pca)
+        if fitted:
+            write_codec_state(root, {name: state.arrays() for name, state in fitted.items()})
         (path / PROGRESS_DIR).mkdir()
         manifest.state = WRITING
         writer = cls(path, manifest)

@@ -61,8 +61,7 @@ class TrainBatches:
             k: torch.from_numpy(v).to(device, non_blocking=True)
             for k, v in batch.targets[teacher][name].items()
         }
-        basis = cache.pca(name)
-        return cache.codec(name).decode(stored, basis.to(device) if basis else None)
+        return cache.codec(name).to(device).decode(stored)
 
     def targets(self, batch: TrainBatch, device: torch.device) -> list[dict[str, torch.Tensor]]:
         """Per cache: its targets by name, decoded to float on ``device``."""

@@ -5,12 +5,17 @@ student runs (on its device), so compressed targets cost neither stage a CPU rou
 int8 uses one scale per token (absmax / 127, itself stored as float16): a few outlier tokens
 with large norms (registers, ViT "high-norm" tokens) would ruin one scale per tensor. PCA keeps
 the first K principal directions of a target's tokens, fitted on a sample of views when the
-cache is created; the mean and basis live in the cache (``pca/<name>_mean``, ``_basis``).
+cache is created.
+
+A codec owns its fitted state (``TargetCodec.fitted``: PCA's mean and basis), so callers
+encode and decode without knowing which codec needs what: the cache reader hands out codecs
+with their state loaded, and the layout stores any codec's state as named arrays
+(``pca/<name>_<array>``, the group's name since format 1).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -26,6 +31,14 @@ class PCABasis:
     def to(self, device) -> PCABasis:
         return PCABasis(self.mean.to(device), self.components.to(device))
 
+    def arrays(self) -> dict[str, torch.Tensor]:
+        """The state as named arrays, as the cache stores it."""
+        return {"mean": self.mean, "basis": self.components}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, torch.Tensor]) -> PCABasis:
+        return cls(arrays["mean"], arrays["basis"])
+
 
 @dataclass(frozen=True)
 class TargetCodec:
@@ -33,6 +46,34 @@ class TargetCodec:
     shape: tuple[int, ...]  # logical per-view shape, e.g. (N, D)
     kind: str  # float16 | float32 | int8
     pca_k: int | None = None  # store K PCA coefficients per token instead of D values
+    # Fitted state, when the codec has one (PCA): set with fit(), moved with to().
+    fitted: PCABasis | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def needs_fitting(self) -> bool:
+        return bool(self.pca_k)
+
+    def fit(self, fitted: PCABasis | None) -> TargetCodec:
+        return replace(self, fitted=fitted)
+
+    @property
+    def state_keys(self) -> tuple[str, ...]:
+        """Names of the fitted arrays the cache stores for this codec."""
+        return ("mean", "basis") if self.pca_k else ()
+
+    def state_arrays(self) -> dict[str, torch.Tensor]:
+        return self._state().arrays() if self.needs_fitting else {}
+
+    def with_state_arrays(self, arrays: dict[str, torch.Tensor]) -> TargetCodec:
+        return self.fit(PCABasis.from_arrays(arrays)) if self.needs_fitting else self
+
+    def to(self, device) -> TargetCodec:
+        return self if self.fitted is None else replace(self, fitted=self.fitted.to(device))
+
+    def _state(self) -> PCABasis:
+        if self.fitted is None:
+            raise ValueError(f"{self.name}: a PCA codec needs its fitted basis (fit())")
+        return self.fitted
 
     @classmethod
     def from_manifest(cls, name: str, shape, encoding: dict) -> TargetCodec:
@@ -54,9 +95,10 @@ class TargetCodec:
             }
         return {self.name: (self.stored_shape, self.kind)}
 
-    def encode(self, x: torch.Tensor, pca: PCABasis | None = None) -> dict[str, torch.Tensor]:
+    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = x.float()
         if self.pca_k:
+            pca = self._state()
             x = (x - pca.mean) @ pca.components.T
         if self.kind == "int8":
             # The scale is rounded to its stored float16 first, so decode uses the same one.
@@ -65,11 +107,12 @@ class TargetCodec:
             return {self.name: q, f"{self.name}_scale": scale}
         return {self.name: x.to(getattr(torch, self.kind))}
 
-    def decode(self, stored: dict[str, torch.Tensor], pca: PCABasis | None = None) -> torch.Tensor:
+    def decode(self, stored: dict[str, torch.Tensor]) -> torch.Tensor:
         x = stored[self.name].float()
         if self.kind == "int8":
             x = x * stored[f"{self.name}_scale"].float().unsqueeze(-1)
         if self.pca_k:
+            pca = self._state()
             x = x @ pca.components + pca.mean
         return x
 

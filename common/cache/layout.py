@@ -5,7 +5,7 @@ cache/                       a Zarr v3 group; attributes.proteus is the manifest
   views/{image,view,crop,flip,color,grayscale,erase,ra_op,ra_param,erase_seed}
                                                       one row per rendered view
   targets/{cls,patch,layer_<i>}[, <name>_scale]       one row per view, sharded
-  pca/<name>_mean, pca/<name>_basis                   PCA-coded targets only
+  pca/<name>_mean, pca/<name>_basis                   fitted codec state (PCA only, today)
   progress/shard-<n>.json    (not Zarr) written after shard n's targets are on disk
 """
 
@@ -126,13 +126,19 @@ def create_target(
     )
 
 
-def write_pca(root: zarr.Group, bases: dict) -> None:
-    group = root.require_group("pca")
-    for name, basis in bases.items():
-        for part, values in (("mean", basis.mean), ("basis", basis.components)):
+# Every codec's fitted arrays, as <target>_<array>; the group is named for PCA, the first
+# codec with state (format 1), and keeps the name so older caches read unchanged.
+STATE_GROUP = "pca"
+
+
+def write_codec_state(root: zarr.Group, states: dict[str, dict]) -> None:
+    """``states``: target name -> the codec's fitted arrays by name (torch tensors)."""
+    group = root.require_group(STATE_GROUP)
+    for name, arrays in states.items():
+        for key, values in arrays.items():
             data = values.cpu().numpy().astype(np.float32)
             arr = group.create_array(
-                f"{name}_{part}",
+                f"{name}_{key}",
                 shape=data.shape,
                 dtype="float32",
                 chunks=data.shape,
@@ -141,19 +147,20 @@ def write_pca(root: zarr.Group, bases: dict) -> None:
             arr[...] = data
 
 
-def read_pca(root: zarr.Group, names) -> dict:
+def read_codec_state(root: zarr.Group, name: str, keys) -> dict:
+    """Target ``name``'s codec's fitted arrays ``keys`` as torch tensors."""
     import torch
 
-    from proteus.common.cache.codec import PCABasis
+    group = root[STATE_GROUP]
+    return {key: torch.from_numpy(group[f"{name}_{key}"][...]) for key in keys}
 
-    group = root["pca"]
-    return {
-        name: PCABasis(
-            torch.from_numpy(group[f"{name}_mean"][...]),
-            torch.from_numpy(group[f"{name}_basis"][...]),
-        )
-        for name in names
-    }
+
+def load_codec(root: zarr.Group, manifest: Manifest, name: str):
+    """Target ``name``'s codec as the manifest describes it, its fitted state loaded."""
+    codec = manifest.codec_of(name)
+    if codec.state_keys:
+        codec = codec.with_state_arrays(read_codec_state(root, name, codec.state_keys))
+    return codec
 
 
 def shard_bounds(manifest: Manifest, shard: int) -> tuple[int, int]:

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from proteus.common.cache.codec import PCABasis, TargetCodec
+from proteus.common.cache.codec import TargetCodec
 from proteus.common.cache.layout import (
     STATUS_OK,
     ImageTable,
+    load_codec,
     open_root,
     open_tensorstore,
     read_image_table,
     read_manifest,
-    read_pca,
     read_view_table,
     shard_file,
 )
@@ -71,7 +71,7 @@ class Cache:
             raise ValueError(f"reader must be shards or tensorstore, not {reader!r}")
         self.reader = reader
         self._arrays: dict[str, object] = {}
-        self._bases: dict[str, PCABasis] = {}
+        self._codecs: dict[str, TargetCodec] = {}
         self._views_digest: str | None = None
 
     def image_path(self, index: int) -> Path:
@@ -112,17 +112,13 @@ class Cache:
                     )
 
     def codec(self, name: str) -> TargetCodec:
+        """How target ``name`` is stored, with its fitted state (PCA's basis) loaded."""
         if name not in self.manifest.targets:
             have = ", ".join(self.manifest.targets)
             raise ProteusError(f"{self.path}: no target {name!r} in this cache (it has {have})")
-        return self.manifest.codec_of(name)
-
-    def pca(self, name: str) -> PCABasis | None:
-        if name not in self.manifest.pca:
-            return None
-        if name not in self._bases:
-            self._bases |= read_pca(open_root(self.path), [name])
-        return self._bases[name]
+        if name not in self._codecs:
+            self._codecs[name] = load_codec(open_root(self.path), self.manifest, name)
+        return self._codecs[name]
 
     def read_stored(self, name: str, ids: np.ndarray) -> dict[str, np.ndarray]:
         """The stored arrays of target ``name`` for views ``ids`` (any order, repeats
@@ -135,7 +131,7 @@ class Cache:
         """Targets of the views ``ids``, decoded to float32 (int8 scaled, PCA reconstructed)."""
         codec = self.codec(name)
         stored = {k: torch.from_numpy(v) for k, v in self.read_stored(name, ids).items()}
-        return codec.decode(stored, self.pca(name)).numpy()
+        return codec.decode(stored).numpy()
 
     def _read_array(self, array: str, ids: np.ndarray) -> np.ndarray:
         if self.reader == "shards":

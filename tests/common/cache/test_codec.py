@@ -66,9 +66,10 @@ def test_pca_keeps_the_variance_it_reports(kind):
     basis, kept = fit_pca(flat, 8)
     assert kept > 0.99 and components_for(flat, 0.99) <= 8
     codec = TargetCodec("patch", (17, 48), kind, pca_k=8)
-    stored = codec.encode(x, basis)
+    codec = codec.fit(basis)
+    stored = codec.encode(x)
     assert stored["patch"].shape == (128, 17, 8)
-    y = codec.decode(stored, basis)
+    y = codec.decode(stored)
     centred = x - basis.mean
     # The reconstruction error is the variance PCA left out (plus quantisation).
     assert _rel_mse(y - basis.mean, centred) == pytest.approx(1 - kept, abs=2e-3)
@@ -79,3 +80,18 @@ def test_pca_basis_is_orthonormal():
     basis, _ = fit_pca(_tokens().reshape(-1, 48), 6)
     gram = basis.components @ basis.components.T
     np.testing.assert_allclose(gram.numpy(), np.eye(6), atol=1e-5)
+
+
+def test_a_pca_codec_owns_its_state_and_refuses_to_work_without_it():
+    x = _tokens(n=16)
+    codec = TargetCodec("patch", (17, 48), "float16", pca_k=8)
+    with pytest.raises(ValueError, match="needs its fitted basis"):
+        codec.encode(x)
+    fitted = codec.fit(fit_pca(x.reshape(-1, 48), 8)[0])
+    assert fitted == codec  # the fitted state is not part of how the target is stored
+    assert set(fitted.state_arrays()) == set(codec.state_keys) == {"mean", "basis"}
+    # The arrays the cache stores give back the same codec.
+    again = codec.with_state_arrays(fitted.state_arrays())
+    assert torch.equal(again.decode(fitted.encode(x)), fitted.decode(fitted.encode(x)))
+    plain = TargetCodec("cls", (48,), "int8")
+    assert plain.state_keys == () and plain.to("cpu") is plain
