@@ -1,5 +1,6 @@
 # Set-up and checks. Every target creates .venv and installs the pinned dependencies first;
 # a second run only re-installs when pyproject.toml or constraints.txt changed.
+SHELL := /bin/bash  # typecheck reads PIPESTATUS
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.proteus-installed
 DALI_EXTRA ?= cuda130
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint typecheck format clean
 
 install: $(STAMP)
 
@@ -27,11 +28,24 @@ test: install
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
 
 # The formatter is the style authority: no line opts out of it.
-lint: install
+lint: install typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@if grep -rn --include='*.py' 'fmt: skip' cli common extract train evaluate tests benchmarks; then \
 		echo "lint: remove the '# fmt: skip' above; ruff format decides the layout" >&2; exit 1; fi
+
+# mypy checks the package as it is imported (proteus.common lives in common/, …): a tree of
+# links under build/typecheck mirrors the installed layout, and the paths it reports are
+# mapped back to the repository's.
+TC := build/typecheck/proteus
+typecheck: install
+	@rm -rf build/typecheck && mkdir -p $(TC)
+	@for f in cli/*.py; do ln -s ../../../$$f $(TC)/; done
+	@ln -s ../../../cli/commands $(TC)/commands
+	@for d in common extract train evaluate; do ln -s ../../../$$d $(TC)/$$d; done
+	@cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p proteus 2>&1 \
+		| sed -E 's#^proteus/commands/#cli/commands/#; s#^proteus/(common|extract|train|evaluate)/#\1/#; s#^proteus/([a-z_]+\.py)#cli/\1#'; \
+		exit $${PIPESTATUS[0]}
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -173,7 +173,7 @@ def write_digits(root: Path, size: int, val_share: float = 0.2, seed: int = 0) -
         for rank, i in enumerate(idx):
             split = "val" if rank < n_val else "train"
             pixels = (digits.images[i] / 16.0 * 255).astype(np.uint8)
-            img = Image.fromarray(pixels, mode="L").resize((size, size), Image.BILINEAR)
+            img = Image.fromarray(pixels, mode="L").resize((size, size), Image.Resampling.BILINEAR)
             path = root / split / str(label) / f"{i:04d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             img.save(path)

@@ -7,7 +7,8 @@ kernel takes a uint8 HWC batch and the layer's per-sample inputs by name; ``sele
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import nvidia.dali.math as dmath
@@ -17,17 +18,18 @@ from nvidia.dali.auto_aug.core import select
 from proteus.common.randaugment import FILL
 
 
-def apply_randaugment(img, layer_inputs: list[Mapping]):
+def apply_randaugment(img, layer_inputs: Sequence[Mapping]):
     """Inside a pipeline built with ``enable_conditionals=True``: the layers one after the
     other; ``layer_inputs[i]`` holds layer i's external sources by feed name."""
     for inputs in layer_inputs:
         args = {k: v for k, v in inputs.items() if k != "kernel"}
-        img = select(KERNELS, inputs["kernel"], img, **args)
+        # select() is typed for @augmentation objects; it calls plain kernels the same way.
+        img = select(cast("list[Any]", KERNELS), inputs["kernel"], img, **args)
     return img
 
 
 def _to_uint8(x):
-    return fn.cast(dmath.clamp(x, 0, 255), dtype=types.UINT8)
+    return fn.cast(dmath.clamp(x, 0, 255), dtype=types.DALIDataType.UINT8)
 
 
 def _identity(img, **_):
@@ -42,7 +44,7 @@ def _warp(img, affine, **_):
         img - fill,
         matrix=affine,
         fill_value=0.0,
-        interp_type=types.INTERP_LINEAR,
+        interp_type=types.DALIInterpType.INTERP_LINEAR,
         inverse_map=True,
     )
     return _to_uint8(out + fill)
@@ -60,7 +62,7 @@ def _equalize(img, **_):
 
 
 def _invert(img, **_):
-    return types.Constant(255, dtype=types.UINT8) - img
+    return types.Constant(255, dtype=types.DALIDataType.UINT8) - img
 
 
 def _posterize(img, bits, **_):
@@ -69,7 +71,7 @@ def _posterize(img, bits, **_):
 
 def _solarize(img, scalar, **_):
     keep = img < scalar
-    return keep * img + (keep ^ True) * (types.Constant(255, dtype=types.UINT8) - img)
+    return keep * img + (keep ^ True) * (types.Constant(255, dtype=types.DALIDataType.UINT8) - img)
 
 
 def _solarize_add(img, scalar, **_):
@@ -77,7 +79,9 @@ def _solarize_add(img, scalar, **_):
 
 
 def _color(img, scalar, **_):
-    gray = fn.color_space_conversion(img, image_type=types.RGB, output_type=types.GRAY)
+    gray = fn.color_space_conversion(
+        img, image_type=types.DALIImageType.RGB, output_type=types.DALIImageType.GRAY
+    )
     return _to_uint8(gray + (img - gray) * scalar)
 
 

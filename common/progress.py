@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any
 
 from tqdm import tqdm
@@ -36,7 +36,7 @@ def progress_bar(
     """A tqdm bar when stderr is a terminal, else a :class:`PlainProgress` with the same
     ``update`` / ``set_postfix`` / ``close`` / iteration interface. ``bar_options`` go to tqdm
     only (``leave``, ``smoothing``)."""
-    if total is None and iterable is not None and hasattr(iterable, "__len__"):
+    if total is None and isinstance(iterable, Sized):
         total = len(iterable)
     if not disable and not _is_terminal():
         return PlainProgress(iterable, total=total, desc=desc, unit=unit, initial=initial)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from proteus.common.errors import ProteusError
+
+if TYPE_CHECKING:  # timm is imported where a model is built, not at start-up
+    from timm.models.vision_transformer import VisionTransformer
 
 TIMM_PREFIX = "timm:"
 
@@ -119,16 +122,25 @@ def _timm_spec(model: str) -> StudentSpec:
         probe = timm.create_model(model, pretrained=False, num_classes=0)
     if not hasattr(probe, "patch_embed") or not hasattr(probe, "blocks"):
         raise ProteusError(f"--student timm:{model}: not a ViT (students need patch tokens)")
-    patch = probe.patch_embed.patch_size[0]
-    return StudentSpec(f"{TIMM_PREFIX}{model}", model, patch, probe.embed_dim)
+    vit = cast("VisionTransformer", probe)  # duck-typed: timm's ViT-shaped models all match
+    return StudentSpec(
+        f"{TIMM_PREFIX}{model}", model, int(vit.patch_embed.patch_size[0]), vit.embed_dim
+    )
 
 
 class Student(nn.Module):
     """A timm ViT plus a mask token that replaces masked patch embeddings before positions
     are added (as DINOv2/iBOT do). ``forward_features`` returns the final normed tokens."""
 
+    vit: VisionTransformer
+    arch_kwargs: dict[str, Any]  # what rebuilds the backbone with timm alone (export)
+
     def __init__(
-        self, spec: StudentSpec, vit: nn.Module, image_size: int, mask_token_std: float = 0.02
+        self,
+        spec: StudentSpec,
+        vit: VisionTransformer,
+        image_size: int,
+        mask_token_std: float = 0.02,
     ):
         super().__init__()
         self.spec = spec
@@ -145,7 +157,8 @@ class Student(nn.Module):
 
     @property
     def grid(self) -> tuple[int, int]:
-        return tuple(self.vit.patch_embed.grid_size)
+        rows, cols = self.vit.patch_embed.grid_size
+        return int(rows), int(cols)
 
     @property
     def depth(self) -> int:
@@ -203,11 +216,11 @@ def build_student(
             f"its patch size {spec.patch_size}; pick a /{_divisor_hint(image_size)} student or "
             "re-extract at a size that fits"
         )
-    kwargs = {"img_size": image_size, "num_classes": 0, "drop_path_rate": drop_path}
+    kwargs: dict[str, Any] = {"img_size": image_size, "num_classes": 0, "drop_path_rate": drop_path}
     kwargs |= dict(spec.arch_kwargs)
     if not name.startswith(TIMM_PREFIX):
         kwargs |= dict(chosen.arch_kwargs)
-    vit = timm.create_model(spec.arch, pretrained=False, **kwargs)
+    vit = cast("VisionTransformer", timm.create_model(spec.arch, pretrained=False, **kwargs))
     if not getattr(vit, "has_class_token", True) or getattr(vit, "cls_token", None) is None:
         raise ProteusError(f"--student {name}: has no class token; the token loss needs one")
     student = Student(spec, vit, image_size, chosen.mask_token_std)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -58,7 +58,10 @@ class AugPolicy:
         """A recorded policy. Keys it lacks were not there when it was recorded, so they
         take the values that reproduce what that proteus rendered (LEGACY_KEYS)."""
         data = LEGACY_KEYS | data
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
+        return cls(**values)
 
 
 # What caches recorded before these settings existed were rendered with.
@@ -180,10 +183,11 @@ class ViewTable:
     color: np.ndarray  # (V, 4) float32
     grayscale: np.ndarray  # (V,) bool
     erase: np.ndarray  # (V, 4) int32
-    # Columns caches written before RandAugment lack: None gives their "nothing" value.
-    ra_op: np.ndarray | None = None  # (V, max(1, layers)) int8
-    ra_param: np.ndarray | None = None  # (V, max(1, layers)) float32
-    erase_seed: np.ndarray | None = None  # (V,) uint32
+    # Columns caches written before RandAugment lack: left out, __post_init__ fills in their
+    # "nothing" value, so after construction they are always arrays.
+    ra_op: np.ndarray = None  # type: ignore[assignment]  # (V, max(1, layers)) int8
+    ra_param: np.ndarray = None  # type: ignore[assignment]  # (V, max(1, layers)) float32
+    erase_seed: np.ndarray = None  # type: ignore[assignment]  # (V,) uint32
 
     def __post_init__(self) -> None:
         n = len(self.image)

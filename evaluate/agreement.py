@@ -9,6 +9,7 @@ masked tokens, as in training.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ def run_agreement(
     device: str = "cpu",
     seed: int = 0,
     progress: bool = True,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     trained = load_trained_student(checkpoint, ema)
     cache = Cache(cache_path)
     m = cache.manifest

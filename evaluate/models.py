@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -70,11 +71,13 @@ class TrainedStudent:
 
     @property
     def mean(self) -> tuple[float, float, float]:
-        return tuple(self.checkpoint.mean)
+        r, g, b = self.checkpoint.mean
+        return r, g, b
 
     @property
     def std(self) -> tuple[float, float, float]:
-        return tuple(self.checkpoint.std)
+        r, g, b = self.checkpoint.std
+        return r, g, b
 
 
 def load_trained_student(checkpoint: Path, ema: bool | None = None) -> TrainedStudent:
@@ -85,9 +88,10 @@ def load_trained_student(checkpoint: Path, ema: bool | None = None) -> TrainedSt
     student = build_student(saved.student_name, saved.image_size, style=saved.student_style)
     if ema is None:
         ema = saved.eval_weights == "ema"
-    evaluated = "ema" if ema and saved.ema is not None else "raw"
+    weights = saved.ema if ema and saved.ema is not None else saved.student
+    evaluated = "ema" if weights is saved.ema else "raw"
     try:
-        student.load_state_dict(saved.ema if evaluated == "ema" else saved.student)
+        student.load_state_dict(weights)
     except RuntimeError as exc:
         raise ProteusError(
             f"--checkpoint {checkpoint}: its weights do not fit {saved.student_name} "
@@ -98,7 +102,8 @@ def load_trained_student(checkpoint: Path, ema: bool | None = None) -> TrainedSt
         for t in saved.teachers
     )
     heads.load_state_dict(saved.heads)
-    return TrainedStudent(student.eval(), list(heads.eval()), saved, evaluated)
+    head_sets = [cast(ProteusHeads, h) for h in heads.eval()]
+    return TrainedStudent(student.eval(), head_sets, saved, evaluated)
 
 
 def load_source(
@@ -140,5 +145,7 @@ def load_source(
     if not random_init:
         raise ProteusError("--student NAME needs --random-init (a trained one is --checkpoint)")
     torch.manual_seed(0)
-    model = build_student(student, image_size).eval()
-    return FeatureSource(f"random {student}", model, image_size, IMAGENET_MEAN, IMAGENET_STD)
+    if student is None:
+        raise ProteusError("--random-init needs --student NAME (the architecture to initialise)")
+    random = build_student(student, image_size).eval()
+    return FeatureSource(f"random {student}", random, image_size, IMAGENET_MEAN, IMAGENET_STD)

@@ -19,6 +19,7 @@ paper report.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,7 +71,7 @@ def dinov2_linear(
     order = rng.permutation(len(train_labels))
     n_hold = max(1, round(len(order) * holdout))
     hold, fit = order[:n_hold], order[n_hold:]
-    grid = []
+    grid: list[dict[str, Any]] = []
     for name, features in train.items():
         for lr in LEARNING_RATES:
             scaled = lr * min(batch_size, len(fit)) / 256

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 from proteus.common.distributed import resolve_device
+from proteus.common.errors import ProteusError
 from proteus.evaluate.config import ProbeConfig
 from proteus.evaluate.features import FeatureSet, folder_features
 from proteus.evaluate.knn import knn_predict, topk_accuracy
@@ -15,14 +17,19 @@ from proteus.evaluate.models import FeatureSource, load_source
 def _features(cfg: ProbeConfig, blocks: int = 0) -> tuple[FeatureSource, FeatureSet, FeatureSet]:
     device = resolve_device(cfg.device)
     source = load_source(**asdict(cfg.source), blocks=blocks)
-    kwargs = {
-        "batch_size": cfg.batch_size,
-        "device": device,
-        "progress": cfg.progress,
-        "blocks": blocks,
-    }
-    train = folder_features(source, cfg.train_dir, option="--train", **kwargs)
-    val = folder_features(source, cfg.val_dir, option="--val", **kwargs)
+
+    def features(folder: Path, option: str) -> FeatureSet:
+        return folder_features(
+            source,
+            folder,
+            option=option,
+            batch_size=cfg.batch_size,
+            device=device,
+            progress=cfg.progress,
+            blocks=blocks,
+        )
+
+    train, val = features(cfg.train_dir, "--train"), features(cfg.val_dir, "--val")
     return source, train, val
 
 
@@ -74,6 +81,8 @@ def _run_dinov2_linear(cfg: ProbeConfig) -> dict:
     from proteus.evaluate.protocol import dinov2_linear, feature_sets
 
     source, train, val = _features(cfg, blocks=4)
+    if train.blocks is None or val.blocks is None:  # asked for with blocks=4
+        raise ProteusError("the DINOv2 protocol needs the last blocks' class tokens")
     result = dinov2_linear(
         feature_sets(train.blocks, train.mean_patch),
         train.labels,

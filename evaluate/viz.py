@@ -64,14 +64,15 @@ def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views:
     renderer = Renderer(RenderConfig.from_manifest(m, max_batch=len(ids)))
     images = renderer.render(encoded, table)
     with torch.no_grad():
-        student = trained.student(images)["patch"].numpy()
-    teacher = cache.read("patch", ids).astype(np.float32)
-    shown = images * torch.tensor(m.std)[:, None, None] + torch.tensor(m.mean)[:, None, None]
-    shown = shown.clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    columns = [
+        student_patch = trained.student(images)["patch"].numpy()
+    teacher_patch = cache.read("patch", ids).astype(np.float32)
+    pixels = images * torch.tensor(m.std)[:, None, None] + torch.tensor(m.mean)[:, None, None]
+    shown = pixels.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    rows, cols = m.grid
+    columns: list[tuple[str, np.ndarray]] = [
         ("image", shown),
-        (f"teacher {m.teacher}", pca_rgb(teacher, tuple(m.grid))),
-        (f"student {trained.name}", pca_rgb(student, trained.student.grid)),
+        (f"teacher {m.teacher}", pca_rgb(teacher_patch, (rows, cols))),
+        (f"student {trained.name}", pca_rgb(student_patch, trained.student.grid)),
     ]
     plt = _pyplot()
     fig, axes = plt.subplots(len(ids), 3, figsize=(7.5, 2.5 * len(ids)), squeeze=False)

@@ -31,7 +31,7 @@ class ShardEncoder:
 
     def encode(self, named: dict[str, torch.Tensor], failed: dict[int, str]) -> dict:
         bad = sorted(failed)
-        stored = {}
+        stored: dict[str, np.ndarray] = {}
         for name, values in named.items():
             values = values.float()
             if bad:  # no targets from a picture we never saw

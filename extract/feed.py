@@ -70,7 +70,7 @@ class ShardFeed:
         size = self.renderer.cfg.image_size
         pixels = torch.zeros(len(ids), 3, size, size)
         if good:
-            encoded = [loaded[row] for row in good]
+            encoded = [item for item in loaded if not isinstance(item, str)]  # rows of good
             out, bad = self.renderer.render_tolerant(encoded, views[np.array(good)])
             for k, reason in bad.items():  # zero pixels stay for those; the shard records why
                 failed[good[k]] = f"could not be decoded ({reason})"

@@ -185,7 +185,7 @@ def _create(
             cfg.seed,
             usable,
             np.stack([table.height, table.width], 1)[usable],
-            cfg.views,
+            cfg.resolved_views(),
             manifest.image_size,
         )
     else:
@@ -243,7 +243,7 @@ def _new_manifest(
         renderer={"name": "dali", "dali_version": dali_version(), "device": render_device(device)},
         policy=cfg.policy.to_dict(),
         seed=cfg.seed,
-        views_per_image=cfg.views,
+        views_per_image=cfg.resolved_views(),
         precision=precision,
         targets=targets,
         dtype=cfg.dtype,

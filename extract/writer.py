@@ -24,6 +24,8 @@ from proteus.common.cache.layout import (
     STATUS_FAILED,
     STATUS_OK,
     ImageTable,
+    child_array,
+    child_group,
     create_target,
     is_cache,
     load_codec,
@@ -121,7 +123,7 @@ class CacheWriter:
     def write_shard(self, shard: int, targets: dict[str, np.ndarray], failed: list[dict]) -> None:
         """Write all of one shard's targets, then its marker (which makes it count)."""
         start, stop = shard_bounds(self.manifest, shard)
-        group = self._root["targets"]
+        group = child_group(self._root, "targets")
         try:
             for name, values in targets.items():
                 if values.shape[0] != stop - start:
@@ -129,7 +131,8 @@ class CacheWriter:
                 failpoint("shard-write")  # between target files of one shard
                 # write_empty_chunks is a runtime setting, not stored metadata: set it again,
                 # so all-zero chunks (views of undecodable images) are stored like any other.
-                group[name].with_config({"write_empty_chunks": True})[start:stop] = values
+                target = child_array(group, name).with_config({"write_empty_chunks": True})
+                target[start:stop] = values
             marker = {"shard": shard, "views": [start, stop], "failed": failed}
             atomic_write_text(progress_path(self.path, shard), json.dumps(marker))
         except OSError as exc:
@@ -150,7 +153,7 @@ class CacheWriter:
         for item in failed:
             status[item["image"]] = STATUS_FAILED
         try:
-            write_table(self._root["images"], {"status": status})
+            write_table(child_group(self._root, "images"), {"status": status})
             failpoint("seal")
             m = self.manifest
             m.skipped = [s for s in m.skipped if s.get("stage") == "probe"] + failed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,19 @@ from proteus.train.objective import Hint
 from proteus.train.recipe import Recipe, get_recipe
 
 PerTeacher = float | tuple[float, ...] | None  # one value for every teacher, or one per cache
+
+
+@dataclass(frozen=True)
+class RecipeValues:
+    """The options a recipe supplies, as a resolved config holds them: typed without None."""
+
+    min_lr: float
+    warmup_lr: float
+    weight_decay: float
+    warmup_epochs: float
+    drop_path: float
+    ema_decay: float
+    repeated_aug: int
 
 
 @dataclass(frozen=True)
@@ -68,15 +81,8 @@ class TrainConfig:
         checkpoint's, and what `proteus sweep` compares a rerun against."""
         return json.loads(json.dumps(asdict(self), default=str))
 
-    RECIPE_FIELDS = (
-        "min_lr",
-        "warmup_lr",
-        "weight_decay",
-        "warmup_epochs",
-        "drop_path",
-        "ema_decay",
-        "repeated_aug",
-    )
+    # The options left to the recipe when not given (None): RecipeValues is the one list.
+    RECIPE_FIELDS = tuple(f.name for f in fields(RecipeValues))
 
     def recipe_of(self) -> Recipe:
         return get_recipe(self.recipe)
@@ -87,6 +93,11 @@ class TrainConfig:
         recipe = self.recipe_of()
         filled = {f: getattr(recipe, f) for f in self.RECIPE_FIELDS if getattr(self, f) is None}
         return replace(self, **filled)
+
+    def recipe_values(self) -> RecipeValues:
+        """The recipe-backed options after resolution (given ones win), without None."""
+        resolved = self.resolved()
+        return RecipeValues(**{f: getattr(resolved, f) for f in self.RECIPE_FIELDS})
 
     @property
     def online(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -66,8 +67,9 @@ class Distiller(nn.Module):
             out.mask = masks
         parts: dict[str, torch.Tensor] = {}
         total = images.new_zeros(())
+        head_sets = cast("list[ProteusHeads]", list(self.heads))
         for index, (heads, objective, wanted) in enumerate(
-            zip(self.heads, self.objectives, targets, strict=True)
+            zip(head_sets, self.objectives, targets, strict=True)
         ):
             own = losses(heads, objective, out, wanted)
             total = total + own.pop("loss")
@@ -83,7 +85,8 @@ def param_groups(model: Distiller, weight_decay: float, decay_tokens: bool = Tru
     cls/mask tokens decay too, as in the reference (timm's create_optimizer on a model without
     no_weight_decay()); False exempts them (the timm/DeiT ViT convention)."""
     skip = set() if decay_tokens else model.no_weight_decay()
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

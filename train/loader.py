@@ -82,6 +82,8 @@ class TrainBatches:
                 f"under {self.cache.data_root} (`proteus cache verify` and the dataset "
                 "fingerprint tell which)"
             ) from exc
+        if plan.view_ids is None:  # the sampler plans views whenever the cache has them
+            raise ProteusError(f"step {step}: no recorded views planned for a cached run")
         pairs = zip(self.caches, self.target_names, strict=True)
         targets = [
             {name: cache.read_stored(name, plan.view_ids) for name in names}

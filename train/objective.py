@@ -13,6 +13,7 @@ With several teachers, each has its own heads and λ, and the loss is the sum ov
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -198,27 +199,42 @@ def losses(
     layer_<i> (B, 1 + N, Dt)), token grids already on the student's (train/targets.py)."""
     if isinstance(objective, Lambdas):
         objective = Objective(objective)
-    lambdas = objective.lambdas
-    clean, mask = student.clean, student.mask
-    t_cls, t_patch = targets.get("cls"), targets.get("patch")
+    lambdas, mask = objective.lambdas, student.mask
     zero = next(heads.parameters()).new_zeros(())
     parts = {f"loss_{part}": zero for part in LOSS_PARTS}
     if heads.token_head is not None:
+        clean = _given(student.clean, "the clean pass")
+        t_cls = _given(targets.get("cls"), "the cls target")
         cls_pred = heads.token_head(clean["cls"])
         if lambdas.token:
             parts["loss_token"] = F.mse_loss(cls_pred, t_cls)
         if lambdas.fea:
-            pred = torch.cat([cls_pred.unsqueeze(1), heads.fea_head(clean["patch"])], 1)
+            fea_pred = _given(heads.fea_head, "the feature head")(clean["patch"])
+            pred = torch.cat([cls_pred.unsqueeze(1), fea_pred], 1)
+            t_patch = _given(targets.get("patch"), "the patch target")
             target = torch.cat([t_cls.unsqueeze(1), t_patch], 1)
             parts["loss_fea"] = F.mse_loss(pred, target)
     if lambdas.patch and mask is not None and mask.any():
         n = mask.shape[0]
-        pred = heads.patch_head(student.masked_patch)[mask]
+        masked = _given(student.masked_patch, "the masked pass")
+        pred = _given(heads.patch_head, "the patch head")(masked)[mask]
+        t_patch = _given(targets.get("patch"), "the patch target")
         parts["loss_patch"] = F.mse_loss(pred, t_patch[:n][mask])
     for hint in objective.hints:
-        pred = heads.hint_heads[hint.key](clean["layers"][hint.block])
+        layers = _given(student.clean, "the clean pass")["layers"]
+        pred = heads.hint_heads[hint.key](layers[hint.block])
         parts["loss_hint"] = parts["loss_hint"] + F.mse_loss(pred, targets[hint.target])
     total = lambdas.token * parts["loss_token"]
     for part in LOSS_PARTS[1:]:
         total = total + getattr(lambdas, part) * parts[f"loss_{part}"]
     return parts | {"loss": total}
+
+
+_T = TypeVar("_T")
+
+
+def _given(value: _T | None, what: str) -> _T:
+    """What the objective needs, which the Distiller always provides (a bug otherwise)."""
+    if value is None:
+        raise ValueError(f"losses: {what} is missing, though this objective needs it")
+    return value

@@ -48,7 +48,7 @@ from proteus.train.objective import (
     resolve_hints,
     resolve_lambdas,
 )
-from proteus.train.online import OnlineBatches, OnlineTeacher
+from proteus.train.online import OnlineBatch, OnlineBatches, OnlineTeacher
 from proteus.train.run_folder import RunFolder
 from proteus.train.sampler import ViewSampler
 from proteus.train.schedule import CosineSchedule, EpochCosineSchedule, scaled_lr
@@ -78,11 +78,12 @@ class _Trainer:
         # with the recipe's values filled in (what this run uses).
         self.given, self.cfg, self.info = cfg, cfg.resolved(), info
         self.recipe = cfg.recipe_of()
+        self.values = cfg.recipe_values()
         cfg = self.cfg
         self.device = torch.device(f"cuda:{info.local_rank}" if device == "cuda" else "cpu")
         cfg.check_source()
         self.online: OnlineTeacher | None = None
-        if cfg.online:
+        if cfg.teacher is not None and cfg.data is not None:  # online (check_source: both given)
             self.online = OnlineTeacher(
                 cfg.teacher,
                 cfg.data,
@@ -107,7 +108,7 @@ class _Trainer:
         torch.manual_seed(cfg.seed)  # initialisation: the same on every rank
         self.student_style = student_style(m.teacher_family, self.recipe.reference_students)
         student = build_student(
-            cfg.student, m.image_size, drop_path=cfg.drop_path, style=self.student_style
+            cfg.student, m.image_size, drop_path=self.values.drop_path, style=self.student_style
         )
         self.student_grid = student.grid
         hints = resolve_hints(cfg.hints, student.depth, self.caches)
@@ -128,7 +129,7 @@ class _Trainer:
             cfg.mask_probability,
             cfg.mask_ratio,
             student.grid[0] * student.grid[1],
-            repeats=cfg.repeated_aug,
+            repeats=self.values.repeated_aug,
         )
         self._check_masking()
         self.total_steps = cfg.max_steps or cfg.epochs * self.sampler.steps_per_epoch
@@ -138,7 +139,7 @@ class _Trainer:
         ]
         self.model = Distiller(student, heads).to(self.device)
         self.parts = ("loss", *self.model.part_names())
-        self.ddp = self.model
+        self.ddp: torch.nn.Module = self.model
         if info.active:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[info.local_rank] if self.device.type == "cuda" else None
@@ -146,11 +147,11 @@ class _Trainer:
         global_batch = cfg.batch_size * info.world
         self.peak_lr = scaled_lr(cfg.lr, global_batch, self.recipe.lr_per_512, self.recipe.lr_rule)
         self.schedule = self._schedule()
-        groups = param_groups(self.model, cfg.weight_decay, self.recipe.decay_tokens)
+        groups = param_groups(self.model, self.values.weight_decay, self.recipe.decay_tokens)
         self.optimizer = torch.optim.AdamW(groups, lr=self.peak_lr, betas=(0.9, 0.999))
         self.ema = None
-        if cfg.ema_decay > 0:
-            self.ema = EMA(self.model.student, cfg.ema_decay, warmup=self.recipe.ema_warmup)
+        if self.values.ema_decay > 0:
+            self.ema = EMA(self.model.student, self.values.ema_decay, warmup=self.recipe.ema_warmup)
         self.start_step = 0
         self._stop_signal: int | None = None
 
@@ -173,26 +174,26 @@ class _Trainer:
         return usable, self.cache.images.label[self.cache.views.image[usable[:, 0]]]
 
     def _schedule(self) -> CosineSchedule | EpochCosineSchedule:
-        cfg, per_epoch = self.cfg, self.sampler.steps_per_epoch
+        values, per_epoch = self.values, self.sampler.steps_per_epoch
         if self.recipe.schedule == "epoch":
             return EpochCosineSchedule(
                 self.peak_lr,
                 math.ceil(self.total_steps / per_epoch),
                 per_epoch,
-                cfg.warmup_epochs,
-                cfg.warmup_lr,
-                cfg.min_lr,
+                values.warmup_epochs,
+                values.warmup_lr,
+                values.min_lr,
             )
-        warmup = round(cfg.warmup_epochs * per_epoch)
-        return CosineSchedule(self.peak_lr, self.total_steps, warmup, cfg.min_lr)
+        warmup = round(values.warmup_epochs * per_epoch)
+        return CosineSchedule(self.peak_lr, self.total_steps, warmup, values.min_lr)
 
     def _objective(self, index: int, hints: tuple[Hint, ...]) -> Objective:
         cache, cfg = self.caches[index], self.cfg
         m = cache.manifest
         own = tuple(h for h in hints if h.teacher == index)
-        weights = (cfg.per_teacher(n, index) for n in LOSS_PARTS)
+        token, fea, patch, hint = (cfg.per_teacher(n, index) for n in LOSS_PARTS)
         try:
-            lambdas = resolve_lambdas(m.teacher_family, *weights, hints=bool(own))
+            lambdas = resolve_lambdas(m.teacher_family, token, fea, patch, hint, hints=bool(own))
         except ProteusError as exc:
             if len(self.caches) == 1:
                 raise
@@ -371,6 +372,7 @@ class _Trainer:
             )
         )
         names = [o.needed_targets() for o in self.objectives]
+        loader: OnlineBatches | TrainBatches
         if self.online:
             loader = OnlineBatches(self.online, self.sampler, renderer, names[0], self.info.rank)
         else:
@@ -420,7 +422,7 @@ class _Trainer:
                 log.close()
         return TrainResult(Path(self.cfg.out), step, last)
 
-    def _step(self, batch: TrainBatch) -> dict[str, float]:
+    def _step(self, batch: TrainBatch | OnlineBatch) -> dict[str, float]:
         cfg, step = self.cfg, batch.step
         # Drop path draws from the global RNG: seed it from the step, so resuming needs no
         # RNG state and every step is reproducible on its own.

@@ -36,8 +36,8 @@ class StudentTargets:
         device: torch.device,
     ):
         self.source = source
-        self.teacher_grids = [tuple(g) for g in teacher_grids]
-        self.student_grid = tuple(student_grid)
+        self.teacher_grids = [(int(g[0]), int(g[1])) for g in teacher_grids]
+        self.student_grid = (int(student_grid[0]), int(student_grid[1]))
         self.device = device
 
     def __call__(self, batch) -> list[dict[str, torch.Tensor]]:

@@ -81,7 +81,7 @@ def _model_source(func: Callable) -> Callable:
             device_option,
         ]
     ):
-        func = decorator(func)
+        func = decorator(func)  # type: ignore[arg-type]  # click's option list, applied in order
     return func
 
 

@@ -130,15 +130,17 @@ class PCAAccumulator:
 
     def update(self, tokens: torch.Tensor) -> None:
         x = tokens.double().cpu()
-        if self.total is None:
+        if self.total is None or self.outer is None:
             self.total = torch.zeros(x.shape[1], dtype=torch.float64)
             self.outer = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
         self.count += len(x)
-        self.total += x.sum(0)
-        self.outer += x.T @ x
+        self.total = self.total + x.sum(0)
+        self.outer = self.outer + x.T @ x
 
     def eigen(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean, eigenvalues (descending) and eigenvectors (columns) of the covariance."""
+        if self.total is None or self.outer is None:
+            raise ValueError("PCA: no tokens were given to fit on")
         mean = self.total / self.count
         cov = (self.outer - self.count * torch.outer(mean, mean)) / max(1, self.count - 1)
         values, vectors = torch.linalg.eigh(cov)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import zarr
@@ -54,7 +54,7 @@ def is_cache(path: Path) -> bool:
     return (Path(path) / "zarr.json").is_file()
 
 
-def open_root(path: Path, mode: str = "r") -> zarr.Group:
+def open_root(path: Path, mode: Literal["r", "r+", "a", "w", "w-"] = "r") -> zarr.Group:
     try:
         return zarr.open_group(str(path), mode=mode, zarr_format=3)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
@@ -87,22 +87,42 @@ def write_table(group: zarr.Group, columns: dict[str, np.ndarray]) -> None:
             arr[...] = values
 
 
+def child_array(group: zarr.Group, name: str) -> zarr.Array:
+    """``group[name]``, which must be an array (a damaged cache may hold anything there)."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise ProteusError(f"{group.store_path}/{name}: not an array; the cache is damaged")
+    return node
+
+
+def child_group(group: zarr.Group, name: str) -> zarr.Group:
+    node = group[name]
+    if not isinstance(node, zarr.Group):
+        raise ProteusError(f"{group.store_path}/{name}: not a group; the cache is damaged")
+    return node
+
+
+def read_array(array: zarr.Array) -> np.ndarray:
+    """All of a (small) array as numpy."""
+    return np.asarray(array[...])
+
+
 def _read_table(group: zarr.Group, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     out = {}
     for name in names:
-        values = group[name][...]
+        values = read_array(child_array(group, name))
         # numpy 2 hands zarr strings back as StringDType; the tables use plain str arrays.
         out[name] = np.array(values.tolist(), dtype=str) if values.dtype.kind in "OT" else values
     return out
 
 
 def read_image_table(root: zarr.Group) -> ImageTable:
-    return ImageTable(**_read_table(root["images"], ImageTable.COLUMNS))
+    return ImageTable(**_read_table(child_group(root, "images"), ImageTable.COLUMNS))
 
 
 def read_view_table(root: zarr.Group) -> ViewTable:
     # Caches from before RandAugment lack its columns; ViewTable fills in "none".
-    group = root["views"]
+    group = child_group(root, "views")
     present = tuple(name for name in ViewTable.FIELDS if name in group)
     return ViewTable(**_read_table(group, present))
 
@@ -151,8 +171,8 @@ def read_codec_state(root: zarr.Group, name: str, keys) -> dict:
     """Target ``name``'s codec's fitted arrays ``keys`` as torch tensors."""
     import torch
 
-    group = root[STATE_GROUP]
-    return {key: torch.from_numpy(group[f"{name}_{key}"][...]) for key in keys}
+    group = child_group(root, STATE_GROUP)
+    return {key: torch.from_numpy(read_array(child_array(group, f"{name}_{key}"))) for key in keys}
 
 
 def load_codec(root: zarr.Group, manifest: Manifest, name: str):

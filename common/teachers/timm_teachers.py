@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
@@ -26,13 +28,15 @@ class ViTTeacher(Teacher):
         layers: dict[int, torch.Tensor] = {}
         if self.layers:
             has_prefix = self.model.num_prefix_tokens > 0
-            final, inter = self.model.forward_intermediates(
+            out = self.model.forward_intermediates(
                 x,
                 indices=list(self.layers),
                 norm=True,
                 output_fmt="NLC",
                 return_prefix_tokens=has_prefix,
             )
+            # Not intermediates_only: timm returns (final tokens, per-layer outputs).
+            final, inter = cast("tuple[torch.Tensor, list]", out)
             for i, item in zip(self.layers, inter, strict=True):
                 # timm pairs (spatial, prefix) only when the model has prefix tokens; a ViT
                 # without a class token gets its mean token first instead.
@@ -55,6 +59,8 @@ class ConvTeacher(Teacher):
     Layers are the model's feature stages (``feature_info``), each flattened row-major with
     its mean-pooled token first, so every layer has the (B, 1 + N_i, D_i) shape of a ViT layer.
     """
+
+    model: Any  # any timm CNN: used through timm's common API, which has no shared base type
 
     def _features(self, x: torch.Tensor) -> TeacherOutput:
         layers: dict[int, torch.Tensor] = {}
@@ -80,8 +86,15 @@ class ConvTeacher(Teacher):
 def build_vit(spec: TeacherSpec, request: TeacherBuild) -> ViTTeacher:
     """DINOv2 / SynCLR / timm ViTs. Hub weights come through timm, resampled to the image size."""
     hub = request.weights is None and request.pretrained
-    model = timm.create_model(
-        spec.arch, pretrained=hub, num_classes=0, img_size=request.image_size, **spec.arch_kwargs
+    model = cast(
+        "VisionTransformer",
+        timm.create_model(
+            spec.arch,
+            pretrained=hub,
+            num_classes=0,
+            img_size=request.image_size,
+            **spec.arch_kwargs,
+        ),
     )
     if request.weights is not None:
         state = load_weights_file(request.weights, spec.strip_prefixes)
@@ -115,6 +128,7 @@ def build_conv(spec: TeacherSpec, request: TeacherBuild) -> ConvTeacher:
 
 def spec_from_timm(name: str, builder_name: str | None = None) -> TeacherSpec:
     """Registry record for ``timm:<model>``, read off the architecture without weights."""
+    model: Any  # a ViT or a CNN: each branch reads its own attributes
     with torch.device("meta"):
         model = timm.create_model(name, pretrained=False, num_classes=0)
     cfg = model.pretrained_cfg
