@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,9 @@ class Checkpoint:
     REQUIRED = ("student_name", "image_size", "student", "heads", "mean", "std")
 
     def to_state(self) -> dict[str, Any]:
-        state = asdict(self) | {"mean": list(self.mean), "std": list(self.std)}
+        # Shallow on purpose: asdict() would deep-copy every tensor of the state dicts.
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state |= {"mean": list(self.mean), "std": list(self.std)}
         first = self.teachers[0]
         # The first teacher again at the top level, for readers of one-teacher runs.
         return state | {
