@@ -266,3 +266,17 @@ def _memory_loop(caches, names, plan, step, decode, on, baseline: str):
             )
 
     return undecoded
+
+
+def bench_vit16() -> str:
+    """Registers (idempotently) and names the 4-block, 96-wide /16 student B5 and B6 train."""
+    from proteus.common.students import StudentSpec, register_student
+
+    spec = StudentSpec(
+        "bench_vit16",
+        "vit_small_patch16_224",
+        16,
+        96,
+        {"embed_dim": 96, "depth": 4, "num_heads": 3},
+    )
+    return register_student(spec).name

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import table
+from _common import bench_vit16, table
 
 from proteus.common.cache.codec import TargetCodec, components_for, fit_pca
 
@@ -104,7 +104,6 @@ def dinov2_g_shaped(views: int = 96, tokens: int = 257, dim: int = 1536) -> torc
 
 
 def agreement(root: Path, steps: int) -> list[dict]:
-    from proteus.common.students import StudentSpec, register_student
     from proteus.demo_pipeline import write_digits
     from proteus.evaluate.agreement import run_agreement
     from proteus.extract.config import ExtractConfig
@@ -112,15 +111,7 @@ def agreement(root: Path, steps: int) -> list[dict]:
     from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
-    register_student(
-        StudentSpec(
-            "bench_vit16",
-            "vit_small_patch16_224",
-            16,
-            96,
-            {"embed_dim": 96, "depth": 4, "num_heads": 3},
-        )
-    )
+    bench_vit16()
     write_digits(root / "digits", 64)
     common = {"teacher": "effnet_lite0", "image_size": 64, "device": "cpu", "progress": False}
     run_extract(

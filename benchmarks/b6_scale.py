@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import synthetic_cache, table
+from _common import bench_vit16, synthetic_cache, table
 from PIL import Image
 
 READ_LOOP = """
@@ -73,21 +73,12 @@ def memory(root: Path, views: int) -> list[dict]:
 
 
 def linearity(root: Path, images: int) -> list[dict]:
-    from proteus.common.students import StudentSpec, register_student
     from proteus.extract.config import ExtractConfig
     from proteus.extract.runner import run_extract
     from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
-    register_student(
-        StudentSpec(
-            "bench_vit16",
-            "vit_small_patch16_224",
-            16,
-            96,
-            {"embed_dim": 96, "depth": 4, "num_heads": 3},
-        )
-    )
+    bench_vit16()
     rng = np.random.default_rng(0)
     rows = []
     for scale in (1, 2, 4):

@@ -86,6 +86,21 @@ def cli_args(data: Path, out: Path, weights: Path, *extra: str) -> list[str]:
     ]
 
 
+def torchrun_cli(nproc: int, *args: str) -> list[str]:
+    """The command line that runs ``proteus ARGS`` as ``nproc`` torchrun processes."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        "proteus",
+        *args,
+    ]
+
+
 def run_cli(*args: str, env_extra: dict[str, str] | None = None, **kwargs):
     """The real command line in a subprocess; ``env_extra`` e.g. sets PROTEUS_FAULT."""
     return subprocess.run(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import imagegen
 import pytest
-from extract_helpers import cli_args, cli_env, run_cli, target_bytes
+from extract_helpers import cli_args, cli_env, run_cli, target_bytes, torchrun_cli
 
 from proteus.common.cache.verify import verify_cache
 
@@ -104,17 +104,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(workdir, reference, point, tmp_
 def test_two_processes_under_torchrun_equal_one(workdir, reference, tmp_path):
     out = tmp_path / "cache"
     args = cli_args(workdir / "data", out, workdir / "w.safetensors", "--shard-views", "2")
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "proteus",
-        *args,
-    ]
+    torchrun = torchrun_cli(2, *args)
     run = subprocess.run(torchrun, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert verify_cache(out) == [] and target_bytes(out) == reference

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import imagegen
 import numpy as np
 import pytest
-from extract_helpers import cli_args, cli_env, extract, run_cli
+from extract_helpers import cli_args, cli_env, extract, run_cli, torchrun_cli
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
@@ -108,17 +107,7 @@ def test_two_teachers_with_a_hint_under_ddp_follow_one_process(world, tmp_path):
     one = run_cli(*train_args(world / "a", tmp_path / "one", *extra))
     assert one.returncode == 0, one.stderr
     args = train_args(world / "a", tmp_path / "two", *extra, "--batch-size", "2")
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "proteus",
-        *args,
-    ]
+    torchrun = torchrun_cli(2, *args)
     two = subprocess.run(torchrun, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     logs = {run: read_log(tmp_path / run) for run in ("one", "two")}

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from extract_helpers import cli_env, run_cli, tiny_cache
+from extract_helpers import cli_env, run_cli, tiny_cache, torchrun_cli
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
@@ -126,17 +125,7 @@ def test_online_two_processes_follow_one(world, tmp_path):
     one = train_args(None, tmp_path / "one", *extra)
     result = run_cli(*one)
     assert result.returncode == 0, result.stderr[-2000:]
-    two = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "proteus",
-        *train_args(None, tmp_path / "two", *extra, "--batch-size", "2"),
-    ]
+    two = torchrun_cli(2, *train_args(None, tmp_path / "two", *extra, "--batch-size", "2"))
     result = subprocess.run(two, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)

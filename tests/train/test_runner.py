@@ -6,12 +6,11 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from extract_helpers import cli_env, edit_manifest, run_cli, tiny_cache, writable_copy
+from extract_helpers import cli_env, edit_manifest, run_cli, tiny_cache, torchrun_cli, writable_copy
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
@@ -135,17 +134,7 @@ def test_two_processes_follow_one(world, tmp_path):
     # stderr is a pipe here, as in a SLURM log: plain progress lines, no bar redraws.
     assert "\r" not in one.stderr and "train: 6/6 step (100%)" in one.stderr
     args = train_args(world / "cache", tmp_path / "two", "--max-steps", "6", "--batch-size", "2")
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "proteus",
-        *args,
-    ]
+    torchrun = torchrun_cli(2, *args)
     two = subprocess.run(torchrun, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     config = json.loads((tmp_path / "two" / "config.json").read_text())
