@@ -13,6 +13,7 @@ from proteus.commands.demo import demo
 from proteus.commands.evaluate import eval_group
 from proteus.commands.export import export
 from proteus.commands.extract import extract
+from proteus.commands.students import students
 from proteus.commands.sweep import sweep
 from proteus.commands.teachers import teachers
 from proteus.commands.train import train
@@ -40,7 +41,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.group(cls=ProteusGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="proteus")
 def main() -> None:
-    """Distil vision foundation models (DINOv2, CLIP, SynCLR) into small ViTs.
+    """Distil vision foundation models (DINOv2, CLIP, SynCLR) into small ViTs or convnets.
 
     A teacher runs once over K recorded views of every image (`extract`); any number of
     students then train from that cache (`train`), replaying the same views, without the
@@ -48,5 +49,17 @@ def main() -> None:
     """
 
 
-for command in (extract, train, sweep, compare, eval_group, cache, teachers, export, viz, demo):
+for command in (
+    extract,
+    train,
+    sweep,
+    compare,
+    eval_group,
+    cache,
+    teachers,
+    students,
+    export,
+    viz,
+    demo,
+):
     main.add_command(command)

@@ -18,7 +18,8 @@ from proteus.common.students import Student, build_student
 from proteus.common.teachers import build_teacher, get_teacher_spec
 from proteus.common.teachers.spec import IMAGENET_MEAN, IMAGENET_STD
 from proteus.train.checkpoint import Checkpoint
-from proteus.train.objective import Lambdas, ProteusHeads
+from proteus.train.distiller import make_heads
+from proteus.train.objective import Hint, Lambdas, Objective, ProteusHeads
 
 
 @dataclass
@@ -37,14 +38,13 @@ class FeatureSource:
         if not blocks:
             out = self.model(images)
             return {"cls": out["cls"].float(), "patch": out["patch"].float()}
+        out = self.model(images)
         if isinstance(self.model, Student):
-            depth = self.model.depth
-            out = self.model(images, layers=tuple(range(depth - blocks, depth)))
-            layers = {i: self.model.vit.norm(h) for i, h in out["layers"].items()}
+            summaries = self.model.block_summaries(images, blocks)
         else:  # a teacher's layers already passed its final norm
-            out = self.model(images)
             layers = out["layers"]
-        tokens = [layers[i][:, 0].float() for i in sorted(layers)][-blocks:]
+            summaries = [layers[i][:, 0] for i in sorted(layers)][-blocks:]
+        tokens = [t.float() for t in summaries]
         return {"cls": out["cls"].float(), "patch": out["patch"].float(), "blocks": tokens}
 
 
@@ -85,7 +85,9 @@ def load_trained_student(checkpoint: Path, ema: bool | None = None) -> TrainedSt
     the weights its recipe evaluates (the reference recipe: raw; checkpoints before recipes
     existed: EMA)."""
     saved = Checkpoint.load(checkpoint)
-    student = build_student(saved.student_name, saved.image_size, style=saved.student_style)
+    student = build_student(
+        saved.student_name, saved.image_size, style=saved.student_style, grid=saved.grid
+    )
     if ema is None:
         ema = saved.eval_weights == "ema"
     weights = saved.ema if ema and saved.ema is not None else saved.student
@@ -98,7 +100,12 @@ def load_trained_student(checkpoint: Path, ema: bool | None = None) -> TrainedSt
             f"({str(exc).splitlines()[0]})"
         ) from exc
     heads = nn.ModuleList(
-        ProteusHeads(student.embed_dim, t["dim"], Lambdas(**t["lambdas"]), t["hint_dims"])
+        make_heads(
+            student,
+            t["dim"],
+            Objective(Lambdas(**t["lambdas"]), tuple(Hint(b, layer) for b, layer in t["hints"])),
+            t["hint_dims"],
+        )
         for t in saved.teachers
     )
     heads.load_state_dict(saved.heads)

@@ -64,7 +64,9 @@ def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views:
     renderer = Renderer(RenderConfig.from_manifest(m, max_batch=len(ids)))
     images = renderer.render(encoded, table)
     with torch.no_grad():
-        student_patch = trained.student(images)["patch"].numpy()
+        # On the student's own grid: a convnet's feature map as it is, not resampled.
+        dense, student_grid = trained.student.native_dense(trained.student(images))
+    student_patch = dense.numpy()
     teacher_patch = cache.read("patch", ids).astype(np.float32)
     pixels = images * torch.tensor(m.std)[:, None, None] + torch.tensor(m.mean)[:, None, None]
     shown = pixels.clamp(0, 1).permute(0, 2, 3, 1).numpy()
@@ -72,7 +74,7 @@ def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views:
     columns: list[tuple[str, np.ndarray]] = [
         ("image", shown),
         (f"teacher {m.teacher}", pca_rgb(teacher_patch, (rows, cols))),
-        (f"student {trained.name}", pca_rgb(student_patch, trained.student.grid)),
+        (f"student {trained.name}", pca_rgb(student_patch, student_grid)),
     ]
     plt = _pyplot()
     fig, axes = plt.subplots(len(ids), 3, figsize=(7.5, 2.5 * len(ids)), squeeze=False)

@@ -86,6 +86,9 @@ def _register_students() -> None:
     register_student(
         StudentSpec("tiny_vit7", "vit_small_patch16_224", 7, 32, tiny | {"patch_size": 7})
     )
+    # timm's own test nets: a BatchNorm ResNet (stride 32, five stages) and a ConvNeXt.
+    register_student(StudentSpec("tiny_resnet", "test_resnet", 32, 96, kind="convnet"))
+    register_student(StudentSpec("tiny_convnext", "test_convnext", 32, 64, kind="convnet"))
 
 
 _register_students()

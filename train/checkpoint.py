@@ -48,6 +48,7 @@ class Checkpoint:
     batch_size: int | None = None
     world: int | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the options as given
+    student_grid: list[int] | None = None  # rows, cols of its dense tokens (a convnet's: set)
     format: int = FORMAT  # as read: resuming needs the current one
 
     REQUIRED = ("student_name", "image_size", "student", "heads", "mean", "std")
@@ -97,6 +98,11 @@ class Checkpoint:
 
     def save(self, run: Path) -> Path:
         return save_checkpoint(run, self.to_state())
+
+    @property
+    def grid(self) -> tuple[int, int] | None:
+        """The grid a convnet student's dense tokens were resampled to (its teacher's)."""
+        return (self.student_grid[0], self.student_grid[1]) if self.student_grid else None
 
     @property
     def cache(self) -> dict[str, Any]:

@@ -25,8 +25,7 @@ class Distiller(nn.Module):
         self.student = student
         self.objectives = [objective for _, objective, _ in teachers]
         self.heads = nn.ModuleList(
-            ProteusHeads(student.embed_dim, dim, objective.lambdas, hint_dims)
-            for dim, objective, hint_dims in teachers
+            make_heads(student, dim, objective, hint_dims) for dim, objective, hint_dims in teachers
         )
         self.hint_blocks = tuple(sorted({h.block for o in self.objectives for h in o.hints}))
         self.clean_pass = any(o.needs_clean_pass for o in self.objectives)
@@ -78,6 +77,20 @@ class Distiller(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return {f"student.{name}" for name in self.student.no_weight_decay()}
+
+
+def make_heads(
+    student: Student, d_teacher: int, objective: Objective, hint_dims: dict[str, int]
+) -> ProteusHeads:
+    """One teacher's heads, sized for this student's summary, dense and hinted-block widths."""
+    return ProteusHeads(
+        student.dense_dim,
+        d_teacher,
+        objective.lambdas,
+        hint_dims,
+        d_summary=student.summary_dim,
+        hint_inputs={h.key: student.block_dim(h.block) for h in objective.hints},
+    )
 
 
 def param_groups(model: Distiller, weight_decay: float, decay_tokens: bool = True) -> list[dict]:

@@ -159,8 +159,11 @@ def _head(d_student: int, d_teacher: int) -> nn.Sequential:
 class ProteusHeads(nn.Module):
     """The heads a run needs (an unused head would stall DDP's gradient reduction).
 
-    ``hint_dims``: hint key -> width of its teacher layer. Hint heads are made after the
-    Proteus heads, so adding a hint leaves the other heads' initialisation unchanged.
+    ``d_student``: the width of the student's dense tokens; ``d_summary`` that of its summary
+    (``cls``) when it differs (a convnet's pooled features). ``hint_dims``: hint key -> width
+    of its teacher layer; ``hint_inputs``: hint key -> width of the student block it reads
+    (default ``d_student``). Hint heads are made after the Proteus heads, so adding a hint
+    leaves the other heads' initialisation unchanged.
     """
 
     def __init__(
@@ -169,13 +172,18 @@ class ProteusHeads(nn.Module):
         d_teacher: int,
         lambdas: Lambdas,
         hint_dims: dict[str, int] | None = None,
+        *,
+        d_summary: int | None = None,
+        hint_inputs: dict[str, int] | None = None,
     ):
         super().__init__()
-        self.token_head = _head(d_student, d_teacher) if lambdas.token or lambdas.fea else None
+        summary = d_summary or d_student
+        inputs = hint_inputs or {}
+        self.token_head = _head(summary, d_teacher) if lambdas.token or lambdas.fea else None
         self.fea_head = _head(d_student, d_teacher) if lambdas.fea else None
         self.patch_head = _head(d_student, d_teacher) if lambdas.patch else None
         self.hint_heads = nn.ModuleDict(
-            {key: _head(d_student, dim) for key, dim in (hint_dims or {}).items()}
+            {key: _head(inputs.get(key, d_student), dim) for key, dim in (hint_dims or {}).items()}
         )
 
 

@@ -108,7 +108,11 @@ class _Trainer:
         torch.manual_seed(cfg.seed)  # initialisation: the same on every rank
         self.student_style = student_style(m.teacher_family, self.recipe.reference_students)
         student = build_student(
-            cfg.student, m.image_size, drop_path=self.values.drop_path, style=self.student_style
+            cfg.student,
+            m.image_size,
+            drop_path=self.values.drop_path,
+            style=self.student_style,
+            grid=m.grid,
         )
         self.student_grid = student.grid
         hints = resolve_hints(cfg.hints, student.depth, self.caches)
@@ -317,6 +321,7 @@ class _Trainer:
             ema=self.ema.model.state_dict() if self.ema else None,
             optimizer=self.optimizer.state_dict(),
             config=self.given.to_json(),
+            student_grid=list(self.student_grid),
         )
 
     def _restore(self, saved: Checkpoint) -> None:

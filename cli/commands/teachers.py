@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from proteus.table import echo_table
+
 
 @click.command()
 def teachers() -> None:
@@ -30,10 +32,7 @@ def teachers() -> None:
                 s.source,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        click.echo("  ".join([*cells, row[-1]]))
+    echo_table(rows)
     click.echo("\nAlso: timm:<model> for any timm model, e.g. timm:convnext_tiny.fb_in1k")
 
 

@@ -43,7 +43,11 @@ _LAMBDA_HELP = (
 @click.option(
     "--student",
     required=True,
-    help="vit_ti14, vit_s14, vit_b14, vit_l14, their *16 variants, or timm:<vit name>.",
+    help="A ViT (vit_ti14, vit_s14, vit_b14, vit_l14, their *16 variants), a convnet "
+    "(resnet18, resnet50, convnext_t, convnext_s, efficientnet_b0, mobilenetv4_s, fastvit_t8, "
+    "efficientvit_b1), or timm:<any timm backbone>. `proteus students` lists them. A convnet's "
+    "dense features are resampled to the teacher's patch grid; its masked cells are painted "
+    "with a learned mask colour.",
 )
 @click.option(
     "--out",
@@ -140,7 +144,8 @@ _LAMBDA_HELP = (
     "hints",
     type=HintPair(),
     multiple=True,
-    help="Intermediate-layer hint: student block S (0-based, negative from the end) learns "
+    help="Intermediate-layer hint: student block S (a convnet's stage S; 0-based, negative "
+    "from the end) learns "
     "the cache's layer_T target through its own LayerNorm+Linear head (MSE); @C picks the "
     "C-th --cache. Repeatable, e.g. --hint 5:19 --hint 11:39.",
 )

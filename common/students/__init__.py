@@ -1,0 +1,37 @@
+"""Students: timm backbones behind the same output contract as teachers.
+
+``registry`` holds the records and styles, ``base`` the contract, ``vit`` and ``convnet`` the
+two kinds, ``build`` puts them together.
+"""
+
+from proteus.common.students.base import Student
+from proteus.common.students.build import build_student
+from proteus.common.students.convnet import ConvStudent
+from proteus.common.students.registry import (
+    KINDS,
+    STUDENT_STYLES,
+    TIMM_PREFIX,
+    StudentSpec,
+    StudentStyle,
+    get_student_spec,
+    list_students,
+    register_student,
+    student_style,
+)
+from proteus.common.students.vit import ViTStudent
+
+__all__ = [
+    "KINDS",
+    "STUDENT_STYLES",
+    "TIMM_PREFIX",
+    "ConvStudent",
+    "Student",
+    "StudentSpec",
+    "StudentStyle",
+    "ViTStudent",
+    "build_student",
+    "get_student_spec",
+    "list_students",
+    "register_student",
+    "student_style",
+]
