@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c constraints.txt -e ".[$(DALI_EXTRA),dev]"
+		-c constraints.txt -e ".[$(DALI_EXTRA),dev,onnx]"
 	@touch $@
 
 demo: install

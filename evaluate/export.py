@@ -1,37 +1,166 @@
-"""A distilled backbone as a timm model folder: ``model.safetensors`` + ``config.json``.
+"""A distilled backbone for use elsewhere, checked after it is written.
 
+``timm`` (the default): a timm model folder, ``model.safetensors`` + ``config.json``;
 ``timm.create_model("local-dir:OUT", pretrained=True)`` rebuilds it with the exact
-architecture arguments and loads the weights; the config also carries the normalisation the
-student was trained with (the teacher's mean/std). The mask token and the distillation heads
-are training-only and stay out of the backbone; the heads are written beside it.
+architecture arguments and loads the weights. ``onnx``: ``model.onnx`` with a dynamic batch
+(``onnx_model.py``), plus the same ``config.json``. The config carries the normalisation the
+student was trained with (the teacher's mean/std). The mask token is training-only; the
+distillation heads are written beside the timm backbone, and go into the ONNX graph on request.
+
+Every export is read back the way its users will read it (timm.create_model, onnxruntime) and
+compared with the PyTorch student on sample inputs; a difference above the tolerance is an
+error, not a warning.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import torch
 from safetensors.torch import save_file
 
 from proteus.common.errors import ProteusError
 from proteus.common.version import __version__
-from proteus.evaluate.models import load_trained_student
+from proteus.evaluate.models import TrainedStudent, load_trained_student
+
+FORMATS = ("timm", "onnx")
+# Relative to the largest output magnitude: float32 kernels differ in summation order.
+DEFAULT_TOLERANCE = 1e-4
 
 
-def run_export(checkpoint: Path, out: Path, ema: bool | None = None) -> Path:
+@dataclass(frozen=True)
+class ExportCheck:
+    """The read-back comparison: max |exported − PyTorch| over every output and sample."""
+
+    reader: str  # what read it back: "timm.create_model" or "onnxruntime …"
+    max_abs_diff: float
+    allowed: float  # tolerance × max(1, max |PyTorch output|)
+    batches: tuple[int, ...]  # the batch sizes compared (two for ONNX: the batch is dynamic)
+
+    def describe(self) -> str:
+        return (
+            f"{self.reader}: max |difference| {self.max_abs_diff:.3g} "
+            f"(allowed {self.allowed:.3g}; batches {', '.join(map(str, self.batches))})"
+        )
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    files: tuple[str, ...]
+    check: ExportCheck
+
+
+def run_export(
+    checkpoint: Path,
+    out: Path,
+    ema: bool | None = None,
+    *,
+    fmt: str = "timm",
+    heads: bool = False,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> ExportResult:
+    """``heads`` (onnx only): also output each teacher's head projections."""
+    if fmt not in FORMATS:
+        raise ProteusError(f"--format {fmt}: one of {', '.join(FORMATS)}")
+    if heads and fmt != "onnx":
+        raise ProteusError("--heads: only with --format onnx (timm exports write the heads beside)")
+    if not tolerance > 0:
+        raise ProteusError(f"--tolerance {tolerance}: must be above 0")
     trained = load_trained_student(checkpoint, ema)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # First: timm rebuilds the model from it when the export is read back.
+        (out / "config.json").write_text(json.dumps(_config(trained, fmt), indent=2) + "\n")
+        if fmt == "timm":
+            files, check = _write_timm(trained, out, tolerance)
+        else:
+            from proteus.evaluate.onnx_model import write_onnx
+
+            files, check = write_onnx(trained, out / "model.onnx", heads, tolerance)
+    except OSError as exc:
+        raise ProteusError(f"--out {out}: cannot write ({exc.strerror or exc})") from exc
+    return ExportResult(out, (*files, "config.json"), check)
+
+
+def _write_timm(trained: TrainedStudent, out: Path, tolerance: float):
+    backbone = trained.student.backbone
+    tensors = {k: v.contiguous() for k, v in backbone.state_dict().items()}
+    save_file(tensors, str(out / "model.safetensors"))
+    files = ["model.safetensors"]
+    # Teacher i's heads under "i." (the order of proteus.teachers in config.json).
+    heads = {
+        f"{i}.{k}": v.contiguous()
+        for i, h in enumerate(trained.heads)
+        for k, v in h.state_dict().items()
+    }
+    if heads:
+        save_file(heads, str(out / "proteus_heads.safetensors"))
+        files.append("proteus_heads.safetensors")
+    return tuple(files), check_timm_export(trained, out, tolerance)
+
+
+def check_timm_export(trained: TrainedStudent, out: Path, tolerance: float) -> ExportCheck:
+    """Rebuild the folder with timm alone and compare its forward_features with ours."""
+    import timm
+
+    reloaded: Any = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    ours: Any = trained.student.backbone.eval()  # timm models: forward_features exists
+    images = sample_images(2, trained.student.image_size)
+    with torch.no_grad():
+        theirs, mine = reloaded.forward_features(images), ours.forward_features(images)
+    return compare("timm.create_model", [theirs], [mine], tolerance, (2,))
+
+
+def sample_images(batch: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Normalised-looking inputs: the check covers the values a real image produces."""
+    generator = torch.Generator().manual_seed(seed + batch)
+    return torch.randn(batch, 3, size, size, generator=generator)
+
+
+def compare(
+    reader: str,
+    exported: list[Any],
+    reference: list[torch.Tensor],
+    tolerance: float,
+    batches: tuple[int, ...],
+) -> ExportCheck:
+    diffs, scale = [torch.zeros(())], 1.0
+    for got, want in zip(exported, reference, strict=True):
+        want = want.detach().float().cpu()
+        got = torch.as_tensor(got).float()
+        if tuple(got.shape) != tuple(want.shape):
+            raise ProteusError(
+                f"export check: {reader} gave shape {tuple(got.shape)}, PyTorch {tuple(want.shape)}"
+            )
+        diffs.append((got - want).abs().max())
+        scale = max(scale, float(want.abs().max()))
+    diff = float(torch.stack(diffs).max())  # torch's max keeps a NaN (Python's max drops it)
+    check = ExportCheck(reader, diff, tolerance * scale, batches)
+    if not diff <= check.allowed:  # also catches NaN
+        raise ProteusError(
+            f"export check failed: {check.describe()}; the exported model does not reproduce "
+            "the student (raise --tolerance only if the difference is expected)"
+        )
+    return check
+
+
+def _config(trained: TrainedStudent, fmt: str) -> dict[str, Any]:
     student, saved = trained.student, trained.checkpoint
-    spec = student.spec
-    model_args = dict(student.arch_kwargs)
     size = student.image_size
-    config = {
-        "architecture": spec.arch,
+    return {
+        "architecture": student.spec.arch,
         "num_classes": 0,
-        "num_features": student.embed_dim,
-        "model_args": model_args,
+        "num_features": student.summary_dim,
+        "model_args": dict(student.arch_kwargs),
         "pretrained_cfg": {
             "input_size": [3, size, size],
-            "fixed_input_size": True,
+            # A ViT's position embeddings fix its size (timm passes it as img_size); a
+            # convnet takes any size, and its constructor has no img_size.
+            "fixed_input_size": student.spec.kind == "vit",
             "interpolation": "bilinear",
             "crop_pct": 0.875,
             "mean": list(trained.mean),
@@ -40,26 +169,13 @@ def run_export(checkpoint: Path, out: Path, ema: bool | None = None) -> Path:
         },
         "proteus": {
             "version": __version__,
+            "format": fmt,
             "student": saved.student_name,
+            "student_kind": student.spec.kind,
+            "grid": list(student.grid),
             "weights": trained.evaluated_weights,
             "teacher": saved.cache.get("teacher"),
             "teachers": [t["cache"]["teacher"] for t in saved.teachers],
             "step": saved.step,
         },
     }
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous() for k, v in student.vit.state_dict().items()}
-        save_file(tensors, str(out / "model.safetensors"))
-        # Teacher i's heads under "i." (the order of proteus.teachers in config.json).
-        heads = {
-            f"{i}.{k}": v.contiguous()
-            for i, h in enumerate(trained.heads)
-            for k, v in h.state_dict().items()
-        }
-        if heads:
-            save_file(heads, str(out / "proteus_heads.safetensors"))
-        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    except OSError as exc:
-        raise ProteusError(f"--out {out}: cannot write ({exc.strerror or exc})") from exc
-    return out

@@ -207,6 +207,26 @@ def test_export_loads_in_timm_with_the_same_features(world, tmp_path):
     assert model.pretrained_cfg["input_size"] == (3, 28, 28)
 
 
+def test_onnx_export_of_a_vit_runs_in_onnxruntime(world, tmp_path):
+    import onnxruntime
+
+    out = _ok(
+        ["export", "--checkpoint", world / "run", "--out", tmp_path / "o", "--format", "onnx"]
+    )
+    assert "checked with onnxruntime" in out and "batches 2, 3" in out
+    session = onnxruntime.InferenceSession(str(tmp_path / "o" / "model.onnx"))
+    assert [o.name for o in session.get_outputs()] == ["summary", "dense"]
+    x = torch.randn(4, 3, 28, 28)
+    summary, dense = session.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        mine = load_trained_student(world / "run").student(x)
+    torch.testing.assert_close(torch.from_numpy(summary), mine["cls"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(torch.from_numpy(dense), mine["patch"], rtol=1e-4, atol=1e-4)
+    assert "only with --format onnx" in _error(
+        ["export", "--checkpoint", world / "run", "--out", tmp_path / "t", "--heads"]
+    )
+
+
 def test_viz_writes_pngs(world, tmp_path):
     out = _ok(["viz", "--checkpoint", world / "run", "--out", tmp_path / "pics", "--views", 2])
     for name in ("pca.png", "losses.png"):
