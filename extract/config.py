@@ -21,6 +21,7 @@ class ExtractConfig:
     epochs: int = 300  # the epochs training will run (the reference's 300), for views=None
     image_size: int | None = None  # None: the teacher's default (224 for the shipped ViTs)
     layers: tuple[int, ...] = ()  # intermediate blocks stored as layer_<i> (for hint losses)
+    registers: bool = False  # also store the register tokens (DINOv3, RADIO) as "registers"
     batch_size: int = 64  # views per teacher forward
     weights: Path | None = None  # local weights file instead of the model hub
     pretrained: bool = True  # False: random-init teacher (tests, benchmarks); never downloads
@@ -30,6 +31,9 @@ class ExtractConfig:
     # replace the ones above), so two teachers' targets describe the same pixels.
     views_from: Path | None = None
     device: str = "auto"  # cpu | cuda | auto
+    # GPUs one teacher's blocks are spread over (common/teachers/placement.py); each process
+    # under torchrun uses GPUs local_rank × G … + G − 1.
+    gpus_per_teacher: int = 1
     precision: str = "auto"  # float32 | bfloat16 (autocast); auto = bfloat16 on cuda only
     dtype: str = "float16"  # storage of the targets: float16 | float32 | int8 (per-token scale)
     pca: int | None = None  # keep K principal components of token targets (patch, layers)

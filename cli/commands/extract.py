@@ -47,6 +47,22 @@ from proteus.options import IntList, device_option, render_threads_option, teach
     help="Intermediate teacher blocks to store as layer_<i> targets, e.g. 19,39 or -1.",
 )
 @click.option(
+    "--registers/--no-registers",
+    default=False,
+    show_default=True,
+    help="Also store the register tokens (DINOv3: 4, C-RADIO: 7 or 9) as a 'registers' "
+    "target. No loss reads them; they are kept for your own analyses.",
+)
+@click.option(
+    "--gpus-per-teacher",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Spread the teacher's blocks over this many GPUs per process, for a teacher that "
+    "does not fit one (dinov3_7b in bfloat16 fits one 80 GB GPU; smaller GPUs need 2+). "
+    "Under torchrun use --nproc_per_node = GPUs per node / this.",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     default=64,

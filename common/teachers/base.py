@@ -36,9 +36,17 @@ class Teacher(nn.Module):
         self.spec = spec
         self.image_size = request.image_size
         self.layers = resolve_layers(request.layers, spec.depth, spec.name)
+        self.registers = request.registers
         self.model = model
         self.weights_source = _describe_source(spec, request)
         self.eval().requires_grad_(False)
+        if request.registers and not self.num_registers:
+            raise ProteusError(f"--registers: {spec.name} has no register tokens to store")
+
+    @property
+    def num_registers(self) -> int:
+        """Register tokens the model has (returned as ``registers`` when asked for)."""
+        return 0
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from proteus.common.teachers.clip import build_clip
 from proteus.common.teachers.effnet import build_effnet_lite0
 from proteus.common.teachers.registry import register_teacher
-from proteus.common.teachers.spec import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, TeacherSpec
+from proteus.common.teachers.spec import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    TeacherSpec,
+)
 from proteus.common.teachers.timm_teachers import build_file_only_vit, build_vit
 
 # DINOv2 (Oquab et al. 2023) through timm; weights from the timm hub, trained at 518 px and
@@ -69,6 +75,98 @@ for _name, _arch, _dim, _patch, _depth in (
             strip_prefixes=("visual.",),
         )
     )
+
+# The 2026 set, all through timm (1.0.31 builds every one). Each line: name, timm weights tag,
+# summary pooling, dim, depth, patch, native image size. The summary is what the family itself
+# treats as the image embedding: DINOv3/EVA02/PE-spatial/PE-lang/RADIO the class token after
+# the final norm ("token"; timm defaults DINOv3 and PE-spatial/lang to averaging), SigLIP2 and
+# PE core their attention-pooled (MAP) output ("map"), models without a class token (AIMv2,
+# the gigantic PE-spatial/lang) the average of their final tokens ("avg"). Patch targets are
+# always the final normed tokens after the prefix (class and register) tokens.
+# tests/common/teachers/test_catalog.py checks every number against timm's architecture and
+# pretrained config.
+_HALF = (0.5, 0.5, 0.5)
+_NORMALISATION = {  # per family; DINOv3's SAT-493M models have their own
+    "dinov3": (IMAGENET_MEAN, IMAGENET_STD),
+    "dinov3_sat": ((0.430, 0.411, 0.296), (0.213, 0.156, 0.143)),
+    "siglip2": (_HALF, _HALF),
+    "pe_core": (_HALF, _HALF),
+    "pe_spatial": (_HALF, _HALF),
+    "pe_lang": (_HALF, _HALF),
+    "aimv2": (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
+    "eva02_clip": (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
+    "radio": (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
+}
+MODERN_TEACHERS: list[str] = []
+
+
+def _add(name: str, arch: str, pool: str, dim: int, depth: int, patch: int, size: int) -> None:
+    family = next(f for f in sorted(_NORMALISATION, key=len, reverse=True) if name.startswith(f))
+    mean, std = _NORMALISATION["dinov3_sat" if name.endswith("_sat") else family]
+    register_teacher(
+        TeacherSpec(
+            name=name,
+            family=family,
+            arch=arch,
+            embed_dim=dim,
+            patch_size=patch,
+            depth=depth,
+            builder=build_vit,
+            image_size=size,
+            mean=mean,
+            std=std,
+            source=f"timm/{arch}",
+            global_pool=pool,
+        )
+    )
+    MODERN_TEACHERS.append(name)
+
+
+# DINOv3 (Siméoni et al. 2025): patch 16, RoPE, 4 registers (extract --registers stores them).
+_add("dinov3_s", "vit_small_patch16_dinov3.lvd1689m", "token", 384, 12, 16, 256)
+_add("dinov3_s_plus", "vit_small_plus_patch16_dinov3.lvd1689m", "token", 384, 12, 16, 256)
+_add("dinov3_b", "vit_base_patch16_dinov3.lvd1689m", "token", 768, 12, 16, 256)
+_add("dinov3_l", "vit_large_patch16_dinov3.lvd1689m", "token", 1024, 24, 16, 256)
+_add("dinov3_h_plus", "vit_huge_plus_patch16_dinov3.lvd1689m", "token", 1280, 32, 16, 256)
+_add("dinov3_7b", "vit_7b_patch16_dinov3.lvd1689m", "token", 4096, 40, 16, 256)
+_add("dinov3_l_sat", "vit_large_patch16_dinov3.sat493m", "token", 1024, 24, 16, 256)
+_add("dinov3_7b_sat", "vit_7b_patch16_dinov3.sat493m", "token", 4096, 40, 16, 256)
+# SigLIP2 (Tschannen et al. 2025): no class token.
+_add("siglip2_b16", "vit_base_patch16_siglip_224.v2_webli", "map", 768, 12, 16, 224)
+_add("siglip2_l16", "vit_large_patch16_siglip_256.v2_webli", "map", 1024, 24, 16, 256)
+_add("siglip2_so400m14", "vit_so400m_patch14_siglip_224.v2_webli", "map", 1152, 27, 14, 224)
+_add("siglip2_so400m16", "vit_so400m_patch16_siglip_256.v2_webli", "map", 1152, 27, 16, 256)
+_add("siglip2_g16", "vit_giantopt_patch16_siglip_256.v2_webli", "map", 1536, 40, 16, 256)
+# Perception Encoder (Bolya et al. 2025): core (CLIP-aligned), spatial (dense), lang (for LLMs).
+_add("pe_core_t16", "vit_pe_core_tiny_patch16_384.fb", "map", 192, 12, 16, 384)
+_add("pe_core_s16", "vit_pe_core_small_patch16_384.fb", "map", 384, 12, 16, 384)
+_add("pe_core_b16", "vit_pe_core_base_patch16_224.fb", "map", 768, 12, 16, 224)
+_add("pe_core_l14", "vit_pe_core_large_patch14_336.fb", "map", 1024, 24, 14, 336)
+_add("pe_core_g14", "vit_pe_core_gigantic_patch14_448.fb", "map", 1536, 50, 14, 448)
+_add("pe_spatial_t16", "vit_pe_spatial_tiny_patch16_512.fb", "token", 192, 12, 16, 512)
+_add("pe_spatial_s16", "vit_pe_spatial_small_patch16_512.fb", "token", 384, 12, 16, 512)
+_add("pe_spatial_b16", "vit_pe_spatial_base_patch16_512.fb", "token", 768, 12, 16, 512)
+_add("pe_spatial_l14", "vit_pe_spatial_large_patch14_448.fb", "token", 1024, 24, 14, 448)
+_add("pe_spatial_g14", "vit_pe_spatial_gigantic_patch14_448.fb", "avg", 1536, 50, 14, 448)
+_add("pe_lang_l14", "vit_pe_lang_large_patch14_448.fb", "token", 1024, 23, 14, 448)
+_add("pe_lang_g14", "vit_pe_lang_gigantic_patch14_448.fb", "avg", 1536, 47, 14, 448)
+# AIMv2 (Fini et al. 2025): no class token, RMSNorm.
+_add("aimv2_l14", "aimv2_large_patch14_224.apple_pt", "avg", 1024, 24, 14, 224)
+_add("aimv2_h14", "aimv2_huge_patch14_224.apple_pt", "avg", 1536, 24, 14, 224)
+_add("aimv2_1b14", "aimv2_1b_patch14_224.apple_pt", "avg", 2048, 24, 14, 224)
+_add("aimv2_3b14", "aimv2_3b_patch14_224.apple_pt", "avg", 3072, 24, 14, 224)
+# EVA02-CLIP (Sun et al. 2023): the class token before the projection.
+_add("eva02_clip_b16", "eva02_base_patch16_clip_224.merged2b", "token", 768, 12, 16, 224)
+_add("eva02_clip_l14", "eva02_large_patch14_clip_224.merged2b", "token", 1024, 24, 14, 224)
+# C-RADIO (NVIDIA): summary = the class token, spatial = the patch tokens, as the backbone
+# emits them (no final norm; RADIO's per-teacher adaptor heads are not in timm's model).
+# Registers: 7 (v3), 9 (v4).
+_add("radio_v3_b", "vit_base_patch16_radio_v3.c_radio", "token", 768, 12, 16, 512)
+_add("radio_v3_l", "vit_large_patch16_radio_v3.c_radio", "token", 1024, 24, 16, 512)
+_add("radio_v3_h", "vit_huge_patch16_radio_v3.c_radio", "token", 1280, 32, 16, 512)
+_add("radio_v3_g", "vit_giant_patch16_radio_v3.c_radio", "token", 1536, 40, 16, 512)
+_add("radio_v4_so400m", "vit_so400m_patch16_radio_v4.c_radio", "token", 1152, 27, 16, 512)
+_add("radio_v4_h", "vit_huge_patch16_radio_v4.c_radio", "token", 1280, 32, 16, 512)
 
 register_teacher(
     TeacherSpec(

@@ -43,6 +43,7 @@ def build_teacher(
     layers: tuple[int, ...] = (),
     weights: Path | str | None = None,
     pretrained: bool = True,
+    registers: bool = False,
 ) -> Teacher:
     """Build a frozen teacher by registry name.
 
@@ -56,6 +57,7 @@ def build_teacher(
         layers=tuple(layers),
         weights=Path(weights) if weights is not None else None,
         pretrained=pretrained,
+        registers=registers,
     )
     return spec.build(request)
 

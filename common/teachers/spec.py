@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 import torch
+from typing_extensions import NotRequired, TypedDict  # NotRequired: Python 3.11+
 
 from proteus.common.errors import ProteusError
 
@@ -23,9 +24,10 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class TeacherOutput(TypedDict):
     """What every teacher returns, so losses and the cache never branch on model kind."""
 
-    cls: torch.Tensor  # (B, D): the global token (ViT class token / CNN pooled pre-logits)
+    cls: torch.Tensor  # (B, D): the summary (class token / MAP / CNN pooled pre-logits)
     patch: torch.Tensor  # (B, N, D): spatial tokens, row-major over the patch grid
     layers: dict[int, torch.Tensor]  # block index -> (B, 1 + N_i, D_i): global token first
+    registers: NotRequired[torch.Tensor]  # (B, R, D): register tokens, when asked for
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class TeacherBuild:
     layers: tuple[int, ...] = ()  # intermediate blocks to return (negative counts from the end)
     weights: Path | None = None  # local weights file; None means the model hub
     pretrained: bool = True  # False builds with random init (tests, benchmarks); no download
+    registers: bool = False  # also return the register tokens (DINOv3, RADIO), final normed
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class TeacherSpec:
     """One registry entry. Normalisation travels with the teacher, as in timm."""
 
     name: str
-    family: str  # dinov2 | clip | synclr | timm | effnet: how targets are defined
+    family: str  # dinov2 | dinov3 | clip | siglip2 | pe_* | aimv2 | eva02_clip | radio | …
     arch: str  # the timm or open_clip architecture the weights belong to
     embed_dim: int  # D of cls and patch targets
     patch_size: int  # pixels per token side (a CNN's total stride)
@@ -57,6 +60,9 @@ class TeacherSpec:
     arch_kwargs: Mapping[str, Any] = field(default_factory=dict)
     # Prefixes under which released checkpoints keep the vision tower (e.g. "visual.").
     strip_prefixes: tuple[str, ...] = ()
+    # The summary (cls) target: timm's pre-logits pooling with this global_pool ("token": the
+    # class token after the final norm; "map": attention pooling; "avg"); None: the model's own.
+    global_pool: str | None = None
 
     def build(self, request: TeacherBuild) -> Teacher:
         # Checked before building: a wrong size should not wait for a 1B-parameter download.

@@ -1,7 +1,15 @@
-"""Teachers backed by timm models: DINOv2, SynCLR, effnet_lite0 and any ``timm:<model>``."""
+"""Teachers backed by timm models: DINOv2, DINOv3, SigLIP2, Perception Encoder, AIMv2,
+EVA02-CLIP, C-RADIO, SynCLR, effnet_lite0 and any ``timm:<model>``.
+
+Every token model timm builds (its ``VisionTransformer`` and ``Eva`` classes) answers the same
+calls: ``forward_features`` (final normed tokens, prefix tokens first), ``forward_head(…,
+pre_logits=True)`` (the summary, pooled as the record's ``global_pool`` says) and
+``forward_intermediates``; so one teacher class serves them all.
+"""
 
 from __future__ import annotations
 
+import sys
 from typing import Any, cast
 
 import timm
@@ -15,7 +23,7 @@ from proteus.common.teachers.weights import load_into, load_weights_file
 
 
 class ViTTeacher(Teacher):
-    """A timm VisionTransformer: final normed tokens; layers through the final norm too.
+    """A timm token model: final normed tokens; layers through the final norm too.
 
     Intermediate layers pass through the final LayerNorm, as DINOv2's
     ``get_intermediate_layers(norm=True)`` does: raw residual streams carry a few huge-norm
@@ -45,12 +53,24 @@ class ViTTeacher(Teacher):
                 layers[i] = torch.cat([glob, spatial], dim=1)
         else:
             final = self.model.forward_features(x)
-        return {
-            # pre-logits pooling is the class token for DINOv2/SynCLR (global_pool="token")
+        result: TeacherOutput = {
+            # pre-logits pooling: the class token for DINOv2/SynCLR/DINOv3 (global_pool
+            # "token"), attention pooling for SigLIP2 and PE core ("map").
             "cls": self.model.forward_head(final, pre_logits=True),
             "patch": final[:, self.model.num_prefix_tokens :],
             "layers": layers,
         }
+        if self.registers:
+            result["registers"] = final[:, self._first_register : self.model.num_prefix_tokens]
+        return result
+
+    @property
+    def _first_register(self) -> int:
+        return 1 if getattr(self.model, "cls_token", None) is not None else 0
+
+    @property
+    def num_registers(self) -> int:
+        return int(self.model.num_prefix_tokens) - self._first_register
 
 
 class ConvTeacher(Teacher):
@@ -84,8 +104,9 @@ class ConvTeacher(Teacher):
 
 
 def build_vit(spec: TeacherSpec, request: TeacherBuild) -> ViTTeacher:
-    """DINOv2 / SynCLR / timm ViTs. Hub weights come through timm, resampled to the image size."""
+    """Token models. Hub weights come through timm, resampled to the image size."""
     hub = request.weights is None and request.pretrained
+    pool: dict[str, Any] = {"global_pool": spec.global_pool} if spec.global_pool else {}
     model = cast(
         "VisionTransformer",
         timm.create_model(
@@ -93,17 +114,25 @@ def build_vit(spec: TeacherSpec, request: TeacherBuild) -> ViTTeacher:
             pretrained=hub,
             num_classes=0,
             img_size=request.image_size,
+            **pool,
             **spec.arch_kwargs,
         ),
     )
     if request.weights is not None:
         state = load_weights_file(request.weights, spec.strip_prefixes)
-        # timm's filter converts Meta's DINOv2 release format (w12/w3 SwiGLU names, register
-        # tokens, mask_token) and resamples position embeddings to this image size.
-        state = checkpoint_filter_fn(state, model)
+        # timm's filter for the model's family converts released formats (Meta's DINOv2
+        # w12/w3 SwiGLU names, register tokens, EVA/PE key names) and resamples position
+        # embeddings to this image size.
+        state = _checkpoint_filter(model)(state, model)
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
         load_into(model, state, what=f"{spec.name} from {request.weights}")
     return ViTTeacher(spec, request, model)
+
+
+def _checkpoint_filter(model: torch.nn.Module):
+    """The checkpoint_filter_fn of the timm module that defines the model's class."""
+    module = sys.modules[type(model).__module__]
+    return getattr(module, "checkpoint_filter_fn", checkpoint_filter_fn)
 
 
 def build_file_only_vit(spec: TeacherSpec, request: TeacherBuild) -> ViTTeacher:
