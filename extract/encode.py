@@ -9,6 +9,7 @@ import torch
 from proteus.common.cache.codec import PCAAccumulator, PCABasis, TargetCodec
 from proteus.common.cache.layout import ImageTable, shard_bounds
 from proteus.common.cache.manifest import Manifest
+from proteus.common.cache.stats import StatsSums
 from proteus.common.progress import progress_bar
 from proteus.common.teachers import Teacher
 from proteus.extract.feed import Batch, ShardFeed
@@ -19,6 +20,8 @@ def forward(teacher: Teacher, pixels: torch.Tensor, precision: str) -> dict[str,
     with torch.autocast(pixels.device.type, torch.bfloat16, enabled=precision == "bfloat16"):
         out = teacher(pixels)
     named = {"cls": out["cls"], "patch": out["patch"]}
+    if "registers" in out:
+        named["registers"] = out["registers"]
     return named | {f"layer_{i}": t for i, t in out["layers"].items()}
 
 
@@ -29,11 +32,16 @@ class ShardEncoder:
         """``codecs``: every target's codec, fitted where it needs to be (the writer's)."""
         self.codecs = {name: codec.to(device) for name, codec in codecs.items()}
 
-    def encode(self, named: dict[str, torch.Tensor], failed: dict[int, str]) -> dict:
+    def encode(
+        self, named: dict[str, torch.Tensor], failed: dict[int, str], stats: StatsSums
+    ) -> dict:
+        """The stored arrays of a batch; ``stats`` gathers the usable views' statistics."""
         bad = sorted(failed)
+        good = [row for row in range(len(next(iter(named.values())))) if row not in failed]
         stored: dict[str, np.ndarray] = {}
         for name, values in named.items():
             values = values.float()
+            stats.update(name, values[good] if bad else values)
             if bad:  # no targets from a picture we never saw
                 values[torch.as_tensor(bad, device=values.device)] = 0
             encoded = self.codecs[name].encode(values)
@@ -55,6 +63,7 @@ class ShardBuffer:
             for name, spec in manifest.arrays.items()
         }
         self.failed: dict[int, dict] = {}
+        self.stats = StatsSums()
 
     def add(self, batch: Batch, stored: dict[str, np.ndarray], images: ImageTable) -> None:
         rows = slice(batch.start - self.start, batch.stop - self.start)

@@ -45,6 +45,7 @@ from proteus.common.probe import probe_images
 from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer, dali_version, render_device
 from proteus.common.teachers import Teacher, build_teacher
+from proteus.common.teachers.placement import spread_layers, teacher_devices
 from proteus.common.version import __version__
 from proteus.common.views import AugPolicy, sample_views
 from proteus.extract.config import ExtractConfig
@@ -71,15 +72,7 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
         cfg = _with_views_of(cfg, source.manifest)
     cfg = replace(cfg, views=cfg.resolved_views())
     precision = _resolve_precision(cfg.precision, device)
-    teacher = build_teacher(
-        cfg.teacher,
-        image_size=cfg.image_size,
-        layers=cfg.layers,
-        weights=cfg.weights,
-        pretrained=cfg.pretrained,
-    )
-    sha = teacher.weights_sha256()  # hashed on the CPU, before the move
-    teacher.to(_torch_device(device, info))
+    teacher, sha = _placed_teacher(cfg, device, info)
     if info.is_main:
         try:
             _prepare(cfg, teacher, precision, device, sha, source)
@@ -108,6 +101,25 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
             print("\n".join(summary_lines(cfg.out, manifest, elapsed=elapsed)))
     barrier(info)
     return manifest
+
+
+def _placed_teacher(cfg: ExtractConfig, device: str, info: DistInfo) -> tuple[Teacher, str]:
+    """The teacher on this process's device (or spread over its GPUs), and its weights' sha256."""
+    teacher = build_teacher(
+        cfg.teacher,
+        image_size=cfg.image_size,
+        layers=cfg.layers,
+        weights=cfg.weights,
+        pretrained=cfg.pretrained,
+        registers=cfg.registers,
+    )
+    sha = teacher.weights_sha256()  # hashed on the CPU, before the move
+    spread = teacher_devices(cfg.gpus_per_teacher, info.local_rank, device)
+    if spread:  # one teacher over G GPUs (7B-class teachers on small GPUs)
+        spread_layers(teacher.model, spread)
+    else:
+        teacher.to(_torch_device(device, info))
+    return teacher, sha
 
 
 def _with_views_of(cfg: ExtractConfig, source: Manifest) -> ExtractConfig:
@@ -232,6 +244,8 @@ def _new_manifest(
     with torch.no_grad():  # one dummy forward gives every target's exact shape
         probe = teacher(torch.zeros(1, 3, size, size, device=next(teacher.parameters()).device))
     targets = {"cls": list(probe["cls"].shape[1:]), "patch": list(probe["patch"].shape[1:])}
+    if "registers" in probe:
+        targets["registers"] = list(probe["registers"].shape[1:])
     targets |= {f"layer_{i}": list(t.shape[1:]) for i, t in probe["layers"].items()}
     codecs = _codecs(cfg, targets)
     return Manifest(
@@ -266,10 +280,11 @@ def _new_manifest(
 
 
 def _codecs(cfg: ExtractConfig, targets: dict[str, list[int]]) -> dict[str, TargetCodec]:
-    """cls stays whole (it is small); token grids (patch, layers) get PCA when asked."""
+    """cls and registers stay whole (they are small); token grids (patch, layers) get PCA
+    when asked."""
     codecs = {}
     for name, shape in targets.items():
-        k = cfg.pca if name != "cls" else None
+        k = cfg.pca if name not in ("cls", "registers") else None
         if k is not None and not 0 < k < shape[-1]:
             raise ProteusError(f"--pca {k}: must be between 1 and {shape[-1] - 1} for {name}")
         codecs[name] = TargetCodec(name, tuple(shape), cfg.dtype, k)
@@ -312,13 +327,17 @@ def _fill_shards(
                 if batch.shard != shard.index:
                     shard = ShardBuffer(manifest, batch.shard)
                 out = forward(teacher, batch.pixels.to(device), manifest.precision)
-                shard.add(batch, encoder.encode(out, batch.failed), images)
+                shard.add(batch, encoder.encode(out, batch.failed, shard.stats), images)
                 bar.update(batch.stop - batch.start)
                 if batch.last:
                     if pending is not None:
                         pending.result()  # at most one shard in flight: bounded memory
                     pending = pool.submit(
-                        writer.write_shard, shard.index, shard.arrays, shard.failed_images()
+                        writer.write_shard,
+                        shard.index,
+                        shard.arrays,
+                        shard.failed_images(),
+                        shard.stats,
                     )
             if pending is not None:
                 pending.result()

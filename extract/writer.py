@@ -39,6 +39,7 @@ from proteus.common.cache.layout import (
     write_table,
 )
 from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, SEALED, WRITING, Manifest
+from proteus.common.cache.stats import StatsSums, shard_stats_path
 from proteus.common.errors import ProteusError
 from proteus.common.faults import failpoint
 from proteus.common.files import atomic_write_text
@@ -120,8 +121,15 @@ class CacheWriter:
                 done.add(shard)
         return done
 
-    def write_shard(self, shard: int, targets: dict[str, np.ndarray], failed: list[dict]) -> None:
-        """Write all of one shard's targets, then its marker (which makes it count)."""
+    def write_shard(
+        self,
+        shard: int,
+        targets: dict[str, np.ndarray],
+        failed: list[dict],
+        stats: StatsSums,
+    ) -> None:
+        """Write all of one shard's targets and statistics, then its marker (which makes it
+        count)."""
         start, stop = shard_bounds(self.manifest, shard)
         group = child_group(self._root, "targets")
         try:
@@ -133,6 +141,7 @@ class CacheWriter:
                 # so all-zero chunks (views of undecodable images) are stored like any other.
                 target = child_array(group, name).with_config({"write_empty_chunks": True})
                 target[start:stop] = values
+            stats.save(shard_stats_path(self.path, shard))
             marker = {"shard": shard, "views": [start, stop], "failed": failed}
             atomic_write_text(progress_path(self.path, shard), json.dumps(marker))
         except OSError as exc:
@@ -165,15 +174,27 @@ class CacheWriter:
                 "target_bytes": _tree_bytes(self.path / "targets"),
             }
             _remove_partials(self.path)
+            m.stats = self._merged_stats()
             m.state = SEALED
             # The digest goes first: a kill between the two writes leaves state "writing",
             # and the re-run seals again.
             atomic_write_text(seal_path(self.path), json.dumps({"manifest_sha256": m.digest()}))
             self.save_manifest()
+            # Merged into the manifest now; a kill before this line leaves files the re-run
+            # (which finds the cache sealed) never reads.
+            for shard in range(m.num_shards):
+                shard_stats_path(self.path, shard).unlink(missing_ok=True)
         except OSError as exc:
             raise _write_error(self.path, "the manifest", exc) from exc
         _make_read_only(self.path)
         return m
+
+    def _merged_stats(self) -> dict[str, dict]:
+        paths = [shard_stats_path(self.path, s) for s in range(self.manifest.num_shards)]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:  # shards written by a proteus before statistics existed
+            return {}
+        return StatsSums.merged(paths).to_manifest()
 
     def _collect_failures(self) -> list[dict]:
         seen: dict[int, dict] = {}

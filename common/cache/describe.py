@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from proteus.common.cache.manifest import Manifest
 
 
@@ -40,6 +42,7 @@ def info_lines(path: Path, m: Manifest) -> list[str]:
             f"variance (fitted on {p['sample_views']} views)"
             for name, p in m.pca.items()
         ],
+        *_stats_lines(m),
         f"compute    {m.precision} on {m.extract.get('device', '?')}, "
         f"{m.extract.get('batch_size', '?')} views per forward",
         f"dataset    {dataset.get('kind')} at {dataset.get('root')}, "
@@ -73,6 +76,22 @@ def _count_lines(m: Manifest) -> list[str]:
         lines.append(f"skipped    {item['path']}: {item['reason']}")
     if len(m.skipped) > 10:
         lines.append(f"skipped    … and {len(m.skipped) - 10} more (all listed in the manifest)")
+    return lines
+
+
+def _stats_lines(m: Manifest) -> list[str]:
+    """Per target: the spread of channel means and stds (the full vectors are in the
+    manifest), which is what decides whether --standardize matters."""
+    if not m.stats:
+        return ["stats      none (extracted before proteus 0.3, or not sealed yet)"]
+    lines = []
+    for name, s in m.stats.items():
+        mean, std = np.asarray(s["mean"]), np.asarray(s["std"])
+        lines.append(
+            f"stats      {name}: channel mean {mean.mean():+.3g} (|max| {np.abs(mean).max():.3g}),"
+            f" std {std.mean():.3g} (min {std.min():.3g}, max {std.max():.3g}) over "
+            f"{s['tokens']} tokens"
+        )
     return lines
 
 

@@ -27,7 +27,7 @@ class Manifest:
     proteus_version: str
     # Teacher: what produced the targets.
     teacher: str  # registry name or timm:<model>
-    teacher_family: str  # dinov2 | clip | synclr | timm | effnet
+    teacher_family: str  # dinov2 | dinov3 | clip | siglip2 | … | timm | effnet
     weights_source: str  # hub id, file:<path> or random-init
     weights_sha256: str  # over the teacher's state dict (names, dtypes, shapes, bytes)
     embed_dim: int
@@ -61,6 +61,9 @@ class Manifest:
     pca: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Extracted with --views-from: {"cache", "manifest_sha256", "views_sha256"} of the source.
     views_from: dict[str, Any] = field(default_factory=dict)
+    # Per-channel statistics of each target over the usable views, in teacher units
+    # (common/cache/stats.py): name -> {"mean": [D], "std": [D], "tokens": n}. Set at sealing.
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # What must be equal for a re-run to resume this cache instead of being refused.
     IDENTITY = (
@@ -99,7 +102,10 @@ class Manifest:
 
     def digest(self) -> str:
         """sha256 of the canonical JSON; recorded at sealing to notice later hand edits."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        data = self.to_dict()
+        if not data["stats"]:  # caches sealed before statistics existed: their digest stands
+            del data["stats"]
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +123,7 @@ class Manifest:
                 + ("; upgrade proteus to read it" if newer else "; re-extract it with this one")
             )
         names = {f.name for f in fields(cls)}
-        missing = names - set(data) - {"counts", "skipped", "extract", "views_from"}
+        missing = names - set(data) - {"counts", "skipped", "extract", "views_from", "stats"}
         if missing:
             raise ProteusError(
                 f"{where}: manifest lacks {', '.join(sorted(missing))}; it was edited or is "

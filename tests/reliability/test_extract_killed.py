@@ -72,6 +72,20 @@ def _markers(out: Path) -> int:
     return len(list((out / "progress").glob("shard-*.json"))) if (out / "progress").is_dir() else 0
 
 
+def _stats(out: Path) -> dict:
+    return json.loads((out / "zarr.json").read_text())["attributes"]["proteus"]["stats"]
+
+
+def _same_stats(out: Path, workdir: Path) -> None:
+    """Statistics merged from shard files written by other runs equal an uninterrupted run's."""
+    ours, theirs = _stats(out), _stats(workdir / "reference")
+    assert set(ours) == set(theirs) == {"cls", "patch", "layer_1"}
+    for name, values in theirs.items():
+        assert ours[name]["tokens"] == values["tokens"]
+        for key in ("mean", "std"):
+            assert ours[name][key] == pytest.approx(values[key], rel=1e-6, abs=1e-9)
+
+
 def _state(out: Path) -> str | None:
     try:
         return json.loads((out / "zarr.json").read_text())["attributes"]["proteus"]["state"]
@@ -99,6 +113,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(workdir, reference, point, tmp_
     assert _state(out) == "sealed" and verify_cache(out) == []
     assert target_bytes(out) == reference
     assert not list(out.rglob("*.partial"))
+    _same_stats(out, workdir)
 
 
 def test_two_processes_under_torchrun_equal_one(workdir, reference, tmp_path):
@@ -109,6 +124,7 @@ def test_two_processes_under_torchrun_equal_one(workdir, reference, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert verify_cache(out) == [] and target_bytes(out) == reference
     assert run.stdout.count("sealed ") == 1  # the summary comes from rank 0 only
+    _same_stats(out, workdir)
 
 
 def test_a_copy_of_a_sealed_cache_verifies(workdir, reference, tmp_path):
@@ -142,6 +158,7 @@ def test_killed_at_a_named_point_then_rerun_equals_uninterrupted(
     assert manifest["counts"]["views"] == 36 and manifest["counts"]["usable_views"] == 36
     assert manifest["skipped"] == []  # nothing counted twice, nothing lost
     assert _markers(out) == 18 >= markers_before
+    _same_stats(out, workdir)
 
 
 def test_disk_full_is_a_clear_error_and_resumable(workdir, reference, tmp_path):
