@@ -37,8 +37,8 @@ def run_agreement(
     trained = load_trained_student(checkpoint, ema)
     cache = Cache(cache_path)
     m = cache.manifest
-    heads = trained.heads_for(m.weights_sha256)
-    if heads is None:
+    index = trained.teacher_index(m.weights_sha256)
+    if index is None:
         taught = ", ".join(t["cache"]["teacher"] for t in trained.checkpoint.teachers)
         raise ProteusError(
             f"--cache {cache_path}: holds targets of another teacher ({m.teacher}, weights "
@@ -54,7 +54,10 @@ def run_agreement(
     if max_views is not None and len(ids) > max_views:
         ids = np.sort(np.random.default_rng(seed).choice(ids, max_views, replace=False))
     renderer = Renderer(RenderConfig.from_manifest(m, max_batch=batch_size))
-    student, heads = trained.student.to(device), heads.to(device)
+    student, heads = trained.student.to(device), trained.heads[index].to(device)
+    # Heads of a --standardize run predict standardised targets: scored in teacher units.
+    stats = trained.stats(index)
+    restore = stats.restore if stats else (lambda _name, x: x)
     ratio = float(trained.checkpoint.config.get("mask_ratio", 0.5))
     sums: dict[str, list[float]] = {}
     for start in progress_bar(
@@ -72,7 +75,7 @@ def run_agreement(
         t_patch = torch.from_numpy(cache.read("patch", batch)).float().to(device)
         t_patch = resize_patch_targets(t_patch, m.grid, student.grid)
         with torch.no_grad():
-            _score(student, heads, images, t_cls, t_patch, ratio, start + seed, sums)
+            _score(student, heads, restore, images, (t_cls, t_patch), ratio, start + seed, sums)
     if not sums:
         raise ProteusError("the checkpoint has no heads to compare")
     return {key: float(np.sum(v[0::2]) / np.sum(v[1::2])) for key, v in sums.items()} | {
@@ -81,12 +84,13 @@ def run_agreement(
     }
 
 
-def _score(student, heads, images, t_cls, t_patch, ratio, seed, sums) -> None:
+def _score(student, heads, restore, images, targets, ratio, seed, sums) -> None:
+    t_cls, t_patch = targets
     clean = student(images)
     if heads.token_head is not None:
-        _add(sums, "token", heads.token_head(clean["cls"]), t_cls)
+        _add(sums, "token", restore("cls", heads.token_head(clean["cls"])), t_cls)
     if heads.fea_head is not None:
-        _add(sums, "fea", heads.fea_head(clean["patch"]), t_patch)
+        _add(sums, "fea", restore("patch", heads.fea_head(clean["patch"])), t_patch)
     if heads.patch_head is not None:
         b, n = t_patch.shape[:2]
         generator = torch.Generator().manual_seed(seed)
@@ -95,7 +99,7 @@ def _score(student, heads, images, t_cls, t_patch, ratio, seed, sums) -> None:
         mask.scatter_(1, order[:, : max(1, round(n * ratio))], True)
         mask = mask.to(images.device)
         masked = student(images, mask=mask)["patch"]
-        _add(sums, "patch", heads.patch_head(masked)[mask], t_patch[mask])
+        _add(sums, "patch", restore("patch", heads.patch_head(masked))[mask], t_patch[mask])
 
 
 def _add(sums: dict[str, list[float]], name: str, pred: torch.Tensor, target: torch.Tensor):

@@ -91,12 +91,21 @@ def _write_timm(trained: TrainedStudent, out: Path, tolerance: float):
     tensors = {k: v.contiguous() for k, v in backbone.state_dict().items()}
     save_file(tensors, str(out / "model.safetensors"))
     files = ["model.safetensors"]
-    # Teacher i's heads under "i." (the order of proteus.teachers in config.json).
+    # Teacher i's heads under "i." (the order of proteus.teachers in config.json); for a
+    # --standardize run also "i.stats.<target>.mean/std": prediction × std + mean is in
+    # the teacher's units.
     heads = {
         f"{i}.{k}": v.contiguous()
         for i, h in enumerate(trained.heads)
         for k, v in h.state_dict().items()
     }
+    for i in range(len(trained.heads)):
+        stats = trained.stats(i)
+        if stats is None:
+            continue
+        for name in stats.mean:
+            heads[f"{i}.stats.{name}.mean"] = stats.mean[name].contiguous()
+            heads[f"{i}.stats.{name}.std"] = stats.std[name].contiguous()
     if heads:
         save_file(heads, str(out / "proteus_heads.safetensors"))
         files.append("proteus_heads.safetensors")

@@ -13,6 +13,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from proteus.common.cache.stats import TargetStats
 from proteus.common.errors import ProteusError
 from proteus.common.students import Student, build_student
 from proteus.common.teachers import build_teacher, get_teacher_spec
@@ -58,12 +59,24 @@ class TrainedStudent:
     checkpoint: Checkpoint
     evaluated_weights: str  # "raw" or "ema": which of the checkpoint's students this is
 
+    def teacher_index(self, weights_sha256: str) -> int | None:
+        """Which of the checkpoint's teachers has these weights, if any."""
+        for index, teacher in enumerate(self.checkpoint.teachers):
+            if teacher["cache"]["weights_sha256"] == weights_sha256:
+                return index
+        return None
+
     def heads_for(self, weights_sha256: str) -> ProteusHeads | None:
         """The heads trained on targets of the teacher with these weights, if any."""
-        for heads, teacher in zip(self.heads, self.checkpoint.teachers, strict=True):
-            if teacher["cache"]["weights_sha256"] == weights_sha256:
-                return heads
-        return None
+        index = self.teacher_index(weights_sha256)
+        return None if index is None else self.heads[index]
+
+    def stats(self, teacher: int) -> TargetStats | None:
+        """The statistics teacher ``teacher``'s targets were standardised with (None: raw);
+        ``restore`` maps that teacher's head outputs back to its units."""
+        saved = self.checkpoint.target_stats
+        state = saved[teacher] if saved else None
+        return TargetStats.from_state(state) if state else None
 
     @property
     def name(self) -> str:

@@ -4,7 +4,8 @@ Outputs, by name: ``summary`` (B, summary width: the class token, or a convnet's
 features), ``dense`` (B, rows·cols, width: the tokens the heads read, on the student's grid),
 for a convnet also ``feature_map`` (B, C, h, w: its last map at its own stride, what a detector
 neck takes), and with ``heads`` each teacher's projections into its space, ``t<i>_summary``
-and ``t<i>_dense`` (1-based, the order of ``proteus.teachers`` in config.json).
+and ``t<i>_dense`` (1-based, the order of ``proteus.teachers`` in config.json), in the
+teacher's units (a --standardize run's standardisation is undone in the graph).
 The input ``images`` is (B, 3, size, size), normalised with config.json's mean/std.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from proteus.common.cache.stats import TargetStats
 from proteus.common.errors import ProteusError
 from proteus.common.students import Student
 from proteus.evaluate.export import ExportCheck, compare, sample_images
@@ -27,10 +29,15 @@ OPSET = 18
 class Deployed(nn.Module):
     """What the ONNX graph computes: the student's features, optionally through its heads."""
 
-    def __init__(self, student: Student, heads: list[ProteusHeads]):
+    def __init__(
+        self, student: Student, heads: list[ProteusHeads], stats: list[TargetStats | None]
+    ):
+        """``stats``: per teacher, what its heads' outputs are mapped back with (a
+        --standardize run's heads predict standardised targets)."""
         super().__init__()
         self.student = student
         self.heads = nn.ModuleList(heads)
+        self.stats = stats
         self.convnet = student.spec.kind == "convnet"
 
     def output_names(self) -> list[str]:
@@ -47,10 +54,13 @@ class Deployed(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.student(images)
         outputs = [out["cls"], out["patch"]] + ([out["feature_map"]] if self.convnet else [])
-        for heads in self.heads:
+        for heads, stats in zip(self.heads, self.stats, strict=True):
             for part, head in self._projections(heads):
-                if head is not None:
-                    outputs.append(head(out["cls"] if part == "summary" else out["patch"]))
+                if head is None:
+                    continue
+                name = "cls" if part == "summary" else "patch"
+                projected = head(out[name])
+                outputs.append(stats.restore(name, projected) if stats else projected)
         return tuple(outputs)
 
 
@@ -64,7 +74,10 @@ def write_onnx(
             "--format onnx needs onnx, onnxscript and onnxruntime: "
             "pip install 'proteus-distill[onnx]'"
         ) from None
-    model = Deployed(trained.student, trained.heads if heads else []).eval()
+    teachers = range(len(trained.heads)) if heads else range(0)
+    model = Deployed(
+        trained.student, [trained.heads[i] for i in teachers], [trained.stats(i) for i in teachers]
+    ).eval()
     names = model.output_names()
     size = trained.student.image_size
     batch = torch.export.Dim("batch", min=1, max=4096)

@@ -49,6 +49,9 @@ class Checkpoint:
     world: int | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the options as given
     student_grid: list[int] | None = None  # rows, cols of its dense tokens (a convnet's: set)
+    # Per teacher: the statistics its targets were standardised with (TargetStats state), or
+    # None where they were learnt raw (--no-standardize, and every run before 0.3).
+    target_stats: list[dict[str, Any] | None] | None = None
     format: int = FORMAT  # as read: resuming needs the current one
 
     REQUIRED = ("student_name", "image_size", "student", "heads", "mean", "std")

@@ -33,7 +33,7 @@ class TrainConfig:
     # same views: `extract --views-from`); the first one's images and mean/std are rendered.
     # None: online training with `teacher` in the loop on `data`.
     cache: Path | tuple[Path, ...] | None
-    student: str  # vit_ti14 | vit_s14 | vit_b14 | vit_l14 | *16 variants | timm:<vit>
+    student: str  # a registered student (`proteus students`) or timm:<any timm backbone>
     out: Path  # run folder: checkpoints, logs, resolved config
     teacher: str | None = None  # online: registry name or timm:<model>, run at every step
     weights: Path | None = None  # online: the teacher's local weights file
@@ -61,6 +61,11 @@ class TrainConfig:
     lambda_patch: PerTeacher = None
     lambda_hint: PerTeacher = None  # None: 1; weight of each hint's MSE
     hints: tuple[Hint, ...] = ()  # student block ↔ teacher layer_<i> pairs
+    loss: str = "mse"  # mse (Proteus) | cosine-smooth-l1 (RADIO): how each part compares
+    # Learn (t − mean) / std per channel with the caches' statistics. None: on with several
+    # --cache (no teacher dominates by scale), off with one (Proteus distils raw features).
+    standardize: bool | None = None
+    balance_teachers: bool = False  # weigh teachers so their losses pull equally (detached)
     mask_probability: float = 0.5  # share of each batch (the first samples) that is masked
     mask_ratio: float = 0.5  # share of patches masked in a masked sample
     device: str = "auto"  # cpu | cuda | auto

@@ -20,8 +20,17 @@ class Distiller(nn.Module):
     (1-based, the --cache order) and ``loss`` is the sum over teachers.
     """
 
-    def __init__(self, student: Student, teachers: Sequence[tuple[int, Objective, dict[str, int]]]):
+    def __init__(
+        self,
+        student: Student,
+        teachers: Sequence[tuple[int, Objective, dict[str, int]]],
+        balance: bool = False,
+    ):
+        """``balance``: weigh each teacher's loss by (mean of the teachers' losses) / (its
+        own), both without gradient, so every teacher pulls with the same loss magnitude
+        whatever the scale of its features (its own λ still apply inside its loss)."""
         super().__init__()
+        self.balance = balance and len(teachers) > 1
         self.student = student
         self.objectives = [objective for _, objective, _ in teachers]
         self.heads = nn.ModuleList(
@@ -65,15 +74,19 @@ class Distiller(nn.Module):
             out.masked_patch = self.student(images[:n], mask=masks)["patch"]
             out.mask = masks
         parts: dict[str, torch.Tensor] = {}
-        total = images.new_zeros(())
+        per_teacher: list[torch.Tensor] = []
         head_sets = cast("list[ProteusHeads]", list(self.heads))
         for index, (heads, objective, wanted) in enumerate(
             zip(head_sets, self.objectives, targets, strict=True)
         ):
             own = losses(heads, objective, out, wanted)
-            total = total + own.pop("loss")
+            per_teacher.append(own.pop("loss"))
             parts |= {self._logged_as(name, index): value for name, value in own.items()}
-        return {"loss": total} | {name: parts[name] for name in self.part_names()}
+        stacked = torch.stack(per_teacher)
+        if self.balance:
+            scale = stacked.detach()
+            stacked = stacked * (scale.mean() / scale.clamp_min(1e-12))
+        return {"loss": stacked.sum()} | {name: parts[name] for name in self.part_names()}
 
     def no_weight_decay(self) -> set[str]:
         return {f"student.{name}" for name in self.student.no_weight_decay()}

@@ -8,6 +8,10 @@ L_hint  = Σ over hints S:T of MSE(hint_head_ST(block_S(clean)), t_layer_T)
 loss    = λ_token·L_token + λ_fea·L_fea + λ_patch·L_patch + λ_hint·L_hint
 
 With several teachers, each has its own heads and λ, and the loss is the sum over teachers.
+
+``--loss cosine-smooth-l1`` (RADIO's choice for agglomerative distillation) replaces each MSE:
+1 − cosine on the summary (token loss), 0.9·(1 − cosine) + 0.1·smooth-L1 per token on the
+spatial ones (feature, patch, hint).
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from proteus.common.errors import ProteusError
 
 # The one table of loss parts: λ names (Lambdas' fields), logged as loss_<part>, in this order.
 LOSS_PARTS = ("token", "fea", "patch", "hint")
+# How a prediction is compared with its target (--loss): Proteus's MSE, or RADIO's
+# cosine (+ smooth-L1 on spatial tokens).
+LOSS_KINDS = ("mse", "cosine-smooth-l1")
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,11 @@ class Objective:
 
     lambdas: Lambdas
     hints: tuple[Hint, ...] = ()
+    loss: str = "mse"  # one of LOSS_KINDS
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSS_KINDS:
+            raise ProteusError(f"--loss {self.loss}: one of {', '.join(LOSS_KINDS)}")
 
     def needed_targets(self) -> tuple[str, ...]:
         """The Proteus losses' arrays, then each hinted layer_<i> once."""
@@ -215,27 +227,43 @@ def losses(
         t_cls = _given(targets.get("cls"), "the cls target")
         cls_pred = heads.token_head(clean["cls"])
         if lambdas.token:
-            parts["loss_token"] = F.mse_loss(cls_pred, t_cls)
+            parts["loss_token"] = summary_loss(objective.loss, cls_pred, t_cls)
         if lambdas.fea:
             fea_pred = _given(heads.fea_head, "the feature head")(clean["patch"])
             pred = torch.cat([cls_pred.unsqueeze(1), fea_pred], 1)
             t_patch = _given(targets.get("patch"), "the patch target")
             target = torch.cat([t_cls.unsqueeze(1), t_patch], 1)
-            parts["loss_fea"] = F.mse_loss(pred, target)
+            parts["loss_fea"] = token_loss(objective.loss, pred, target)
     if lambdas.patch and mask is not None and mask.any():
         n = mask.shape[0]
         masked = _given(student.masked_patch, "the masked pass")
         pred = _given(heads.patch_head, "the patch head")(masked)[mask]
         t_patch = _given(targets.get("patch"), "the patch target")
-        parts["loss_patch"] = F.mse_loss(pred, t_patch[:n][mask])
+        parts["loss_patch"] = token_loss(objective.loss, pred, t_patch[:n][mask])
     for hint in objective.hints:
         layers = _given(student.clean, "the clean pass")["layers"]
         pred = heads.hint_heads[hint.key](layers[hint.block])
-        parts["loss_hint"] = parts["loss_hint"] + F.mse_loss(pred, targets[hint.target])
+        term = token_loss(objective.loss, pred, targets[hint.target])
+        parts["loss_hint"] = parts["loss_hint"] + term
     total = lambdas.token * parts["loss_token"]
     for part in LOSS_PARTS[1:]:
         total = total + getattr(lambdas, part) * parts[f"loss_{part}"]
     return parts | {"loss": total}
+
+
+def summary_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, D) summaries: MSE, or 1 − cosine."""
+    if kind == "mse":
+        return F.mse_loss(pred, target)
+    return (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
+
+
+def token_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(…, D) tokens: MSE, or 0.9·(1 − cosine) + 0.1·smooth-L1, each averaged over tokens."""
+    if kind == "mse":
+        return F.mse_loss(pred, target)
+    cosine = (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
+    return 0.9 * cosine + 0.1 * F.smooth_l1_loss(pred, target)
 
 
 _T = TypeVar("_T")

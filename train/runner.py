@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from proteus.common.cache.alignment import check_aligned
 from proteus.common.cache.reader import Cache
+from proteus.common.cache.stats import TargetStats
 from proteus.common.distributed import (
     DistInfo,
     barrier,
@@ -117,6 +118,7 @@ class _Trainer:
         self.student_grid = student.grid
         hints = resolve_hints(cfg.hints, student.depth, self.caches)
         self.objectives = [self._objective(i, hints) for i in range(len(self.caches))]
+        self.standardize, self.target_stats = self._target_stats()
         usable, labels = self._usable()
         subset = Subset(cfg.subset_classes, cfg.subset_per_class, cfg.subset_fraction)
         self.subset_info: dict = {}
@@ -141,7 +143,9 @@ class _Trainer:
             (t["dim"], o, t["hint_dims"])
             for t, o in zip(self._teachers(), self.objectives, strict=True)
         ]
-        self.model = Distiller(student, heads).to(self.device)
+        if cfg.balance_teachers and len(self.caches) < 2:
+            raise ProteusError("--balance-teachers weighs several teachers: give several --cache")
+        self.model = Distiller(student, heads, balance=cfg.balance_teachers).to(self.device)
         self.parts = ("loss", *self.model.part_names())
         self.ddp: torch.nn.Module = self.model
         if info.active:
@@ -191,6 +195,24 @@ class _Trainer:
         warmup = round(values.warmup_epochs * per_epoch)
         return CosineSchedule(self.peak_lr, self.total_steps, warmup, values.min_lr)
 
+    def _target_stats(self) -> tuple[bool, list[TargetStats | None]]:
+        """Whether targets are standardised (--standardize; default: with several caches)
+        and, per teacher, the statistics its targets are standardised with."""
+        on = self.cfg.standardize
+        if on is None:
+            on = len(self.caches) > 1
+        if not on:
+            return False, [None] * len(self.caches)
+        if self.online:
+            raise ProteusError(
+                "--standardize needs the statistics a cache records at extraction; online "
+                "training has none: extract a cache, or drop --standardize"
+            )
+        return True, [
+            TargetStats.from_manifest(c.manifest.stats, o.needed_targets(), f"--cache {c.path}")
+            for c, o in zip(self.caches, self.objectives, strict=True)
+        ]
+
     def _objective(self, index: int, hints: tuple[Hint, ...]) -> Objective:
         cache, cfg = self.caches[index], self.cfg
         m = cache.manifest
@@ -207,7 +229,7 @@ class _Trainer:
                 f"--lambda-hint 0 turns off the hints of --cache {cache.path} "
                 f"({', '.join(map(str, own))}); drop those --hint options instead"
             )
-        objective = Objective(lambdas, own)
+        objective = Objective(lambdas, own, loss=cfg.loss)
         missing = [t for t in objective.needed_targets() if t not in m.targets]
         if missing:
             raise ProteusError(
@@ -261,6 +283,7 @@ class _Trainer:
             "total_steps": self.total_steps,
             "warmup_steps": self.schedule.warmup_steps,
             "student_grid": list(self.student_grid),
+            "standardize": self.standardize,
             "targets_read": teachers[0]["targets_read"],
             "subset": self.subset_info,
             "images": len(self.sampler.image_views),
@@ -322,6 +345,7 @@ class _Trainer:
             optimizer=self.optimizer.state_dict(),
             config=self.given.to_json(),
             student_grid=list(self.student_grid),
+            target_stats=[s.to_state() if s else None for s in self.target_stats],
         )
 
     def _restore(self, saved: Checkpoint) -> None:
@@ -384,7 +408,9 @@ class _Trainer:
             loader = TrainBatches(self.caches, self.sampler, renderer, names, self.info.rank)
         self.loader = loader
         grids = [c.manifest.grid for c in self.caches]
-        self.targets = StudentTargets(loader, grids, self.student_grid, self.device)
+        self.targets = StudentTargets(
+            loader, grids, self.student_grid, self.device, stats=self.target_stats
+        )
         log = (
             RunLog(Path(self.cfg.out), self.start_step, self.cfg.tensorboard)
             if self.info.is_main

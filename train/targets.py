@@ -15,6 +15,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from proteus.common.cache.stats import TargetStats
+
 
 class TargetSource(Protocol):
     """A batch's targets per teacher, decoded to float on ``device`` (the loader, or the
@@ -34,8 +36,12 @@ class StudentTargets:
         teacher_grids: Sequence[tuple[int, int]],
         student_grid: tuple[int, int],
         device: torch.device,
+        stats: Sequence[TargetStats | None] | None = None,
     ):
+        """``stats``: per teacher, the statistics to standardise its targets with (None:
+        raw, as Proteus distils)."""
         self.source = source
+        self.stats = list(stats) if stats is not None else [None] * len(teacher_grids)
         self.teacher_grids = [(int(g[0]), int(g[1])) for g in teacher_grids]
         self.student_grid = (int(student_grid[0]), int(student_grid[1]))
         self.device = device
@@ -43,8 +49,11 @@ class StudentTargets:
     def __call__(self, batch) -> list[dict[str, torch.Tensor]]:
         decoded = self.source.targets(batch, self.device)
         return [
-            {name: self._on_student_grid(name, target, grid) for name, target in own.items()}
-            for own, grid in zip(decoded, self.teacher_grids, strict=True)
+            {
+                name: self._on_student_grid(name, stats.standardize(name, t) if stats else t, grid)
+                for name, t in own.items()
+            }
+            for own, grid, stats in zip(decoded, self.teacher_grids, self.stats, strict=True)
         ]
 
     def _on_student_grid(self, name: str, target: torch.Tensor, grid) -> torch.Tensor:

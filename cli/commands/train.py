@@ -155,6 +155,31 @@ _LAMBDA_HELP = (
     help="Weight of each hint's MSE: one value, or one per --cache. [default: 1]",
 )
 @click.option(
+    "--loss",
+    type=click.Choice(["mse", "cosine-smooth-l1"]),
+    default="mse",
+    show_default=True,
+    help="How predictions meet targets: mse (Proteus), or cosine-smooth-l1 (RADIO: 1 − cosine "
+    "on the summary token, 0.9·(1 − cosine) + 0.1·smooth-L1 on spatial tokens). Recorded in "
+    "config.json.",
+)
+@click.option(
+    "--standardize/--no-standardize",
+    default=None,
+    help="Distil per-channel standardised targets, (t − mean) / std with the statistics each "
+    "cache recorded at extraction, so no teacher dominates by the scale of its features; "
+    "eval agreement and export map predictions back to teacher units. [default: on with "
+    "several --cache, off with one]",
+)
+@click.option(
+    "--balance-teachers/--no-balance-teachers",
+    default=False,
+    show_default=True,
+    help="With several --cache: weigh each teacher's loss by (mean of the teachers' losses) / "
+    "(its own), without gradient, so each pulls with the same magnitude; --lambda-* still "
+    "weigh the parts inside each teacher's loss.",
+)
+@click.option(
     "--mask-probability",
     type=click.FloatRange(0, 1),
     default=0.5,
