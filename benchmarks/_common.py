@@ -86,6 +86,7 @@ def synthetic_cache(
     from proteus.common.cache.layout import ImageTable
     from proteus.common.cache.manifest import CREATING, FORMAT_VERSION, Manifest
     from proteus.common.cache.reader import Cache
+    from proteus.common.cache.stats import StatsSums
     from proteus.common.version import __version__
     from proteus.common.views import AugPolicy, sample_views
     from proteus.extract.writer import CacheWriter
@@ -148,11 +149,13 @@ def synthetic_cache(
     for shard in range(manifest.num_shards):
         rows = min(shard_views, views - shard * shard_views)
         arrays = {}
+        stats = StatsSums()
         for codec in codecs.values():
             values = _torch(rng.standard_normal((rows, *codec.shape), dtype=np.float32))
+            stats.update(codec.name, values)
             encoded = codec.fit(bases.get(codec.name)).encode(values)
             arrays |= {k: v.numpy() for k, v in encoded.items()}
-        writer.write_shard(shard, arrays, [])
+        writer.write_shard(shard, arrays, [], stats)
     writer.seal()
     return Cache(folder)
 
