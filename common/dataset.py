@@ -1,4 +1,5 @@
-"""Finding the images to extract: an ImageFolder tree, a flat folder, or a list file.
+"""Finding the images to extract: an ImageFolder tree, a flat folder, a list file, or
+webdataset tar shards (a folder of .tar files, one .tar, or a brace pattern; tarshards.py).
 
 The order is the sorted relative path, so the image index (which seeds every view record)
 does not depend on the file system's listing order. The fingerprint covers paths, labels and
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from proteus.common.errors import ProteusError
+from proteus.common.tarshards import image_byte_size, is_shard_spec, samples, shard_files
 
 # What DALI's CPU decoders read. Files with other suffixes in a folder are not images.
 IMAGE_SUFFIXES = frozenset(
@@ -41,7 +43,7 @@ class ImageList:
     paths: tuple[str, ...]  # POSIX paths, sorted
     labels: np.ndarray  # (N,) int64 class index, -1 when the source has no labels
     classes: tuple[str, ...]  # class folder names, index = label
-    kind: str  # "imagefolder" | "flat" | "list"
+    kind: str  # "imagefolder" | "flat" | "list" | "webdataset"
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -51,7 +53,7 @@ class ImageList:
         digest = hashlib.sha256()
         for path, label in zip(self.paths, self.labels.tolist(), strict=True):
             try:
-                size = (self.root / path).stat().st_size
+                size = image_byte_size(self.root / path)
             except OSError:
                 size = -1
             digest.update(f"{path}\t{label}\t{size}\n".encode())
@@ -59,14 +61,19 @@ class ImageList:
 
 
 def data_root(data: Path) -> Path:
-    """The folder image paths are relative to: the data folder, or a list file's folder."""
+    """The folder image paths are relative to: the data folder, a list file's folder, or the
+    folder of the tar shards."""
     data = Path(data)
+    if is_shard_spec(data) and not data.is_dir():
+        return data.parent.resolve()
     return (data.parent if data.is_file() else data).resolve()
 
 
 def scan_images(data: Path, option: str = "--data") -> ImageList:
     """``option`` names the command-line option in error messages."""
     data = Path(data)
+    if is_shard_spec(data):
+        return _from_shards(data, option)
     if data.is_file():
         return _from_list_file(data, option)
     if not data.is_dir():
@@ -94,6 +101,19 @@ def scan_images(data: Path, option: str = "--data") -> ImageList:
     raise ProteusError(
         f"{option} {data}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
     )
+
+
+def _from_shards(data: Path, option: str) -> ImageList:
+    """Every sample's image of every shard, as ``<shard>.tar/<member>`` (shard order, then
+    key order); labels from the samples' ``.cls`` members."""
+    entries: list[tuple[str, int]] = []
+    for shard in shard_files(data, option):
+        entries += [(f"{shard.name}/{m}", label) for m, label in samples(shard, IMAGE_SUFFIXES)]
+    if not entries:
+        raise ProteusError(f"{option} {data}: the tar shards hold no images")
+    paths, labels = zip(*entries, strict=True)
+    root = data_root(data)
+    return ImageList(root, paths, np.array(labels, np.int64), (), "webdataset")
 
 
 def _walk(folder: Path, recurse: bool) -> list[str]:

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from proteus.common.tarshards import read_image_bytes, split_member
+
 # (format, mode) pairs DALI decodes itself, with output identical to Pillow's pixels.
 _DIRECT = {("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "L")}
 _ROTATING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that swap H and W
@@ -39,7 +41,8 @@ def probe_image(path: Path) -> ImageProbe:
         with warnings.catch_warnings():
             # Huge images are legitimate data here, not decompression bombs.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            source = path if split_member(path) is None else io.BytesIO(read_image_bytes(path))
+            with Image.open(source) as img:
                 width, height = img.size
                 orientation = img.getexif().get(_ORIENTATION_TAG, 1)
                 transcode = (img.format, img.mode) not in _DIRECT or orientation != 1
@@ -57,7 +60,7 @@ def probe_image(path: Path) -> ImageProbe:
 
 def read_encoded(path: Path, transcode: bool) -> np.ndarray:
     """The bytes the renderer decodes: the file itself, or its pixels as lossless PNG."""
-    data = Path(path).read_bytes()
+    data = read_image_bytes(path)
     if transcode:
         data = _to_png(data)
     return np.frombuffer(data, dtype=np.uint8)

@@ -16,8 +16,10 @@ from proteus.options import IntList, device_option, render_threads_option, teach
     "--data",
     required=True,
     type=click.Path(path_type=Path),
-    help="Images: an ImageFolder tree (class sub-folders, labels kept), a flat folder, or a "
-    "text file with one image path per line.",
+    help="Images: an ImageFolder tree (class sub-folders, labels kept), a flat folder, a "
+    "text file with one image path per line, or webdataset tar shards (a folder of .tar "
+    "files, one .tar, or a brace pattern such as 'train-{000000..000146}.tar'; labels from "
+    "each sample's .cls). Views replay straight from the tars.",
 )
 @click.option(
     "--out",
