@@ -1,8 +1,9 @@
 """Fault injection for the reliability tests: named points where a run can be made to die.
 
 ``PROTEUS_FAULT=<point>:<n>[:<action>]`` makes the n-th pass through ``failpoint(<point>)``
-either SIGKILL the process (``kill``, the default: what preemption or the OOM killer does) or
-raise ``OSError(ENOSPC)`` (``enospc``: a full disk). Unset, a failpoint is one dict lookup.
+either SIGKILL the process (``kill``, the default: what a node failure or the OOM killer
+does), send it SIGTERM (``term``: a scheduler's preemption notice) or raise
+``OSError(ENOSPC)`` (``enospc``: a full disk). Unset, a failpoint is one dict lookup.
 """
 
 from __future__ import annotations
@@ -28,4 +29,4 @@ def failpoint(point: str) -> None:
         return
     if action == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"<{point}>")
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGTERM if action == "term" else signal.SIGKILL)

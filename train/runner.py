@@ -31,6 +31,7 @@ from proteus.common.distributed import (
     resolve_device,
 )
 from proteus.common.errors import Interrupted, ProteusError
+from proteus.common.faults import failpoint
 from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.common.students import build_student, student_style
@@ -438,6 +439,7 @@ class _Trainer:
                     bar.update(1)
                     bar.set_postfix(_postfix(last))
                     step = batch.step + 1
+                    failpoint("train-step")  # after a step, before its checkpoint
                     if step % self.cfg.checkpoint_every == 0 or step == self.total_steps:
                         self._save(step)
                     if self._stop_signal is not None:
