@@ -51,6 +51,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=None, help="[default: the recipe's rule]")
     parser.add_argument("--rows", default="all", help="comma-separated row names, or all")
+    parser.add_argument(
+        "--student",
+        default=STUDENT,
+        help=f"the student of every row [default: {STUDENT}]; another one's runs go to "
+        "runs/<row>-<student>, beside the default's, and share the caches",
+    )
     args = parser.parse_args()
 
     out = args.out / args.data
@@ -145,13 +151,14 @@ class Bench:
         from proteus.train.run_folder import RunFolder
         from proteus.train.runner import run_train
 
-        run = self.out / "runs" / name
+        student = self.args.student
+        run = self.out / "runs" / (name if student == STUDENT else f"{name}-{student}")
         started = time.perf_counter()
         cache_path = None if online else self.cache(cache)
         extract_s = time.perf_counter() - started
         config = TrainConfig(
             cache=cache_path,
-            student=STUDENT,
+            student=student,
             out=run,
             recipe=recipe,
             epochs=self.args.epochs,
@@ -197,7 +204,7 @@ class Bench:
         return self.evaluate(teacher=TEACHER, image_size=SIZE)
 
     def probe_random(self) -> dict:
-        return self.evaluate(student=STUDENT, random_init=True, image_size=SIZE)
+        return self.evaluate(student=self.args.student, random_init=True, image_size=SIZE)
 
 
 def _finished(run: Path) -> bool:
