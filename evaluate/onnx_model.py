@@ -81,17 +81,24 @@ def write_onnx(
     names = model.output_names()
     size = trained.student.image_size
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with torch.no_grad():
-        program = torch.onnx.export(
-            model,
-            (sample_images(2, size),),
-            input_names=["images"],
-            output_names=names,
-            dynamic_shapes=({0: batch},),
-            opset_version=OPSET,
-            dynamo=True,
-            verbose=False,
-        )
+    try:
+        with torch.no_grad():
+            program = torch.onnx.export(
+                model,
+                (sample_images(2, size),),
+                input_names=["images"],
+                output_names=names,
+                dynamic_shapes=({0: batch},),
+                opset_version=OPSET,
+                dynamo=True,
+                verbose=False,
+            )
+    except Exception as exc:  # torch.export raises many kinds for an unsupported graph
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ProteusError(
+            f"--format onnx: torch.onnx.export cannot export {trained.student.spec.arch} "
+            f"({first}); the timm export (--format timm) still works"
+        ) from exc
     if program is None:
         raise ProteusError("torch.onnx.export returned no program")
     program.save(str(path))

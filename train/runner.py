@@ -34,7 +34,7 @@ from proteus.common.errors import Interrupted, ProteusError
 from proteus.common.faults import failpoint
 from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer
-from proteus.common.students import build_student, student_style
+from proteus.common.students import build_student, get_student_spec, student_style
 from proteus.common.version import __version__
 from proteus.common.views import AugPolicy
 from proteus.train.checkpoint import FORMAT, Checkpoint
@@ -108,7 +108,9 @@ class _Trainer:
         m = self.cache.manifest
         self.views_sha256 = check_aligned(self.caches) if len(self.caches) > 1 else None
         torch.manual_seed(cfg.seed)  # initialisation: the same on every rank
-        self.student_style = student_style(m.teacher_family, self.recipe.reference_students)
+        self.student_style = student_style(
+            m.teacher_family, self.recipe.reference_students, get_student_spec(cfg.student).kind
+        )
         student = build_student(
             cfg.student,
             m.image_size,

@@ -112,10 +112,11 @@ STUDENT_STYLES = {
 }
 
 
-def student_style(teacher_family: str, reference: bool) -> str:
+def student_style(teacher_family: str, reference: bool, kind: str = "vit") -> str:
     """The style of student the reference pairs with a teacher family (DINOv2-style for every
-    family it has no own student for); ``reference`` False keeps the timm arch as is."""
-    if not reference:
+    family it has no own student for); ``reference`` False keeps the timm arch as is, and so
+    does a convnet (the styles describe the reference's ViTs)."""
+    if not reference or kind == "convnet":
         return "arch"
     return teacher_family if teacher_family in ("clip", "synclr") else "dinov2"
 

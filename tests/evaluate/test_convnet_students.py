@@ -50,6 +50,7 @@ def test_training_computes_every_loss_on_the_teachers_grid(world):
     for part in ("loss_token", "loss_fea", "loss_patch", "loss_hint"):
         assert all(math.isfinite(r[part]) and r[part] > 0 for r in records), part
     saved = Checkpoint.load(world / "run")
+    assert saved.student_style == "arch"  # the reference's styles are for ViTs
     assert saved.grid == (2, 2)  # tiny_dinov2's 28 px / 14: the student's 1×1 map resampled
     config = json.loads((world / "run" / "config.json").read_text())
     assert config["student_grid"] == [2, 2]
