@@ -367,6 +367,13 @@ class _Trainer:
             "batch_size": (saved.batch_size, self.cfg.batch_size),
             "world": (saved.world, self.info.world),
             "objective (λ, hints)": (objective(saved.teachers), objective(self._teachers())),
+            # Runs from before these options existed trained with MSE, raw and unbalanced.
+            "loss": (saved.config.get("loss", "mse"), self.cfg.loss),
+            "standardize": (any(saved.target_stats or ()), self.standardize),
+            "balance_teachers": (
+                saved.config.get("balance_teachers", False),
+                self.cfg.balance_teachers,
+            ),
         }
         for key, (had, want) in checks.items():
             if had != want:

@@ -94,6 +94,10 @@ def test_one_cache_trains_raw_unless_asked(world, tmp_path):
     train(world / "a", tmp_path / "r", max_steps=2)
     assert json.loads((tmp_path / "r" / "config.json").read_text())["standardize"] is False
     assert Checkpoint.load(tmp_path / "r").target_stats == [None]
+    # Resuming with other loss options would mix two objectives in one run: refused.
+    for change in ({"standardize": True}, {"loss": "cosine-smooth-l1"}):
+        with pytest.raises(ProteusError, match=r"--resume: the checkpoint has (standardize|loss)"):
+            train(world / "a", tmp_path / "r", max_steps=4, resume=True, **change)
 
 
 def test_a_cache_without_statistics_is_refused_with_the_fix(world, tmp_path):
