@@ -50,7 +50,7 @@ class Checkpoint:
     config: dict[str, Any] = field(default_factory=dict)  # the options as given
     student_grid: list[int] | None = None  # rows, cols of its dense tokens (a convnet's: set)
     # Per teacher: the statistics its targets were standardised with (TargetStats state), or
-    # None where they were learnt raw (--no-standardize, and every run before 0.3).
+    # None where they were learnt raw (--no-standardize, and every run before 0.2).
     target_stats: list[dict[str, Any] | None] | None = None
     format: int = FORMAT  # as read: resuming needs the current one
 

@@ -83,7 +83,7 @@ def _stats_lines(m: Manifest) -> list[str]:
     """Per target: the spread of channel means and stds (the full vectors are in the
     manifest), which is what decides whether --standardize matters."""
     if not m.stats:
-        return ["stats      none (extracted before proteus 0.3, or not sealed yet)"]
+        return ["stats      none (extracted before proteus 0.2, or not sealed yet)"]
     lines = []
     for name, s in m.stats.items():
         mean, std = np.asarray(s["mean"]), np.asarray(s["std"])

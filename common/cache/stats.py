@@ -106,7 +106,7 @@ class TargetStats:
             have = "no target statistics" if not stats else f"statistics of {', '.join(stats)}"
             raise ProteusError(
                 f"--standardize: {where} has {have}, not of {', '.join(missing)} (caches "
-                "extracted before proteus 0.3 have none); re-extract it, or train with "
+                "extracted before proteus 0.2 have none); re-extract it, or train with "
                 "--no-standardize"
             )
         return cls(
