@@ -39,10 +39,10 @@ class FeatureSource:
         if not blocks:
             out = self.model(images)
             return {"cls": out["cls"].float(), "patch": out["patch"].float()}
-        out = self.model(images)
         if isinstance(self.model, Student):
-            summaries = self.model.block_summaries(images, blocks)
+            out, summaries = self.model.forward_with_summaries(images, blocks)
         else:  # a teacher's layers already passed its final norm
+            out = self.model(images)
             layers = out["layers"]
             summaries = [layers[i][:, 0] for i in sorted(layers)][-blocks:]
         tokens = [t.float() for t in summaries]

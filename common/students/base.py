@@ -70,9 +70,11 @@ class Student(nn.Module):
     ) -> dict[str, Any]:
         return self.forward_features(x, mask=mask, layers=layers)
 
-    def block_summaries(self, x: torch.Tensor, blocks: int) -> list[torch.Tensor]:
-        """The global token of each of the last ``blocks`` blocks, last block last (DINOv2's
-        linear protocol reads these)."""
+    def forward_with_summaries(
+        self, x: torch.Tensor, blocks: int
+    ) -> tuple[dict[str, Any], list[torch.Tensor]]:
+        """One forward: its output, and the global token of each of the last ``blocks``
+        blocks, last block last (DINOv2's linear protocol reads these)."""
         raise NotImplementedError
 
     def native_dense(self, out: dict[str, Any]) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -132,7 +132,9 @@ class ConvStudent(Student):
     def forward_features(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, layers: tuple[int, ...] = ()
     ) -> dict[str, Any]:
-        summary, dense, stages = self._maps(x, mask)
+        return self._output(*self._maps(x, mask), layers)
+
+    def _output(self, summary, dense, stages, layers: tuple[int, ...]) -> dict[str, Any]:
         layer_out = {
             i: torch.cat([stages[i].mean((2, 3)).unsqueeze(1), self._tokens(stages[i])], 1)
             for i in layers
@@ -158,10 +160,13 @@ class ConvStudent(Student):
         hidden = F.interpolate(cells, size=x.shape[-2:], mode="nearest") > 0.5
         return torch.where(hidden, self.mask_token.to(x.dtype), x)
 
-    def block_summaries(self, x: torch.Tensor, blocks: int) -> list[torch.Tensor]:
+    def forward_with_summaries(
+        self, x: torch.Tensor, blocks: int
+    ) -> tuple[dict[str, Any], list[torch.Tensor]]:
         """Each of the last ``blocks`` stages, globally average-pooled (the stages' own width)."""
-        _, _, stages = self._maps(x, None)
-        return [s.mean((2, 3)) for s in stages[len(stages) - blocks :]]
+        summary, dense, stages = self._maps(x, None)
+        pooled = [s.mean((2, 3)) for s in stages[len(stages) - blocks :]]
+        return self._output(summary, dense, stages, ()), pooled
 
     def native_dense(self, out: dict[str, Any]) -> tuple[torch.Tensor, tuple[int, int]]:
         feature_map = out["feature_map"]

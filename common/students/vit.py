@@ -88,7 +88,9 @@ class ViTStudent(Student):
         }
         return {"cls": cls, "patch": patch, "layers": layer_out}
 
-    def block_summaries(self, x: torch.Tensor, blocks: int) -> list[torch.Tensor]:
+    def forward_with_summaries(
+        self, x: torch.Tensor, blocks: int
+    ) -> tuple[dict[str, Any], list[torch.Tensor]]:
         """The class token of each of the last ``blocks`` blocks after the final norm."""
         out = self.forward_features(x, layers=tuple(range(self.depth - blocks, self.depth)))
-        return [self.vit.norm(out["layers"][i])[:, 0] for i in sorted(out["layers"])]
+        return out, [self.vit.norm(out["layers"][i])[:, 0] for i in sorted(out["layers"])]
