@@ -132,7 +132,8 @@ class ConvStudent(Student):
     def forward_features(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, layers: tuple[int, ...] = ()
     ) -> dict[str, Any]:
-        return self._output(*self._maps(x, mask), layers)
+        summary, dense, stages = self._maps(x, mask)
+        return self._output(summary, dense, stages, layers)
 
     def _output(self, summary, dense, stages, layers: tuple[int, ...]) -> dict[str, Any]:
         layer_out = {
