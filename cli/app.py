@@ -41,7 +41,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.group(cls=ProteusGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="proteus")
 def main() -> None:
-    """Distil vision foundation models (DINOv2, CLIP, SynCLR) into small ViTs or convnets.
+    """Distil vision foundation models (DINOv2, DINOv3, CLIP, SigLIP2, PE, RADIO, …) into small
+    ViTs or convnets.
 
     A teacher runs once over K recorded views of every image (`extract`); any number of
     students then train from that cache (`train`), replaying the same views, without the
