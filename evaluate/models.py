@@ -66,11 +66,6 @@ class TrainedStudent:
                 return index
         return None
 
-    def heads_for(self, weights_sha256: str) -> ProteusHeads | None:
-        """The heads trained on targets of the teacher with these weights, if any."""
-        index = self.teacher_index(weights_sha256)
-        return None if index is None else self.heads[index]
-
     def stats(self, teacher: int) -> TargetStats | None:
         """The statistics teacher ``teacher``'s targets were standardised with (None: raw);
         ``restore`` maps that teacher's head outputs back to its units."""
