@@ -15,6 +15,7 @@ and variance, and RADIO's PHI-S standardises); evaluation and export map predict
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 
 from proteus.common.cache.layout import PROGRESS_DIR
 from proteus.common.errors import ProteusError
+from proteus.common.files import atomic_write_bytes
 
 MIN_STD = 1e-6  # a channel that never varies is divided by this, not by zero
 
@@ -56,10 +58,11 @@ class StatsSums:
                 f"{name}.sum": total.cpu().numpy(),
                 f"{name}.sumsq": squares.cpu().numpy(),
             }
-        tmp = path.with_name(path.name + ".partial")
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        # Like the marker written after it: fsynced, then renamed, so a marker never points
+        # at a torn statistics file.
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def merged(cls, paths: Iterable[Path]) -> StatsSums:
