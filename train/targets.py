@@ -41,7 +41,9 @@ class StudentTargets:
         """``stats``: per teacher, the statistics to standardise its targets with (None:
         raw, as Proteus distils)."""
         self.source = source
-        self.stats = list(stats) if stats is not None else [None] * len(teacher_grids)
+        # On the training device once: standardising must not copy them every step.
+        given = list(stats) if stats is not None else [None] * len(teacher_grids)
+        self.stats = [s.to(device) if s else None for s in given]
         self.teacher_grids = [(int(g[0]), int(g[1])) for g in teacher_grids]
         self.student_grid = (int(student_grid[0]), int(student_grid[1]))
         self.device = device

@@ -130,6 +130,13 @@ class TargetStats:
             {n: torch.tensor(s["std"], dtype=torch.float32) for n, s in state.items()},
         )
 
+    def to(self, device: torch.device | str) -> TargetStats:
+        """The same statistics on ``device`` (once, not per batch)."""
+        return TargetStats(
+            {n: t.to(device) for n, t in self.mean.items()},
+            {n: t.to(device) for n, t in self.std.items()},
+        )
+
     def standardize(self, name: str, target: torch.Tensor) -> torch.Tensor:
         if name not in self.mean:
             return target
