@@ -24,6 +24,22 @@ class IntList(click.ParamType):
             )
 
 
+class CacheLocation(click.ParamType):
+    """A cache folder, or an ``s3://``, ``gs://`` or ``file://`` URL (kept as text: a Path
+    would fold its "//")."""
+
+    name = "DIR|URL"
+
+    def convert(self, value, param, ctx) -> Path | str:
+        from proteus.common.objectstore import is_url
+
+        if isinstance(value, Path) or is_url(value):
+            return value
+        if "://" in str(value):
+            self.fail(f"{value!r}: only s3://, gs:// and file:// URLs are supported", param, ctx)
+        return Path(value)
+
+
 class PerTeacherFloat(click.ParamType):
     """One number for every teacher (``0.5``), or one per ``--cache`` (``1,0.5``)."""
 

@@ -14,6 +14,7 @@ import torch
 
 from proteus.common.cache.reader import Cache
 from proteus.common.errors import ProteusError
+from proteus.common.objectstore import is_url
 from proteus.common.renderer import RenderConfig, Renderer
 from proteus.evaluate.models import load_trained_student
 from proteus.train.logs import read_log
@@ -50,10 +51,10 @@ def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views:
             f"--checkpoint {checkpoint}: trained online ({recorded}), so there is no cache to "
             "take the teacher's features from; pass --cache with a cache of that teacher"
         )
-    cache = Cache(cache_path or Path(recorded))
+    cache = Cache(cache_path or (recorded if is_url(recorded) else Path(recorded)))
     m = cache.manifest
     if "patch" not in m.targets:
-        raise ProteusError(f"{cache.path}: no patch targets to picture")
+        raise ProteusError(f"{cache.name}: no patch targets to picture")
     first_views = cache.usable_views()[:: max(1, m.views_per_image)]  # view 0 of each image
     # Evenly spread over the (sorted, so class-grouped) images: several classes, not one.
     ids = first_views[

@@ -14,7 +14,8 @@ AUTO_MAX_VIEWS = 8  # docs/QUALITY.md: where more views stopped paying for their
 class ExtractConfig:
     teacher: str  # registry name or timm:<model>
     data: Path  # ImageFolder tree, flat folder of images, or a text file of image paths
-    out: Path  # cache folder; re-running the same command into it resumes
+    # Cache folder, or an s3:// / gs:// / file:// URL; re-running the same command resumes it.
+    out: Path | str
     # K recorded views per image: storage and teacher time grow linearly. None: one view
     # per planned epoch (each image is used once per epoch), at most AUTO_MAX_VIEWS.
     views: int | None = None
@@ -29,7 +30,9 @@ class ExtractConfig:
     policy: AugPolicy = field(default_factory=AugPolicy)  # how views are drawn
     # Reuse this sealed cache's images and view records (its policy, seed, K and image size
     # replace the ones above), so two teachers' targets describe the same pixels.
-    views_from: Path | None = None
+    views_from: Path | str | None = None
+    # With a URL --out: each process's local folder its shards are written in before upload.
+    staging: Path | None = None  # None: $PROTEUS_STAGING or ~/.cache/proteus/staging
     device: str = "auto"  # cpu | cuda | auto
     # GPUs one teacher's blocks are spread over (common/teachers/placement.py); each process
     # under torchrun uses GPUs local_rank × G … + G − 1.

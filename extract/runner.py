@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,6 +41,7 @@ from proteus.common.distributed import (
     share_outcome,
 )
 from proteus.common.errors import ProteusError
+from proteus.common.objectstore import is_url
 from proteus.common.prefetch import prefetch
 from proteus.common.probe import probe_images
 from proteus.common.progress import progress_bar
@@ -51,6 +53,7 @@ from proteus.common.views import AugPolicy, sample_views
 from proteus.extract.config import ExtractConfig
 from proteus.extract.encode import ShardBuffer, ShardEncoder, fit_bases, forward
 from proteus.extract.feed import ShardFeed
+from proteus.extract.publish import CachePublisher
 from proteus.extract.writer import CacheWriter, check_writable
 
 
@@ -72,34 +75,47 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
         cfg = _with_views_of(cfg, source.manifest)
     cfg = replace(cfg, views=cfg.resolved_views())
     precision = _resolve_precision(cfg.precision, device)
+    # An s3://, gs:// or file:// --out is written in local staging and uploaded shard by shard.
+    publisher = CachePublisher(str(cfg.out), cfg.staging, info.rank) if is_url(cfg.out) else None
     teacher, sha = _placed_teacher(cfg, device, info)
     if info.is_main:
         try:
-            _prepare(cfg, teacher, precision, device, sha, source)
+            _prepare(cfg, teacher, precision, device, sha, source, publisher)
         except Exception as exc:  # any failure: the other ranks must not wait forever
             share_outcome(info, str(exc) or type(exc).__name__)
             raise
     share_outcome(info, None)
 
-    manifest = CacheWriter.laid_out(cfg.out)
+    manifest = publisher.laid_out() if publisher else CacheWriter.laid_out(Path(cfg.out))
     assert manifest is not None  # _prepare laid it out
     if manifest.state == SEALED:
         if info.is_main and cfg.progress:
             print(f"{cfg.out}: already complete (sealed); nothing to do")
         return manifest
-    writer = CacheWriter(cfg.out, manifest)
-    done = writer.done_shards()
+    writer = CacheWriter(publisher.pull_metadata() if publisher else Path(cfg.out), manifest)
+    done = publisher.done_shards() if publisher else writer.done_shards()
     mine = [s for s in range(manifest.num_shards) if s % info.world == info.rank and s not in done]
     started = time.perf_counter()
     if mine:
-        _fill_shards(cfg, manifest, writer, teacher, mine, info)
+        _fill_shards(cfg, manifest, writer, teacher, mine, info, publisher)
     barrier(info)
     if info.is_main:
-        manifest = writer.seal()
+        manifest = _seal(writer, publisher)
         if cfg.progress:
             elapsed = time.perf_counter() - started
             print("\n".join(summary_lines(cfg.out, manifest, elapsed=elapsed)))
     barrier(info)
+    if publisher is not None:
+        publisher.remove_staging()  # everything is on the store now
+    return manifest
+
+
+def _seal(writer: CacheWriter, publisher: CachePublisher | None) -> Manifest:
+    if publisher is None:
+        return writer.seal()
+    publisher.pull_progress()  # markers and statistics of every rank's shards
+    manifest = writer.seal(target_bytes=publisher.target_bytes())
+    publisher.publish_seal(manifest)
     return manifest
 
 
@@ -146,10 +162,15 @@ def _prepare(
     device: str,
     sha: str,
     source: Cache | None,
+    publisher: CachePublisher | None,
 ) -> None:
     """Create the cache, or check that the existing one was asked for with these options."""
-    existing = CacheWriter.laid_out(cfg.out)
-    check_writable(cfg.out)
+    if publisher is not None:
+        existing = publisher.laid_out()
+        publisher.check_writable()
+    else:
+        existing = CacheWriter.laid_out(Path(cfg.out))
+        check_writable(Path(cfg.out))
     images = scan_images(cfg.data)
     manifest = _new_manifest(cfg, teacher, precision, device, images, sha)
     if source is not None:
@@ -162,18 +183,18 @@ def _prepare(
                 "use a new --out folder, or the original options to resume it"
             )
         return
-    _create(cfg, manifest, images, teacher, source)
+    _create(cfg, manifest, images, teacher, source, publisher)
 
 
 def _check_same_data(cfg: ExtractConfig, images: ImageList, source: Cache) -> dict:
     if images.fingerprint() != source.manifest.dataset.get("fingerprint"):
         raise ProteusError(
-            f"--data {cfg.data}: not the images --views-from {source.path} was extracted from "
+            f"--data {cfg.data}: not the images --views-from {source.name} was extracted from "
             f"({source.manifest.dataset.get('root')}: paths, labels or file sizes differ); "
             "views can only be reused on the same data"
         )
     return {
-        "cache": str(source.path.resolve()),
+        "cache": source.name if source.mirror else str(source.path.resolve()),
         "manifest_sha256": source.manifest.digest(),
         "views_sha256": source.views_digest(),
     }
@@ -185,6 +206,7 @@ def _create(
     images: ImageList,
     teacher: Teacher,
     source: Cache | None,
+    publisher: CachePublisher | None,
 ) -> None:
     if source is None:
         table, skipped = probe_images(images, progress=cfg.progress)
@@ -229,7 +251,11 @@ def _create(
             manifest.precision,
             cfg.progress,
         )
-    CacheWriter.create(cfg.out, manifest, table, views, bases)
+    if publisher is None:
+        CacheWriter.create(Path(cfg.out), manifest, table, views, bases)
+        return
+    CacheWriter.create(publisher.fresh_staging(), manifest, table, views, bases)
+    publisher.publish_layout()
 
 
 def _new_manifest(
@@ -298,6 +324,7 @@ def _fill_shards(
     teacher: Teacher,
     shards: list[int],
     info: DistInfo,
+    publisher: CachePublisher | None,
 ) -> None:
     images, views = writer.tables()
     device = next(teacher.parameters()).device
@@ -332,17 +359,17 @@ def _fill_shards(
                 if batch.last:
                     if pending is not None:
                         pending.result()  # at most one shard in flight: bounded memory
-                    pending = pool.submit(
-                        writer.write_shard,
-                        shard.index,
-                        shard.arrays,
-                        shard.failed_images(),
-                        shard.stats,
-                    )
+                    pending = pool.submit(_write_shard, writer, shard, publisher)
             if pending is not None:
                 pending.result()
     finally:
         bar.close()  # an error message then starts on a fresh line
+
+
+def _write_shard(writer: CacheWriter, shard: ShardBuffer, publisher: CachePublisher | None):
+    writer.write_shard(shard.index, shard.arrays, shard.failed_images(), shard.stats)
+    if publisher is not None:
+        publisher.publish_shard(writer.manifest, shard.index)
 
 
 def _resolve_precision(precision: str, device: str) -> str:

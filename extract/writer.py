@@ -147,8 +147,10 @@ class CacheWriter:
         except OSError as exc:
             raise _write_error(self.path, f"shard {shard}", exc) from exc
 
-    def seal(self) -> Manifest:
-        """Check every shard is done, fold render failures into the tables, mark sealed."""
+    def seal(self, target_bytes: int | None = None) -> Manifest:
+        """Check every shard is done, fold render failures into the tables, mark sealed.
+        ``target_bytes``: the targets' size where they are not under this folder (a cache
+        published to an object store)."""
         missing = sorted(set(range(self.manifest.num_shards)) - self.done_shards())
         if missing:
             raise ProteusError(
@@ -171,7 +173,9 @@ class CacheWriter:
                 "usable_images": usable,
                 "skipped_images": len(m.skipped),
                 "usable_views": usable * m.views_per_image,
-                "target_bytes": _tree_bytes(self.path / "targets"),
+                "target_bytes": (
+                    _tree_bytes(self.path / "targets") if target_bytes is None else target_bytes
+                ),
             }
             _remove_partials(self.path)
             m.stats = self._merged_stats()

@@ -59,7 +59,7 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def cli_args(data: Path, out: Path, weights: Path, *extra: str) -> list[str]:
+def cli_args(data: Path, out: Path | str, weights: Path, *extra: str) -> list[str]:
     return [
         "extract",
         "--teacher",

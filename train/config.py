@@ -32,7 +32,7 @@ class TrainConfig:
     # A sealed cache written by `proteus extract`, or several aligned ones (one per teacher,
     # same views: `extract --views-from`); the first one's images and mean/std are rendered.
     # None: online training with `teacher` in the loop on `data`.
-    cache: Path | tuple[Path, ...] | None
+    cache: Path | str | tuple[Path | str, ...] | None  # str: an s3://, gs:// or file:// URL
     student: str  # a registered student (`proteus students`) or timm:<any timm backbone>
     out: Path  # run folder: checkpoints, logs, resolved config
     teacher: str | None = None  # online: registry name or timm:<model>, run at every step
@@ -74,6 +74,9 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     # Cached: where the cache's images are now, if they moved. Online: the images.
     data: Path | None = None
+    # A remote --cache is read through this node's shard cache (common/cache/mirror.py).
+    shard_cache: Path | None = None  # None: $PROTEUS_SHARD_CACHE or ~/.cache/proteus/shards
+    shard_cache_gb: float | None = None  # None: $PROTEUS_SHARD_CACHE_GB or 100
     tensorboard: bool = True  # also write TensorBoard scalars next to log.jsonl
     render_threads: int = 4  # DALI CPU threads
     progress: bool = True  # on rank 0: a bar on a terminal, plain lines off one (common/progress)
@@ -136,7 +139,7 @@ class TrainConfig:
             )
 
     @property
-    def caches(self) -> tuple[Path, ...]:
+    def caches(self) -> tuple[Path | str, ...]:
         if not self.cache:
             return ()
         return tuple(self.cache) if isinstance(self.cache, tuple | list) else (self.cache,)

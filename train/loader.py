@@ -36,6 +36,10 @@ class TrainBatch:
 class TrainBatches:
     """``caches`` and ``target_names`` pair up: the arrays each cache is read for."""
 
+    # A remote cache fetches the shards of the next steps while this one is read (already
+    # present or pending shards are skipped, so asking again each step costs little).
+    FETCH_AHEAD = range(1, 5)
+
     def __init__(
         self,
         caches: list[Cache],
@@ -84,6 +88,12 @@ class TrainBatches:
             ) from exc
         if plan.view_ids is None:  # the sampler plans views whenever the cache has them
             raise ProteusError(f"step {step}: no recorded views planned for a cached run")
+        pairs = zip(self.caches, self.target_names, strict=True)
+        if any(cache.mirror is not None for cache in self.caches):
+            ahead = [self.sampler.rank_views(step + k, self.rank) for k in self.FETCH_AHEAD]
+            ids = np.concatenate([a for a in ahead if a is not None] or [np.empty(0, np.int64)])
+            for cache, names in pairs:
+                cache.prefetch(names, ids)
         pairs = zip(self.caches, self.target_names, strict=True)
         targets = [
             {name: cache.read_stored(name, plan.view_ids) for name in names}

@@ -66,6 +66,8 @@ class OnlineTeacher:
         self.teacher.to(device)
         self.precision = "bfloat16" if device.type == "cuda" else "float32"
         self.path = Path(f"{ONLINE}:{teacher}")  # names the source in messages and configs
+        self.name = str(self.path)
+        self.mirror = None  # never remote
         self.data_root = self.images_list.root
         self.manifest = self._manifest(teacher, sha, skipped)
 

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from proteus.common.cache.alignment import check_aligned
+from proteus.common.cache.mirror import ShardCacheConfig
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.stats import TargetStats
 from proteus.common.distributed import (
@@ -100,8 +101,9 @@ class _Trainer:
             self.caches: list[Any] = [self.online]  # a teacher stands where a cache would
         else:
             # Only the first cache's images are rendered, so only it needs --data.
+            shard_cache = ShardCacheConfig.from_env(cfg.shard_cache, cfg.shard_cache_gb)
             self.caches = [
-                Cache(path, data_root=cfg.data if i == 0 else None)
+                Cache(path, data_root=cfg.data if i == 0 else None, shard_cache=shard_cache)
                 for i, path in enumerate(cfg.caches)
             ]
         self.cache = self.caches[0]
@@ -212,7 +214,7 @@ class _Trainer:
                 "training has none: extract a cache, or drop --standardize"
             )
         return True, [
-            TargetStats.from_manifest(c.manifest.stats, o.needed_targets(), f"--cache {c.path}")
+            TargetStats.from_manifest(c.manifest.stats, o.needed_targets(), f"--cache {c.name}")
             for c, o in zip(self.caches, self.objectives, strict=True)
         ]
 
@@ -226,17 +228,17 @@ class _Trainer:
         except ProteusError as exc:
             if len(self.caches) == 1:
                 raise
-            raise ProteusError(f"{exc} (for --cache {cache.path}, teacher {index + 1})") from None
+            raise ProteusError(f"{exc} (for --cache {cache.name}, teacher {index + 1})") from None
         if own and not lambdas.hint:
             raise ProteusError(
-                f"--lambda-hint 0 turns off the hints of --cache {cache.path} "
+                f"--lambda-hint 0 turns off the hints of --cache {cache.name} "
                 f"({', '.join(map(str, own))}); drop those --hint options instead"
             )
         objective = Objective(lambdas, own, loss=cfg.loss)
         missing = [t for t in objective.needed_targets() if t not in m.targets]
         if missing:
             raise ProteusError(
-                f"--cache {cache.path}: the chosen losses need {', '.join(missing)} targets, "
+                f"--cache {cache.name}: the chosen losses need {', '.join(missing)} targets, "
                 f"which this cache lacks (it has {', '.join(m.targets)}); set their --lambda-* "
                 "to 0 or re-extract"
             )
@@ -314,7 +316,7 @@ class _Trainer:
                     "mean": list(m.mean),
                     "std": list(m.std),
                     "cache": {
-                        "path": str(cache.path),
+                        "path": cache.name,
                         "teacher": m.teacher,
                         "weights_sha256": m.weights_sha256,
                         "manifest_sha256": m.digest(),

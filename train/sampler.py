@@ -82,7 +82,7 @@ class ViewSampler:
         self.steps_per_epoch = self.per_epoch * repeats // self.global_batch
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
         self._offsets = rng.integers(0, max(k, 1), size=images)
-        self._cached_order: tuple[int | None, np.ndarray] = (None, np.empty(0, np.int64))
+        self._orders: dict[int, np.ndarray] = {}  # the last two epochs' (the plan looks ahead)
 
     def epoch_of(self, step: int) -> int:
         return step // self.steps_per_epoch
@@ -101,10 +101,12 @@ class ViewSampler:
     def _order(self, key: int) -> np.ndarray:
         """The seeded image order of an epoch (a cycle with repeats), kept for the next
         steps: an ImageNet-sized permutation costs tens of milliseconds."""
-        if self._cached_order[0] != key:
+        if key not in self._orders:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, key]))
-            self._cached_order = (key, rng.permutation(len(self.image_views)))
-        return self._cached_order[1]
+            self._orders[key] = rng.permutation(len(self.image_views))
+            while len(self._orders) > 2:
+                del self._orders[min(self._orders)]
+        return self._orders[key]
 
     def view_ids(self, rows: np.ndarray, uses: np.ndarray) -> np.ndarray:
         k = self.image_views.shape[1]
@@ -114,12 +116,25 @@ class ViewSampler:
         """Cached view ids of the step's whole global batch (tests, single-process checks)."""
         return self.view_ids(*self.global_samples(step))
 
-    def plan(self, step: int, rank: int) -> StepPlan:
+    def rank_views(self, step: int, rank: int) -> np.ndarray | None:
+        """The cached view ids ``plan(step, rank)`` will read, without its masks: what a
+        remote cache fetches ahead."""
+        if not self.image_views.shape[1]:
+            return None
         rows, uses = self.global_samples(step)
+        mine = self._rank_positions(rank)
+        return self.view_ids(rows[mine], uses[mine])
+
+    def _rank_positions(self, rank: int) -> np.ndarray:
         n, w = self.n_masked, self.world
-        mine = np.concatenate(
+        return np.concatenate(
             [np.arange(rank, w * n, w), np.arange(w * n + rank, self.global_batch, w)]
         )
+
+    def plan(self, step: int, rank: int) -> StepPlan:
+        rows, uses = self.global_samples(step)
+        n = self.n_masked
+        mine = self._rank_positions(rank)
         masks = np.stack([self._mask(step, int(j)) for j in mine[:n]]) if n else None
         if masks is None:
             masks = np.zeros((0, self.num_patches), bool)

@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from proteus.common.views import AUG_FIELDS, parse_policy
-from proteus.options import IntList, device_option, render_threads_option, teacher_options
+from proteus.options import (
+    CacheLocation,
+    IntList,
+    device_option,
+    render_threads_option,
+    teacher_options,
+)
 
 
 @click.command()
@@ -24,8 +30,10 @@ from proteus.options import IntList, device_option, render_threads_option, teach
 @click.option(
     "--out",
     required=True,
-    type=click.Path(path_type=Path),
-    help="Cache folder to write (Zarr v3). Running the same command again resumes it.",
+    type=CacheLocation(),
+    help="Cache to write (Zarr v3): a folder, or an s3://, gs:// or file:// URL (each "
+    "finished shard is uploaded whole from --staging; endpoint and credentials come from the "
+    "usual AWS_*/GOOGLE_* variables). Running the same command again resumes it.",
 )
 @click.option(
     "--views",
@@ -130,11 +138,19 @@ from proteus.options import IntList, device_option, render_threads_option, teach
 )
 @click.option(
     "--views-from",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=CacheLocation(),
     default=None,
     help="A sealed cache whose images and view records to reuse exactly (its views, seed, "
     "augmentation and image size), so this teacher's targets describe the same pixels and "
     "`proteus train --cache OTHER --cache OUT` can distil both. --data must be the same images.",
+)
+@click.option(
+    "--staging",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="With a URL --out: the local folder each process writes a shard in before uploading "
+    "it (the shard's files are deleted after their upload). [default: $PROTEUS_STAGING or "
+    "~/.cache/proteus/staging]",
 )
 @render_threads_option
 @click.pass_context

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from proteus.options import HintPair, PerTeacherFloat, device_option, render_threads_option
+from proteus.options import (
+    CacheLocation,
+    HintPair,
+    PerTeacherFloat,
+    device_option,
+    render_threads_option,
+)
 
 _LAMBDA_HELP = (
     "Weight of the {} loss: one value, or one per --cache (e.g. 1,0.5). "
@@ -18,9 +24,26 @@ _LAMBDA_HELP = (
 @click.option(
     "--cache",
     multiple=True,
-    type=click.Path(path_type=Path),
-    help="A sealed cache written by `proteus extract`. Repeat it to distil several teachers "
-    "at once (one head set each); their views must be aligned (`extract --views-from`).",
+    type=CacheLocation(),
+    help="A sealed cache written by `proteus extract`: a folder, or an s3://, gs:// or "
+    "file:// URL (read through this node's --shard-cache). Repeat it to distil several "
+    "teachers at once (one head set each); their views must be aligned (`extract "
+    "--views-from`).",
+)
+@click.option(
+    "--shard-cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="With a remote --cache: the node-local folder its shards are fetched into, checked "
+    "and kept, shared by every process of the node. [default: $PROTEUS_SHARD_CACHE or "
+    "~/.cache/proteus/shards]",
+)
+@click.option(
+    "--shard-cache-gb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Most gigabytes of shards the --shard-cache keeps; the least recently used go "
+    "first. [default: $PROTEUS_SHARD_CACHE_GB or 100]",
 )
 @click.option(
     "--teacher",

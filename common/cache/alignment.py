@@ -57,8 +57,8 @@ def check_aligned(caches: Sequence) -> str:
             reasons.append("the images differ (dataset fingerprints)")
         why = "; ".join(reasons) or "their image or view tables differ"
         raise ProteusError(
-            f"--cache {first.path} and --cache {other.path}: not aligned ({why}). Caches "
+            f"--cache {first.name} and --cache {other.name}: not aligned ({why}). Caches "
             f"trained together must describe the same pixels: extract the second with "
-            f"`proteus extract --views-from {first.path} ...`"
+            f"`proteus extract --views-from {first.name} ...`"
         )
     return want

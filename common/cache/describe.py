@@ -9,7 +9,7 @@ import numpy as np
 from proteus.common.cache.manifest import Manifest
 
 
-def info_lines(path: Path, m: Manifest) -> list[str]:
+def info_lines(path: Path | str, m: Manifest) -> list[str]:
     policy = ", ".join(f"{k}={_short(v)}" for k, v in m.policy.items())
     targets = ", ".join(
         f"{name} {'×'.join(map(str, shape))} {_encoding(m.encoding.get(name, {}))}"
@@ -52,7 +52,7 @@ def info_lines(path: Path, m: Manifest) -> list[str]:
     return lines + _count_lines(m)
 
 
-def summary_lines(path: Path, m: Manifest, elapsed: float | None = None) -> list[str]:
+def summary_lines(path: Path | str, m: Manifest, elapsed: float | None = None) -> list[str]:
     lines = [f"sealed {path}", *_count_lines(m)]
     if elapsed:
         lines.append(f"time       {elapsed:.1f} s for this run")

@@ -193,6 +193,11 @@ def shard_file(cache: Path, name: str, shard: int, ndim: int) -> Path:
     return Path(cache, "targets", name, "c", str(shard), *["0"] * (ndim - 1))
 
 
+def shard_key(name: str, shard: int, ndim: int) -> str:
+    """The same file as an object key relative to the cache's root ("/"-separated)."""
+    return shard_file(Path(), name, shard, ndim).as_posix()
+
+
 def open_tensorstore(cache: Path, name: str):
     """A target array opened read-only with tensorstore (verify, and the alternative reader)."""
     import tensorstore as ts

@@ -24,35 +24,52 @@ from proteus.common.cache.layout import (
     read_manifest,
     read_view_table,
     shard_file,
+    shard_key,
 )
 from proteus.common.cache.manifest import SEALED, Manifest
+from proteus.common.cache.mirror import CacheMirror, ShardCacheConfig
 from proteus.common.cache.shards import ShardedTargets
 from proteus.common.errors import ProteusError
 from proteus.common.images import read_encoded
+from proteus.common.objectstore import is_url
 from proteus.common.views import ViewTable
 
 
 class Cache:
-    """A cache opened read-only. ``data_root`` overrides where the images are now; ``option``
-    is the command-line option named in error messages."""
+    """A cache opened read-only: a folder, or an ``s3://``/``gs://``/``file://`` URL read
+    through this node's shard cache (``mirror.py``). ``data_root`` overrides where the images
+    are now; ``option`` is the command-line option named in error messages."""
 
     def __init__(
         self,
-        path: Path,
+        location: Path | str,
         *,
         require_sealed: bool = True,
         data_root: Path | None = None,
         reader: str = "shards",
         option: str = "--cache",
+        shard_cache: ShardCacheConfig | None = None,
     ):
-        self.path = Path(path)
         self.option = option
-        if not self.path.exists():
-            raise ProteusError(f"{self.option} {self.path}: no such folder")
+        self.name = str(location)  # what the user gave: messages name it
+        self.mirror: CacheMirror | None = None
+        if is_url(location):
+            if reader != "shards":
+                raise ProteusError(
+                    f"{option} {location}: the {reader} reader reads local caches only"
+                )
+            self.mirror = CacheMirror(
+                str(location), option, shard_cache, require_sealed=require_sealed
+            )
+            self.path = self.mirror.path
+        else:
+            self.path = Path(location)
+            if not self.path.exists():
+                raise ProteusError(f"{self.option} {self.path}: no such folder")
         self.manifest: Manifest = read_manifest(self.path)
         if require_sealed and self.manifest.state != SEALED:
             raise ProteusError(
-                f"{self.option} {self.path}: not sealed (state {self.manifest.state!r}); its "
+                f"{self.option} {self.name}: not sealed (state {self.manifest.state!r}); its "
                 "extraction is unfinished — re-run the same `proteus extract` command to finish it"
             )
         if require_sealed:
@@ -61,7 +78,7 @@ class Cache:
             problems = check_seal(self.path, self.manifest)
             if problems:
                 raise ProteusError(
-                    f"{self.option} {self.path}: {problems[0]}; `proteus cache verify`"
+                    f"{self.option} {self.name}: {problems[0]}; `proteus cache verify`"
                 )
         root = open_root(self.path)
         self.images: ImageTable = read_image_table(root)
@@ -105,17 +122,37 @@ class Cache:
         for array in self.arrays_of(names):
             ndim = 1 + len(m.arrays[array]["shape"])
             for shard in range(m.num_shards):
-                if not shard_file(self.path, array, shard, ndim).is_file():
+                if not self._has_shard(array, shard, ndim):
                     raise ProteusError(
-                        f"{self.option} {self.path}: targets/{array} shard {shard} is missing; the "
+                        f"{self.option} {self.name}: targets/{array} shard {shard} is missing; the "
                         "cache is damaged (`proteus cache verify` lists everything wrong)"
                     )
+
+    def _has_shard(self, array: str, shard: int, ndim: int) -> bool:
+        if self.mirror is not None:
+            return self.mirror.has(shard_key(array, shard, ndim))
+        return shard_file(self.path, array, shard, ndim).is_file()
+
+    def prefetch(self, names: tuple[str, ...], ids: np.ndarray | None) -> None:
+        """A remote cache starts fetching the shards these views live in (a local one has
+        them all already)."""
+        if self.mirror is None or ids is None or not len(ids):
+            return
+        m = self.manifest
+        shards = np.unique(np.asarray(ids) // m.shard_views).tolist()
+        self.mirror.prefetch(
+            [
+                shard_key(array, shard, 1 + len(m.arrays[array]["shape"]))
+                for array in self.arrays_of(names)
+                for shard in shards
+            ]
+        )
 
     def codec(self, name: str) -> TargetCodec:
         """How target ``name`` is stored, with its fitted state (PCA's basis) loaded."""
         if name not in self.manifest.targets:
             have = ", ".join(self.manifest.targets)
-            raise ProteusError(f"{self.path}: no target {name!r} in this cache (it has {have})")
+            raise ProteusError(f"{self.name}: no target {name!r} in this cache (it has {have})")
         if name not in self._codecs:
             self._codecs[name] = load_codec(open_root(self.path), self.manifest, name)
         return self._codecs[name]
@@ -144,7 +181,7 @@ class Cache:
             # tensorstore reports a crc32c mismatch or a torn shard index here.
             first = str(exc).splitlines()[0][:200]
             raise ProteusError(
-                f"{self.option} {self.path}: targets/{array} is damaged ({first}); refusing to "
+                f"{self.option} {self.name}: targets/{array} is damaged ({first}); refusing to "
                 "train on it — `proteus cache verify` names every damaged shard"
             ) from exc
         return np.asarray(data)[inverse]
@@ -160,7 +197,19 @@ class Cache:
                 tuple(spec["shape"]),
                 spec["dtype"],
                 m.shard_views,
+                **self._remote_shards(array, 1 + len(spec["shape"])),
             )
         if array not in self._arrays:
             self._arrays[array] = open_tensorstore(self.path, array)
         return self._arrays[array]
+
+    def _remote_shards(self, array: str, ndim: int) -> dict:
+        """ShardedTargets' arguments for a remote cache: shards come through the mirror, and
+        few stay mapped so evicted files free their space."""
+        mirror = self.mirror
+        if mirror is None:
+            return {}
+        return {
+            "locate": lambda shard: mirror.ensure(shard_key(array, shard, ndim)),
+            "max_open": 16,
+        }

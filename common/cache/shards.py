@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import mmap
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import google_crc32c
 import numpy as np
@@ -28,6 +30,37 @@ from proteus.common.errors import ProteusError
 
 _MISSING = np.uint64(2**64 - 1)  # zarr's marker of an absent chunk in a shard index
 _PIECE = 64 * 1024
+
+
+def shard_index(data, shard_views: int) -> np.ndarray | str:
+    """A shard file's (offset, nbytes) index after its crc32c check, or why it is unusable."""
+    index_bytes = shard_views * 16
+    if len(data) < index_bytes + 4:
+        return "file shorter than its index"
+    raw = data[len(data) - index_bytes - 4 : len(data) - 4]
+    if google_crc32c.value(bytes(raw)) != int.from_bytes(data[len(data) - 4 :], "little"):
+        return "its index fails its crc32c"
+    return np.frombuffer(raw, dtype="<u8").reshape(shard_views, 2)
+
+
+def shard_problem(data, shard_views: int, rows: int, chunk_bytes: int) -> str | None:
+    """Why a whole shard file's bytes are not sound (index, the first ``rows`` chunks
+    present, of the right size and passing their crc32c), or None: the check of a shard that
+    arrives from an object store, before it is used."""
+    index = shard_index(data, shard_views)
+    if isinstance(index, str):
+        return index
+    with memoryview(data) as view:  # released on return: an mmap can then be closed
+        for row in range(rows):
+            offset, nbytes = index[row]
+            if offset == _MISSING or nbytes != chunk_bytes + 4 or offset + nbytes > len(data):
+                return f"chunk {row} absent or of the wrong size"
+            start, end = int(offset), int(offset) + chunk_bytes
+            if google_crc32c.value(bytes(view[start:end])) != int.from_bytes(
+                view[end : end + 4], "little"
+            ):
+                return f"chunk {row} fails its crc32c"
+    return None
 
 
 class ShardedTargets:
@@ -42,6 +75,8 @@ class ShardedTargets:
         dtype: str,
         shard_views: int,
         verify: bool = True,
+        locate: Callable[[int], Path] | None = None,
+        max_open: int | None = None,
     ):
         self.cache, self.name = Path(cache), name
         self.views, self.per_view = views, tuple(per_view)
@@ -52,6 +87,16 @@ class ShardedTargets:
         self._maps: dict[int, tuple[mmap.mmap, np.ndarray]] = {}  # shard -> (file, index)
         self._verified = np.zeros(views, dtype=bool)  # chunks whose crc32c passed already
         self._lock = threading.Lock()
+        # Where shard n's file is: in the cache folder, or (a remote cache) fetched into the
+        # node's shard cache on first touch.
+        # At most this many shards stay mapped (None: all): a shard cache evicts files, and
+        # an evicted file's disk space returns only once nobody maps it.
+        self.max_open = max_open
+        self.locate = locate or (lambda shard: shard_file(self.cache, name, shard, self.ndim))
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.per_view)
 
     def read(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
@@ -97,10 +142,13 @@ class ShardedTargets:
             with self._lock:
                 entry = self._maps.get(shard) or self._open(shard)
                 self._maps[shard] = entry
+                if self.max_open is not None and len(self._maps) > self.max_open:
+                    # Dropped, not closed: a reader thread may still copy out of it.
+                    del self._maps[next(iter(self._maps))]
         return entry
 
     def _open(self, shard: int) -> tuple[mmap.mmap, np.ndarray]:
-        path = shard_file(self.cache, self.name, shard, 1 + len(self.per_view))
+        path = self.locate(shard)
         try:
             with open(path, "rb") as f:
                 mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -110,18 +158,12 @@ class ShardedTargets:
                 mapped.madvise(mmap.MADV_RANDOM)
         except (OSError, ValueError) as exc:
             self._damaged(shard, f"cannot map {path} ({exc})")
-        data = mapped
-        index_bytes = self.shard_views * 16
-        if len(data) < index_bytes + 4:
-            self._damaged(shard, "file shorter than its index")
-        raw = data[len(data) - index_bytes - 4 : len(data) - 4]
-        crc = int.from_bytes(data[len(data) - 4 :], "little")
-        if google_crc32c.value(raw) != crc:
-            self._damaged(shard, "its index fails its crc32c")
-        index = np.frombuffer(raw, dtype="<u8").reshape(self.shard_views, 2)
-        return data, index
+        index = shard_index(mapped, self.shard_views)
+        if isinstance(index, str):
+            self._damaged(shard, index)
+        return mapped, index
 
-    def _damaged(self, shard: int, why: str):
+    def _damaged(self, shard: int, why: str) -> NoReturn:
         raise ProteusError(
             f"{self.cache}: targets/{self.name} shard {shard} is damaged ({why}); refusing to "
             "train on it — `proteus cache verify` names every damaged shard"

@@ -26,16 +26,24 @@ from proteus.common.cache.layout import (
     seal_path,
     shard_bounds,
     shard_file,
+    shard_key,
 )
 from proteus.common.cache.manifest import SEALED, Manifest
+from proteus.common.cache.mirror import CacheMirror, DamagedShard
 from proteus.common.errors import ProteusError
 from proteus.common.views import AugPolicy, ViewTable, sample_views
 
 
 def verify_cache(
-    path: Path, *, read_targets: bool = True, on_shard: Callable[[], None] | None = None
+    path: Path,
+    *,
+    read_targets: bool = True,
+    on_shard: Callable[[], None] | None = None,
+    mirror: CacheMirror | None = None,
 ) -> list[str]:
-    """Every problem found, as one sentence each; an empty list means the cache is sound."""
+    """Every problem found, as one sentence each; an empty list means the cache is sound.
+    With ``mirror``, ``path`` is its local copy: shards are listed on the store and fetched
+    (each checked on arrival) one at a time."""
     path = Path(path)
     try:
         m = read_manifest(path)
@@ -49,12 +57,13 @@ def verify_cache(
         return [*problems, f"images/ or views/ table unreadable ({exc})"]
     problems += _check_tables(m, images, views)
     for name, spec in m.arrays.items():
-        problems += _check_target(path, root, m, name, tuple(spec["shape"]), spec["dtype"])
+        shape = tuple(spec["shape"])
+        problems += _check_target(path, root, m, name, shape, spec["dtype"], mirror)
     missing = [s for s in range(m.num_shards) if not progress_path(path, s).is_file()]
     if missing:
         problems.append(f"progress: {len(missing)} shard(s) never finished (first: {missing[0]})")
     if read_targets and not problems:
-        problems += _read_all(path, m, on_shard)
+        problems += _read_all(path, m, on_shard, mirror)
     return problems
 
 
@@ -96,7 +105,13 @@ def _check_tables(m: Manifest, images: ImageTable, views: ViewTable) -> list[str
 
 
 def _check_target(
-    path: Path, root, m: Manifest, name: str, shape: tuple[int, ...], dtype: str
+    path: Path,
+    root,
+    m: Manifest,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: str,
+    mirror: CacheMirror | None,
 ) -> list[str]:
     try:
         arr = root["targets"][name]
@@ -107,18 +122,28 @@ def _check_target(
         return [f"targets/{name}: shape {arr.shape} {arr.dtype}, manifest says {want} {dtype}"]
     problems = []
     for shard in range(m.num_shards):
-        if not shard_file(path, name, shard, len(want)).is_file():
+        if mirror is not None:
+            present = mirror.has(shard_key(name, shard, len(want)))
+        else:
+            present = shard_file(path, name, shard, len(want)).is_file()
+        if not present:
             problems.append(f"targets/{name} shard {shard}: file missing")
     return problems
 
 
-def _read_all(path: Path, m: Manifest, on_shard) -> list[str]:
-
+def _read_all(path: Path, m: Manifest, on_shard, mirror: CacheMirror | None) -> list[str]:
     problems = []
     for name in m.arrays:
         arr = open_tensorstore(path, name)
+        ndim = 1 + len(m.arrays[name]["shape"])
         for shard in range(m.num_shards):
             start, stop = shard_bounds(m, shard)
+            if mirror is not None:
+                try:
+                    mirror.ensure(shard_key(name, shard, ndim))
+                except DamagedShard as exc:  # fails a check on arrival: name it, go on
+                    problems.append(f"targets/{name} shard {shard}: {exc.why} (on arrival)")
+                    continue
             try:
                 data = arr[start:stop].read().result()
             except (ValueError, RuntimeError) as exc:

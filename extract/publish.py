@@ -1,0 +1,161 @@
+"""Writing a cache to an object store: the local writer's files, uploaded whole, in order.
+
+Each process writes into its own local staging folder with :class:`CacheWriter`, exactly as
+for a local cache, and this class uploads what it wrote, each file as one object (a put,
+never a read-modify-write, so concurrent writers cannot lose each other's data). The order
+keeps the local crash rules on the store:
+
+- layout: a root ``zarr.json`` in state "creating" first (it marks the prefix as ours), then
+  tables, array metadata and codec state, then the root ``zarr.json`` in state "writing";
+- a shard: its target files, then its statistics, then its progress marker, which alone
+  makes it count; a kill anywhere before the marker leaves a shard that is simply written
+  again. Resuming lists the markers on the store;
+- sealing: the updated image status table, then ``seal.json``, then the sealed root
+  ``zarr.json``; per-shard statistics are deleted only after that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from proteus.common.cache.layout import PROGRESS_DIR, progress_path, seal_path, shard_key
+from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, Manifest
+from proteus.common.cache.mirror import ROOT_KEY, copy_objects, is_metadata
+from proteus.common.cache.stats import shard_stats_path
+from proteus.common.errors import ProteusError
+from proteus.common.faults import failpoint
+from proteus.common.objectstore import ObjectStore
+
+ENV_STAGING = "PROTEUS_STAGING"
+_MARKER = re.compile(rf"^{PROGRESS_DIR}/shard-(\d+)\.json$")
+
+
+class CachePublisher:
+    """The cache at ``url``, written through ``staging`` (this process's own folder)."""
+
+    def __init__(self, url: str, staging_root: Path | None, rank: int):
+        self.url = url.rstrip("/")
+        self.store = ObjectStore(self.url, "--out")
+        root = staging_root or os.environ.get(ENV_STAGING) or Path.home() / ".cache/proteus/staging"
+        digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        self.staging = Path(root) / digest / f"rank-{rank}"
+
+    def check_writable(self) -> None:
+        """Fail before any teacher work on a missing bucket, credentials or endpoint."""
+        key = f".proteus-write-test-{os.getpid()}"
+        self.store.put(key, b"")
+        self.store.delete([key])
+
+    def laid_out(self) -> Manifest | None:
+        """Like :meth:`CacheWriter.laid_out`: the manifest of the cache there (writing or
+        sealed), or None where one may be laid out."""
+        raw = self.store.get(ROOT_KEY)
+        if raw is None:
+            if self.store.list():
+                raise ProteusError(
+                    f"--out {self.url}: holds objects but no proteus cache; choose a new prefix"
+                )
+            return None
+        try:
+            manifest = json.loads(raw).get("attributes", {}).get(MANIFEST_KEY)
+        except (ValueError, AttributeError):
+            manifest = None
+        if not isinstance(manifest, dict):
+            raise ProteusError(f"--out {self.url}: a Zarr store that is not a proteus cache")
+        if manifest.get("state") == CREATING:
+            return None
+        return Manifest.from_dict(manifest, where=self.url)
+
+    def fresh_staging(self) -> Path:
+        if self.staging.exists():
+            shutil.rmtree(self.staging)
+        self.staging.mkdir(parents=True)
+        return self.staging
+
+    def remove_staging(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def publish_layout(self) -> None:
+        """Upload the cache CacheWriter.create laid out in staging (replacing a layout a kill
+        interrupted: the store holds nothing else, :meth:`laid_out` saw to that)."""
+        old = list(self.store.list())
+        if old:
+            self.store.delete(old)
+        root_json = (self.staging / ROOT_KEY).read_bytes()
+        creating = json.loads(root_json)
+        creating["attributes"][MANIFEST_KEY] = {
+            "format_version": creating["attributes"][MANIFEST_KEY]["format_version"],
+            "state": CREATING,
+        }
+        self.store.put(ROOT_KEY, json.dumps(creating).encode())
+        for path in sorted(self.staging.rglob("*")):
+            key = path.relative_to(self.staging).as_posix()
+            if path.is_file() and key != ROOT_KEY and not path.name.startswith("."):
+                self.store.put(key, path)
+        self.store.put(ROOT_KEY, root_json)
+
+    def pull_metadata(self) -> Path:
+        """A fresh staging folder holding the store's layout (tables, array metadata, codec
+        state): what CacheWriter needs to write shards and to seal."""
+        staging = self.fresh_staging()
+        listing = self.store.list()
+        copy_objects(self.store, [k for k in listing if is_metadata(k)], staging)
+        (staging / PROGRESS_DIR).mkdir(exist_ok=True)  # a folder: no object stands for it
+        return staging
+
+    def done_shards(self) -> set[int]:
+        return {
+            int(match.group(1))
+            for key in self.store.list(f"{PROGRESS_DIR}/")
+            if (match := _MARKER.match(key))
+        }
+
+    def publish_shard(self, manifest: Manifest, shard: int) -> None:
+        """Upload shard ``shard`` (written in staging) and drop the local copy of its
+        targets: the store is where they live now."""
+        targets = [
+            shard_key(name, shard, 1 + len(spec["shape"])) for name, spec in manifest.arrays.items()
+        ]
+        for key in targets:
+            self.store.put(key, self.staging / key)
+            failpoint("shard-upload")  # between a shard's objects
+        stats = shard_stats_path(self.staging, shard)
+        if stats.is_file():
+            self.store.put(self._key(stats), stats)
+        self.store.put(
+            self._key(progress_path(self.staging, shard)), progress_path(self.staging, shard)
+        )
+        for key in targets:
+            (self.staging / key).unlink(missing_ok=True)
+
+    def pull_progress(self) -> None:
+        """Every shard's marker and statistics into staging: what sealing reads."""
+        wanted = [
+            k for k in self.store.list(f"{PROGRESS_DIR}/") if k.startswith(f"{PROGRESS_DIR}/shard-")
+        ]
+        copy_objects(self.store, wanted, self.staging)
+
+    def target_bytes(self) -> int:
+        """What a local cache's targets/ folder would hold (shards and array metadata)."""
+        return sum(self.store.list("targets/").values())
+
+    def publish_seal(self, manifest: Manifest) -> None:
+        """Upload what CacheWriter.seal changed, the seal record and root last; then drop the
+        per-shard statistics (merged into the manifest now)."""
+        for path in sorted((self.staging / "images" / "status").rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                self.store.put(self._key(path), path)
+        failpoint("seal-upload")
+        self.store.put(self._key(seal_path(self.staging)), seal_path(self.staging))
+        self.store.put(ROOT_KEY, self.staging / ROOT_KEY)
+        stats = [self._key(shard_stats_path(self.staging, s)) for s in range(manifest.num_shards)]
+        present = self.store.list(f"{PROGRESS_DIR}/")
+        self.store.delete([k for k in stats if k in present])
+
+    def _key(self, path: Path) -> str:
+        return path.relative_to(self.staging).as_posix()

@@ -1,0 +1,217 @@
+"""Caches on an S3-compatible server (moto's server mode on the loopback, started here): the
+real CLI writes, resumes, verifies and trains from ``s3://`` URLs through obstore, with no
+mock anywhere between them and the server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imagegen
+import numpy as np
+import pytest
+from extract_helpers import cli_args, cli_env, run_cli
+from s3server import S3Server
+from train_helpers import train, train_args
+
+from proteus.common.cache.layout import shard_key
+from proteus.common.cache.reader import Cache
+from proteus.common.errors import ProteusError
+from proteus.common.objectstore import ObjectStore
+from proteus.train.logs import read_log
+
+pytestmark = pytest.mark.slow  # real CLI subprocesses; still run by make test
+
+BUCKET = "proteus-caches"
+
+
+@pytest.fixture(scope="module")
+def server():
+    s3 = S3Server.start()
+    s3.create_bucket(BUCKET)
+    yield s3
+    s3.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, server) -> Path:
+    """Images, teacher weights and a local reference cache (12 shards of 2 views)."""
+    root = tmp_path_factory.mktemp("s3")
+    imagegen.image_folder(root / "data", classes=2, per_class=4)
+    imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
+    run = run_cli(*_extract_args(root, str(root / "local")))
+    assert run.returncode == 0, run.stderr
+    return root
+
+
+@pytest.fixture
+def env(server, world, monkeypatch, tmp_path) -> dict[str, str]:
+    """The S3 variables a user exports, for this process (in-process readers) and the CLI."""
+    extra = server.env() | {
+        "PROTEUS_SHARD_CACHE": str(tmp_path / "shards"),
+        "PROTEUS_STAGING": str(tmp_path / "staging"),
+    }
+    for key, value in extra.items():
+        monkeypatch.setenv(key, value)
+    return extra
+
+
+@pytest.fixture(scope="module")
+def remote(world, server) -> str:
+    """The same extraction as the local reference, written to the server."""
+    url = f"s3://{BUCKET}/caches/tiny"
+    run = run_cli(*_extract_args(world, url), env_extra=_env(server, world / "module"))
+    assert run.returncode == 0, run.stderr
+    return url
+
+
+def _env(server: S3Server, where: Path) -> dict[str, str]:
+    return server.env() | {
+        "PROTEUS_SHARD_CACHE": str(where / "shards"),
+        "PROTEUS_STAGING": str(where / "staging"),
+    }
+
+
+def _extract_args(world: Path, out: str | Path) -> list[str]:
+    return cli_args(world / "data", out, world / "w.safetensors", "--shard-views", "2")
+
+
+def _all_targets(cache: Cache) -> dict[str, np.ndarray]:
+    ids = np.arange(cache.manifest.counts["views"])
+    return {name: cache.read(name, ids) for name in cache.manifest.targets}
+
+
+def _copy_prefix(url: str, to: str) -> None:
+    src, dst = ObjectStore(url), ObjectStore(to)
+    for key in src.list():
+        dst.put(key, src.get(key))
+
+
+def test_extract_to_s3_equals_the_local_cache_and_trains_alike(world, remote, env, tmp_path):
+    local, cache = Cache(world / "local"), Cache(remote)
+    assert cache.manifest.stats == local.manifest.stats
+    assert cache.manifest.counts == local.manifest.counts
+    ours, theirs = _all_targets(cache), _all_targets(local)
+    assert all(np.array_equal(ours[n], theirs[n]) for n in theirs)
+
+    info = run_cli("cache", "info", remote, env_extra=env)
+    assert info.returncode == 0, info.stderr
+    assert f"cache      {remote}" in info.stdout and "state      sealed" in info.stdout
+    check = run_cli("cache", "verify", remote, env_extra=env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "every target chunk" in check.stdout
+
+    train(remote, tmp_path / "from-s3", max_steps=4)
+    train(world / "local", tmp_path / "from-disk", max_steps=4)
+    losses = [[r["loss"] for r in read_log(tmp_path / run)] for run in ("from-s3", "from-disk")]
+    assert losses[0] == losses[1]
+
+
+def test_writer_killed_mid_shard_resumes_to_the_same_cache(world, server, env):
+    url = f"s3://{BUCKET}/caches/killed"
+    # Killed between the objects of the 4th shard: its patch target is up, its marker is not.
+    killed = run_cli(
+        *_extract_args(world, url), env_extra=env | {"PROTEUS_FAULT": "shard-upload:10"}
+    )
+    assert killed.returncode == -9, killed.stderr
+    keys = ObjectStore(url).list()
+    assert "progress/seal.json" not in keys
+    marked = {k for k in keys if k.startswith("progress/shard-") and k.endswith(".json")}
+    assert len(marked) == 3 and shard_key("cls", 3, 2) in keys
+    with pytest.raises(ProteusError, match="not sealed"):
+        Cache(url)
+
+    again = run_cli(*_extract_args(world, url), env_extra=env)
+    assert again.returncode == 0, again.stderr
+    ours, theirs = _all_targets(Cache(url)), _all_targets(Cache(world / "local"))
+    assert all(np.array_equal(ours[n], theirs[n]) for n in theirs)
+    check = run_cli("cache", "verify", url, env_extra=env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert not list(Path(env["PROTEUS_STAGING"]).rglob("targets/*/c/*")), "staging left behind"
+
+
+def test_a_flipped_byte_on_the_server_is_named_by_verify(remote, env):
+    url = f"s3://{BUCKET}/caches/flipped"
+    _copy_prefix(remote, url)
+    store = ObjectStore(url)
+    key = shard_key("patch", 3, 3)
+    data = bytearray(store.get(key))
+    data[100] ^= 0x40  # inside chunk 0's values
+    store.put(key, bytes(data))
+
+    check = run_cli("cache", "verify", url, env_extra=env)
+    assert check.returncode != 0
+    assert "DAMAGED  targets/patch shard 3: chunk 0 fails its crc32c" in check.stdout
+    assert check.stdout.count("DAMAGED") == 1, check.stdout
+
+    cache = Cache(url)
+    cache.read("patch", np.arange(6))  # shards 0-2 are sound
+    with pytest.raises(ProteusError, match=r"targets/patch shard 3 is damaged .*crc32c"):
+        cache.read("patch", np.array([6]))
+
+
+def test_two_trainers_share_one_shard_cache(world, remote, env, tmp_path):
+    shared = tmp_path / "node-shards"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "proteus",
+                *train_args(None, tmp_path / f"run{i}", "--cache", remote),
+                "--shard-cache",
+                str(shared),
+                "--max-steps",
+                "6",
+            ],
+            env=cli_env() | env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    local = run_cli(*train_args(world / "local", tmp_path / "local", "--max-steps", "6"))
+    assert local.returncode == 0, local.stderr
+    losses = [[r["loss"] for r in read_log(tmp_path / run)] for run in ("run0", "run1", "local")]
+    assert losses[0] == losses[1] == losses[2]
+    mirrors = [p for p in shared.iterdir() if p.is_dir()]
+    assert len(mirrors) == 1  # one copy per node, not one per trainer
+    fetched = [p for p in mirrors[0].rglob("targets/*/c/**/*") if p.is_file()]
+    assert fetched and not [p for p in fetched if p.name.startswith(".")]
+    # Each shard file once, each the server's bytes.
+    store = ObjectStore(remote)
+    for path in fetched:
+        assert path.read_bytes() == store.get(path.relative_to(mirrors[0]).as_posix())
+
+
+@pytest.mark.parametrize(
+    ("url", "change", "message"),
+    [
+        (f"s3://no-such-bucket-{os.getpid()}/c", {}, "the bucket does not exist"),
+        (f"s3://{BUCKET}/c", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "cannot reach the store"),
+        (
+            f"s3://{BUCKET}/c",
+            {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
+            "no credentials found",
+        ),
+    ],
+)
+def test_bad_store_settings_get_one_line_errors(world, env, url, change, message):
+    base = {k: v for k, v in (env | change).items() if v}
+    proc = subprocess.run(
+        [sys.executable, "-m", "proteus", *_extract_args(world, url)],
+        env={k: v for k, v in cli_env().items() if k not in change} | base,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "--out" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
