@@ -24,11 +24,11 @@ class IntList(click.ParamType):
             )
 
 
-class CacheLocation(click.ParamType):
-    """A cache folder, or an ``s3://``, ``gs://`` or ``file://`` URL (kept as text: a Path
+class Location(click.ParamType):
+    """A local path, or an ``s3://``, ``gs://`` or ``file://`` URL (kept as text: a Path
     would fold its "//")."""
 
-    name = "DIR|URL"
+    name = "PATH|URL"
 
     def convert(self, value, param, ctx) -> Path | str:
         from proteus.common.objectstore import is_url

@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from proteus.common.errors import ProteusError
-from proteus.common.tarshards import image_byte_size, is_shard_spec, samples, shard_files
+from proteus.common.objectstore import is_url
+from proteus.common.tarshards import (
+    image_byte_size,
+    is_shard_spec,
+    remote_folder,
+    samples,
+    shard_files,
+    split_url,
+)
 
 # What DALI's CPU decoders read. Files with other suffixes in a folder are not images.
 IMAGE_SUFFIXES = frozenset(
@@ -44,6 +52,12 @@ class ImageList:
     labels: np.ndarray  # (N,) int64 class index, -1 when the source has no labels
     classes: tuple[str, ...]  # class folder names, index = label
     kind: str  # "imagefolder" | "flat" | "list" | "webdataset"
+    # Tar shards on an object store: the folder's URL (``root`` is the local stand-in).
+    location: str | None = None
+
+    def recorded_root(self) -> str:
+        """What the manifest records as the images' root: the URL, or the absolute folder."""
+        return self.location or str(self.root.resolve())
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -60,17 +74,28 @@ class ImageList:
         return digest.hexdigest()
 
 
-def data_root(data: Path) -> Path:
+def data_root(data: Path | str) -> Path:
     """The folder image paths are relative to: the data folder, a list file's folder, or the
-    folder of the tar shards."""
+    folder of the tar shards (for shards on an object store, the local folder standing for
+    theirs, common/tarshards.py)."""
+    if is_url(data):
+        return remote_folder(split_url(str(data))[0])
     data = Path(data)
     if is_shard_spec(data) and not data.is_dir():
         return data.parent.resolve()
     return (data.parent if data.is_file() else data).resolve()
 
 
-def scan_images(data: Path, option: str = "--data") -> ImageList:
+def resolve_root(root: Path | str) -> Path:
+    """A recorded (or overriding) images root as a local folder: a URL is the folder of tar
+    shards on an object store, and becomes its local stand-in."""
+    return remote_folder(str(root)) if is_url(root) else Path(root)
+
+
+def scan_images(data: Path | str, option: str = "--data") -> ImageList:
     """``option`` names the command-line option in error messages."""
+    if is_url(data):
+        return _from_shards(data, option)
     data = Path(data)
     if is_shard_spec(data):
         return _from_shards(data, option)
@@ -103,7 +128,7 @@ def scan_images(data: Path, option: str = "--data") -> ImageList:
     )
 
 
-def _from_shards(data: Path, option: str) -> ImageList:
+def _from_shards(data: Path | str, option: str) -> ImageList:
     """Every sample's image of every shard, as ``<shard>.tar/<member>`` (shard order, then
     key order); labels from the samples' ``.cls`` members."""
     entries: list[tuple[str, int]] = []
@@ -113,7 +138,8 @@ def _from_shards(data: Path, option: str) -> ImageList:
         raise ProteusError(f"{option} {data}: the tar shards hold no images")
     paths, labels = zip(*entries, strict=True)
     root = data_root(data)
-    return ImageList(root, paths, np.array(labels, np.int64), (), "webdataset")
+    location = split_url(str(data))[0] if is_url(data) else None
+    return ImageList(root, paths, np.array(labels, np.int64), (), "webdataset", location)
 
 
 def _walk(folder: Path, recurse: bool) -> list[str]:

@@ -10,6 +10,11 @@ of image bytes (probing, rendering, fingerprints) goes through :func:`read_image
 Shards are plain (uncompressed) tars, as webdataset writes them; a member is read with one
 seek into the shard, found through an index of member offsets built once per shard and
 process (its headers only: ~1 ms per thousand members).
+
+Shards on an object store (``--data 's3://bucket/imagenet/train-{000000..000146}.tar'``) are
+fetched whole into the node's shard cache (``common/shardcache.py``) on first touch: the
+image table's paths are then those of a local folder standing for the remote one, and the
+manifest records the URL, so a trainer on another node fetches the same shards into its own.
 """
 
 from __future__ import annotations
@@ -20,10 +25,60 @@ import tarfile
 from pathlib import Path
 
 from proteus.common.errors import ProteusError
+from proteus.common.objectstore import ObjectStore, is_url
+from proteus.common.shardcache import ShardCacheConfig
 
 TAR_SUFFIX = ".tar"
 _RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 _CHOICE = re.compile(r"\{([^{}]*,[^{}]*)\}")
+
+
+class _RemoteFolder:
+    """A folder of tar shards on an object store, and the local folder standing for it."""
+
+    def __init__(self, url: str, option: str, config: ShardCacheConfig):
+        self.url, self.config = url, config
+        self.store = ObjectStore(url, option)
+        self.local = config.folder(url)
+        self._listing: dict[str, int] | None = None
+
+    def listing(self) -> dict[str, int]:
+        """Shard name -> size of the .tar objects right in this folder."""
+        if self._listing is None:
+            self._listing = {
+                key: size
+                for key, size in self.store.list().items()
+                if "/" not in key and key.endswith(TAR_SUFFIX)
+            }
+        return self._listing
+
+    def fetch(self, name: str) -> bool:
+        size = self.listing().get(name)
+        if size is None:
+            return False
+        self.config.fetch(self.store, name, size, self.local / name)
+        return True
+
+
+_REMOTE: dict[Path, _RemoteFolder] = {}  # local stand-in folder -> its remote folder
+
+
+def remote_folder(url: str, option: str = "--data", config: ShardCacheConfig | None = None):
+    """The local folder standing for the remote folder ``url`` of tar shards; a shard under
+    it is fetched the first time anything reads it."""
+    url = url.rstrip("/")
+    config = config or ShardCacheConfig.from_env()
+    folder = _RemoteFolder(url, option, config)
+    _REMOTE.setdefault(folder.local, folder)
+    return folder.local
+
+
+def _present(shard: Path) -> bool:
+    """Whether ``shard`` is a file here, after fetching it if it stands for a remote one."""
+    if shard.is_file():
+        return True
+    remote = _REMOTE.get(shard.parent)
+    return remote is not None and remote.fetch(shard.name)
 
 
 def split_member(path: Path | str) -> tuple[Path, str] | None:
@@ -32,7 +87,7 @@ def split_member(path: Path | str) -> tuple[Path, str] | None:
     for i, part in enumerate(parts[:-1]):
         if part.endswith(TAR_SUFFIX):
             shard = Path(*parts[: i + 1])
-            if shard.is_file():
+            if _present(shard):
                 return shard, "/".join(parts[i + 1 :])
     return None
 
@@ -60,6 +115,7 @@ def image_byte_size(path: Path | str) -> int:
 
 
 def _located(shard: Path, member: str) -> tuple[int, int]:
+    _present(shard)  # evicted from the shard cache since split_member: fetched again
     stat = shard.stat()
     index = member_index(shard.resolve(), stat.st_mtime_ns, stat.st_size)
     if member not in index:
@@ -78,9 +134,13 @@ def member_index(shard: Path, mtime_ns: int, size: int) -> dict[str, tuple[int, 
         raise OSError(f"{shard}: not a plain tar file ({exc})") from exc
 
 
-def is_shard_spec(data: Path) -> bool:
+def is_shard_spec(data: Path | str) -> bool:
     """A brace pattern, one .tar file, or a folder holding .tar files and nothing else an
-    image folder would hold (sub-folders, or files other than tars and webdataset indexes)."""
+    image folder would hold (sub-folders, or files other than tars and webdataset indexes).
+    A URL always names shards: an object store holds tars, not image folders."""
+    if is_url(data):
+        return True
+    data = Path(data)
     text = str(data)
     if "{" in text and "}" in text:
         return True
@@ -93,8 +153,37 @@ def is_shard_spec(data: Path) -> bool:
     return bool(tars) and not any(e.is_dir() for e in entries)
 
 
-def shard_files(data: Path, option: str) -> list[Path]:
+def split_url(url: str) -> tuple[str, str | None]:
+    """(folder URL, pattern or .tar name in it, or None for every .tar of the folder)."""
+    head, _, tail = url.rstrip("/").rpartition("/")
+    if "{" in tail or tail.endswith(TAR_SUFFIX):
+        return head, tail
+    return url.rstrip("/"), None
+
+
+def _remote_shards(url: str, option: str) -> list[Path]:
+    folder_url, pattern = split_url(url)
+    if "{" in folder_url:
+        raise ProteusError(f"{option} {url}: braces only in the shard name, not in its folder")
+    local = remote_folder(folder_url, option)
+    listing = _REMOTE[local].listing()
+    names = sorted(listing) if pattern is None else expand_braces(pattern)
+    missing = [n for n in names if n not in listing]
+    if missing:
+        raise ProteusError(
+            f"{option} {url}: {len(missing)} of the {len(names)} shards named are not in "
+            f"{folder_url} (first: {missing[0]})"
+        )
+    if not names:
+        raise ProteusError(f"{option} {url}: no .tar objects there")
+    return [local / name for name in names]
+
+
+def shard_files(data: Path | str, option: str) -> list[Path]:
     """The shards ``data`` names, in order; all must exist, in one folder."""
+    if is_url(data):
+        return _remote_shards(str(data), option)
+    data = Path(data)
     text = str(data)
     if "{" in text:
         shards = [Path(p) for p in expand_braces(text)]
@@ -134,6 +223,7 @@ def samples(shard: Path, image_suffixes: frozenset[str]) -> list[tuple[str, int]
     """(member name of the image, label) per sample of a shard; label -1 without a .cls."""
     keyed: dict[str, dict[str, str]] = {}
     labels: dict[str, int] = {}
+    _present(shard)
     try:
         with tarfile.open(shard, "r:") as tar:
             for m in tar:

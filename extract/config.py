@@ -13,7 +13,9 @@ AUTO_MAX_VIEWS = 8  # docs/QUALITY.md: where more views stopped paying for their
 @dataclass(frozen=True)
 class ExtractConfig:
     teacher: str  # registry name or timm:<model>
-    data: Path  # ImageFolder tree, flat folder of images, or a text file of image paths
+    # ImageFolder tree, flat folder of images, a text file of image paths, or tar shards
+    # (local, or a URL on an object store).
+    data: Path | str
     # Cache folder, or an s3:// / gs:// / file:// URL; re-running the same command resumes it.
     out: Path | str
     # K recorded views per image: storage and teacher time grow linearly. None: one view

@@ -92,8 +92,18 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
         if info.is_main and cfg.progress:
             print(f"{cfg.out}: already complete (sealed); nothing to do")
         return manifest
-    writer = CacheWriter(publisher.pull_metadata() if publisher else Path(cfg.out), manifest)
-    done = publisher.done_shards() if publisher else writer.done_shards()
+    return _fill_and_seal(cfg, manifest, teacher, info, publisher)
+
+
+def _fill_and_seal(
+    cfg: ExtractConfig,
+    manifest: Manifest,
+    teacher: Teacher,
+    info: DistInfo,
+    publisher: CachePublisher | None,
+) -> Manifest:
+    """This process's unfinished shards; then rank 0 seals once every rank is done."""
+    writer, done = _open_writer(cfg, manifest, publisher)
     mine = [s for s in range(manifest.num_shards) if s % info.world == info.rank and s not in done]
     started = time.perf_counter()
     if mine:
@@ -108,6 +118,16 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
     if publisher is not None:
         publisher.remove_staging()  # everything is on the store now
     return manifest
+
+
+def _open_writer(
+    cfg: ExtractConfig, manifest: Manifest, publisher: CachePublisher | None
+) -> tuple[CacheWriter, set[int]]:
+    """The writer of the laid-out cache, and the shards already done."""
+    if publisher is None:
+        writer = CacheWriter(Path(cfg.out), manifest)
+        return writer, writer.done_shards()
+    return CacheWriter(publisher.pull_metadata(), manifest), publisher.done_shards()
 
 
 def _seal(writer: CacheWriter, publisher: CachePublisher | None) -> Manifest:
@@ -291,7 +311,7 @@ def _new_manifest(
         shard_views=cfg.shard_views,
         dataset={
             "kind": images.kind,
-            "root": str(images.root.resolve()),
+            "root": images.recorded_root(),
             "fingerprint": images.fingerprint(),
             "classes": list(images.classes),
         },

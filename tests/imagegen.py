@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +61,28 @@ def tinted_folder(root: Path, classes: int = 3, per_class: int = 6, seed: int = 
             tinted = np.clip(base * tints[c % len(tints)], 0, 255).astype(np.uint8)
             save(tinted, root / f"class{c}" / f"{i}.jpg")
     return root
+
+
+def tar_shards(root: Path) -> Path:
+    """Two webdataset shards (root/shards/train-00000{0,1}.tar) of the ImageFolder
+    ``image_folder`` makes: key.<ext> + key.cls (the class index); one sample without a
+    label, and a stray non-image member per sample."""
+    folder = image_folder(root / "folder", classes=2, per_class=3)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    out = root / "shards"
+    out.mkdir(parents=True)
+    for index in range(2):
+        with tarfile.open(out / f"train-{index:06d}.tar", "w") as tar:
+            for n, path in enumerate(files[index::2]):
+                key = f"{path.parent.name}_{n:03d}"
+                add_member(tar, f"{key}{path.suffix}", path.read_bytes())
+                if not (index == 1 and n == 0):
+                    add_member(tar, f"{key}.cls", path.parent.name.removeprefix("class").encode())
+                add_member(tar, f"{key}.json", b"{}")
+    return out
+
+
+def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))

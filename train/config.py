@@ -73,7 +73,7 @@ class TrainConfig:
     resume: bool = False  # continue from the run folder's latest checkpoint
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     # Cached: where the cache's images are now, if they moved. Online: the images.
-    data: Path | None = None
+    data: Path | str | None = None
     # A remote --cache is read through this node's shard cache (common/cache/mirror.py).
     shard_cache: Path | None = None  # None: $PROTEUS_SHARD_CACHE or ~/.cache/proteus/shards
     shard_cache_gb: float | None = None  # None: $PROTEUS_SHARD_CACHE_GB or 100

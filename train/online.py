@@ -43,7 +43,7 @@ class OnlineTeacher:
     def __init__(
         self,
         teacher: str,
-        data: Path,
+        data: Path | str,
         *,
         weights: Path | None,
         image_size: int | None,
@@ -53,7 +53,7 @@ class OnlineTeacher:
         device: torch.device,
         progress: bool,
     ):
-        self.images_list: ImageList = scan_images(Path(data))
+        self.images_list: ImageList = scan_images(data)
         self.images, skipped = probe_images(self.images_list, progress=progress)
         self.usable = np.flatnonzero(self.images.status == STATUS_OK)
         if not len(self.usable):
@@ -91,7 +91,7 @@ class OnlineTeacher:
             shard_views=0,
             dataset={
                 "kind": self.images_list.kind,
-                "root": str(self.data_root.resolve()),
+                "root": self.images_list.recorded_root(),
                 "fingerprint": self.images_list.fingerprint(),
                 "classes": list(self.images_list.classes),
             },

@@ -21,7 +21,6 @@ import torch
 import torch.distributed as dist
 
 from proteus.common.cache.alignment import check_aligned
-from proteus.common.cache.mirror import ShardCacheConfig
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.stats import TargetStats
 from proteus.common.distributed import (
@@ -35,6 +34,7 @@ from proteus.common.errors import Interrupted, ProteusError
 from proteus.common.faults import failpoint
 from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer
+from proteus.common.shardcache import ShardCacheConfig
 from proteus.common.students import build_student, get_student_spec, student_style
 from proteus.common.version import __version__
 from proteus.common.views import AugPolicy

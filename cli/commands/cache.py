@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from proteus.options import CacheLocation
+from proteus.options import Location
 
-_CACHE = click.argument("cache_dir", metavar="CACHE", type=CacheLocation())
+_CACHE = click.argument("cache_dir", metavar="CACHE", type=Location())
 
 
 @click.group()

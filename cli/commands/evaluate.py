@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from proteus.options import CacheLocation, checkpoint_option, device_option
+from proteus.options import Location, checkpoint_option, device_option
 
 
 def _model_source(func: Callable) -> Callable:
@@ -177,7 +177,7 @@ def linear(**kwargs) -> None:
 @checkpoint_option(required=True)
 @click.option(
     "--cache",
-    type=CacheLocation(),
+    type=Location(),
     required=True,
     help="A cache of views the student never trained on.",
 )

@@ -8,8 +8,8 @@ import click
 
 from proteus.common.views import AUG_FIELDS, parse_policy
 from proteus.options import (
-    CacheLocation,
     IntList,
+    Location,
     device_option,
     render_threads_option,
     teacher_options,
@@ -21,16 +21,18 @@ from proteus.options import (
 @click.option(
     "--data",
     required=True,
-    type=click.Path(path_type=Path),
+    type=Location(),
     help="Images: an ImageFolder tree (class sub-folders, labels kept), a flat folder, a "
     "text file with one image path per line, or webdataset tar shards (a folder of .tar "
     "files, one .tar, or a brace pattern such as 'train-{000000..000146}.tar'; labels from "
-    "each sample's .cls). Views replay straight from the tars.",
+    "each sample's .cls). Views replay straight from the tars. Shards may be on an object "
+    "store (s3://, gs://, file:// URL of a folder, a .tar or a pattern): each is fetched "
+    "whole into the shard cache ($PROTEUS_SHARD_CACHE) on first use.",
 )
 @click.option(
     "--out",
     required=True,
-    type=CacheLocation(),
+    type=Location(),
     help="Cache to write (Zarr v3): a folder, or an s3://, gs:// or file:// URL (each "
     "finished shard is uploaded whole from --staging; endpoint and credentials come from the "
     "usual AWS_*/GOOGLE_* variables). Running the same command again resumes it.",
@@ -138,7 +140,7 @@ from proteus.options import (
 )
 @click.option(
     "--views-from",
-    type=CacheLocation(),
+    type=Location(),
     default=None,
     help="A sealed cache whose images and view records to reuse exactly (its views, seed, "
     "augmentation and image size), so this teacher's targets describe the same pixels and "

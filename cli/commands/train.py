@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from proteus.options import (
-    CacheLocation,
     HintPair,
+    Location,
     PerTeacherFloat,
     device_option,
     render_threads_option,
@@ -24,7 +24,7 @@ _LAMBDA_HELP = (
 @click.option(
     "--cache",
     multiple=True,
-    type=CacheLocation(),
+    type=Location(),
     help="A sealed cache written by `proteus extract`: a folder, or an s3://, gs:// or "
     "file:// URL (read through this node's --shard-cache). Repeat it to distil several "
     "teachers at once (one head set each); their views must be aligned (`extract "
@@ -240,10 +240,12 @@ _LAMBDA_HELP = (
 )
 @click.option(
     "--data",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=Location(),
     default=None,
-    help="With --teacher: the images (ImageFolder tree, folder or list file). With --cache: "
-    "where its images live now, if they moved. [default: the folder recorded in the cache]",
+    help="With --teacher: the images (ImageFolder tree, folder, list file or tar shards, "
+    "local or on an object store). With --cache: where its images live now, if they moved "
+    "(a folder, or the URL of the tar shards' folder). [default: the root recorded in the "
+    "cache]",
 )
 @click.option(
     "--tensorboard/--no-tensorboard",

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from proteus.options import CacheLocation, checkpoint_option
+from proteus.options import Location, checkpoint_option
 
 
 @click.command()
 @checkpoint_option(required=True)
 @click.option(
     "--cache",
-    type=CacheLocation(),
+    type=Location(),
     default=None,
     help="Cache whose views and teacher features to show. [default: the run's own cache]",
 )

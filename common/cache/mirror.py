@@ -1,35 +1,23 @@
-"""A cache on an object store, read through a node-local copy: the shard cache.
+"""A cache on an object store, read through the node's shard cache (``common/shardcache.py``).
 
 Opening one lists the objects once and copies everything but the targets (manifest, tables,
-codec state, progress markers: small) into ``<shard cache>/<hash of the URL>/``, which then is
-an ordinary cache folder to every reader. Target shard files follow on first touch, whole:
-
-- each arrives in a temporary file and is checked (its index and every chunk's crc32c)
-  before it is renamed into place, so nothing unchecked is ever read;
-- the node's shard cache keeps at most ``limit_bytes`` of shard files and evicts the least
-  recently used (a file's mtime is touched on every use);
-- every rank of a node shares it: ``flock`` on a lock file per shard makes one process fetch
-  while the others wait, and one lock guards eviction;
-- every fetch first re-reads the remote seal record, so a cache replaced under a running
-  trainer stops it instead of mixing two caches' targets;
-- ``prefetch`` fetches in the background what the sampler will ask for next.
+codec state, progress markers: small) into the shard cache's folder for its URL, which then
+is an ordinary cache folder to every reader. Target shard files follow on first touch,
+whole, each checked (its index and every chunk's crc32c) before it is renamed into place, so
+nothing unchecked is ever read. Every fetch first re-reads the remote seal record, so a cache
+replaced under a running trainer stops it instead of mixing two caches' targets, and
+``prefetch`` fetches in the background what the sampler will ask for next.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
-import hashlib
 import mmap
 import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,39 +26,17 @@ from proteus.common.cache.layout import PROGRESS_DIR, read_manifest, shard_bound
 from proteus.common.cache.shards import shard_problem
 from proteus.common.errors import ProteusError
 from proteus.common.objectstore import ObjectStore
+from proteus.common.shardcache import DamagedFile, ShardCacheConfig, flock, partial_name
 
-ENV_ROOT, ENV_GB = "PROTEUS_SHARD_CACHE", "PROTEUS_SHARD_CACHE_GB"
-DEFAULT_GB = 100.0
+
+class DamagedShard(DamagedFile):
+    """A fetched target shard that fails its checks (verify lists these and goes on)."""
+
+
 SEAL_KEY = f"{PROGRESS_DIR}/seal.json"
 ROOT_KEY = "zarr.json"
 _TARGET_SHARD = re.compile(r"^targets/([^/]+)/c/(\d+)(/0)*$")
 _SHARD_STATS = re.compile(rf"^{PROGRESS_DIR}/shard-\d+\.stats\.npz$")
-
-
-class DamagedShard(ProteusError):
-    """A fetched shard that fails its checks; ``why`` says which."""
-
-    def __init__(self, message: str, why: str):
-        super().__init__(message)
-        self.why = why
-
-
-@dataclass(frozen=True)
-class ShardCacheConfig:
-    """Where a node keeps fetched shards, and how many bytes of them at most."""
-
-    root: Path
-    limit_bytes: int
-
-    @classmethod
-    def from_env(cls, root: Path | None = None, gb: float | None = None) -> ShardCacheConfig:
-        """Options win, then $PROTEUS_SHARD_CACHE / $PROTEUS_SHARD_CACHE_GB, then
-        ~/.cache/proteus/shards and 100 GB."""
-        where = root or os.environ.get(ENV_ROOT) or Path.home() / ".cache/proteus/shards"
-        size = gb if gb is not None else float(os.environ.get(ENV_GB) or DEFAULT_GB)
-        if size <= 0:
-            raise ProteusError(f"shard cache size {size} GB: must be positive")
-        return cls(Path(where), int(size * 2**30))
 
 
 def is_target_shard(key: str) -> bool:
@@ -98,7 +64,7 @@ class CacheMirror:
         self.url, self.option = url.rstrip("/"), option
         self.config = config or ShardCacheConfig.from_env()
         self.store = ObjectStore(self.url, option)
-        self.path = self.config.root / hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        self.path = self.config.folder(self.url)
         self.listing = self.store.list()
         if ROOT_KEY not in self.listing:
             what = "nothing" if not self.listing else "objects, but no zarr.json"
@@ -124,42 +90,27 @@ class CacheMirror:
 
     def ensure(self, key: str) -> Path:
         """The local file of target shard ``key``, fetched and checked if not here yet."""
-        local = self.path / key
-        if local.is_file():
-            _touch(local)
-            return local
         if key not in self.listing:
             raise ProteusError(
                 f"{self.option} {self.url}: {key} is missing; the cache is damaged "
                 "(`proteus cache verify` lists everything wrong)"
             )
-        with self._locked(f"shard-{hashlib.sha256(key.encode()).hexdigest()[:16]}"):
-            if local.is_file():  # another rank of this node fetched it meanwhile
-                _touch(local)
-                return local
-            self._check_unchanged()
-            size = self.listing[key]
-            self._make_room(size)
-            local.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _partial(local)
-            try:
-                why = None
-                for _attempt in range(2):  # one retry: a transfer can be torn, a flip cannot
-                    self.store.download(key, tmp)
-                    why = self._problem(key, tmp)
-                    if why is None:
-                        break
-                if why is not None:
-                    raise DamagedShard(
-                        f"{self.option} {self.url}: {self._shard_name(key)} is damaged ({why}, "
-                        "checked on arrival); refusing to use it — `proteus cache verify` "
-                        "names every damaged shard",
-                        why,
-                    )
-                os.replace(tmp, local)
-            finally:
-                tmp.unlink(missing_ok=True)
-        return local
+        try:
+            return self.config.fetch(
+                self.store,
+                key,
+                self.listing[key],
+                self.path / key,
+                check=lambda tmp: self._problem(key, tmp),
+                before=self._check_unchanged,
+            )
+        except DamagedFile as exc:
+            raise DamagedShard(
+                f"{self.option} {self.url}: {self._shard_name(key)} is damaged ({exc.why}, "
+                "checked on arrival); refusing to use it — `proteus cache verify` names every "
+                "damaged shard",
+                exc.why,
+            ) from None
 
     def prefetch(self, keys: list[str]) -> None:
         """Fetch these shards in the background (errors surface when they are read)."""
@@ -189,12 +140,12 @@ class CacheMirror:
         remote seal record differs from the one copied last time (or ``fresh``: verify reads
         the store itself), the old copy goes."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with self._locked("metadata"):
+        with flock(self.path / ".metadata.lock"):
             here = self.path / SEAL_KEY
             old = here.read_bytes() if here.is_file() else None
             if old != self.seal or self.seal is None or fresh:
                 for child in self.path.iterdir():
-                    if child.name != ".locks":
+                    if child.name != ".metadata.lock":
                         _remove(child)
             (self.path / ".url").write_text(self.url + "\n")
             wanted = [
@@ -240,28 +191,6 @@ class CacheMirror:
         match = _TARGET_SHARD.match(key)
         return f"targets/{match.group(1)} shard {match.group(2)}" if match else key
 
-    def _make_room(self, size: int) -> None:
-        limit = self.config.limit_bytes
-        if size > limit:
-            raise ProteusError(
-                f"shard cache {self.config.root}: a shard of {self.url} is {size / 2**20:.1f} MiB, "
-                f"more than the whole limit ({limit / 2**20:.1f} MiB); raise --shard-cache-gb "
-                f"(or ${ENV_GB})"
-            )
-        with _flock(self.config.root / ".evict.lock"):
-            files = sorted(_shard_files(self.config.root), key=lambda e: e[1])
-            total = sum(s for _, _, s in files)
-            for path, _mtime, s in files:
-                if total + size <= limit:
-                    break
-                path.unlink(missing_ok=True)  # a process mapping it keeps its copy until unmap
-                total -= s
-
-    @contextmanager
-    def _locked(self, name: str) -> Iterator[None]:
-        with _flock(self.path / ".locks" / f"{name}.lock"):
-            yield
-
 
 def copy_objects(store: ObjectStore, keys: list[str], dest: Path) -> None:
     """Download ``keys`` into ``dest`` (same relative paths), each atomically, 8 at a time:
@@ -270,7 +199,7 @@ def copy_objects(store: ObjectStore, keys: list[str], dest: Path) -> None:
     def one(key: str) -> None:
         local = dest / key
         local.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _partial(local)
+        tmp = partial_name(local)
         try:
             store.download(key, tmp)
             os.replace(tmp, local)
@@ -279,39 +208,6 @@ def copy_objects(store: ObjectStore, keys: list[str], dest: Path) -> None:
 
     with ThreadPoolExecutor(8, thread_name_prefix="proteus-copy") as pool:
         list(pool.map(one, keys))
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-
-
-@contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _shard_files(root: Path) -> Iterator[tuple[Path, float, int]]:
-    """Every fetched target shard under the shard cache: (path, mtime, size)."""
-    for mirror in root.iterdir() if root.is_dir() else ():
-        targets = mirror / "targets"
-        if not targets.is_dir():
-            continue
-        for path in targets.glob("*/c/**/*"):
-            if path.is_file() and not path.name.startswith("."):
-                st = path.stat()
-                yield path, st.st_mtime, st.st_size
-
-
-def _touch(path: Path) -> None:
-    # Evicted by another rank meanwhile: the caller's open will say so.
-    with contextlib.suppress(OSError):
-        os.utime(path)
 
 
 def _same_size(path: Path, size: int) -> bool:

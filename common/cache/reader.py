@@ -27,11 +27,13 @@ from proteus.common.cache.layout import (
     shard_key,
 )
 from proteus.common.cache.manifest import SEALED, Manifest
-from proteus.common.cache.mirror import CacheMirror, ShardCacheConfig
+from proteus.common.cache.mirror import CacheMirror
 from proteus.common.cache.shards import ShardedTargets
+from proteus.common.dataset import resolve_root
 from proteus.common.errors import ProteusError
 from proteus.common.images import read_encoded
 from proteus.common.objectstore import is_url
+from proteus.common.shardcache import ShardCacheConfig
 from proteus.common.views import ViewTable
 
 
@@ -45,7 +47,7 @@ class Cache:
         location: Path | str,
         *,
         require_sealed: bool = True,
-        data_root: Path | None = None,
+        data_root: Path | str | None = None,
         reader: str = "shards",
         option: str = "--cache",
         shard_cache: ShardCacheConfig | None = None,
@@ -83,7 +85,8 @@ class Cache:
         root = open_root(self.path)
         self.images: ImageTable = read_image_table(root)
         self.views: ViewTable = read_view_table(root)
-        self.data_root = Path(data_root or self.manifest.dataset["root"])
+        # A URL (tar shards on an object store) stands for a local folder they are fetched to.
+        self.data_root = resolve_root(data_root or self.manifest.dataset["root"])
         if reader not in ("shards", "tensorstore"):
             raise ValueError(f"reader must be shards or tensorstore, not {reader!r}")
         self.reader = reader

@@ -3,7 +3,6 @@ replay straight from the tars."""
 
 from __future__ import annotations
 
-import io
 import tarfile
 
 import imagegen
@@ -22,34 +21,9 @@ from proteus.common.tarshards import expand_braces
 from proteus.common.teachers import build_teacher
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    """Two shards of the ImageFolder imagegen makes: key.<ext> + key.cls (the class index);
-    one sample without a label, and a stray non-image member."""
-    root = tmp_path_factory.mktemp("wds")
-    folder = imagegen.image_folder(root / "folder", classes=2, per_class=3)
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    out = root / "shards"
-    out.mkdir()
-    for index in range(2):
-        with tarfile.open(out / f"train-{index:06d}.tar", "w") as tar:
-            for n, path in enumerate(files[index::2]):
-                key = f"{path.parent.name}_{n:03d}"
-                _add(tar, f"{key}{path.suffix}", path.read_bytes())
-                if not (index == 1 and n == 0):
-                    _add(
-                        tar,
-                        f"{key}.cls",
-                        path.parent.name.removeprefix("class").encode(),
-                    )
-                _add(tar, f"{key}.json", b"{}")
-    return out
+    return imagegen.tar_shards(tmp_path_factory.mktemp("wds"))
 
 
 def test_discovery_from_a_folder_a_file_and_a_pattern(shards):
@@ -82,8 +56,8 @@ def test_bad_shards_are_one_line_errors(shards, tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     with tarfile.open(bad / "x.tar", "w") as tar:
-        _add(tar, "a.jpg", b"not really")
-        _add(tar, "a.cls", b"dog")
+        imagegen.add_member(tar, "a.jpg", b"not really")
+        imagegen.add_member(tar, "a.cls", b"dog")
     with pytest.raises(ProteusError, match=r"a.cls holds 'dog', not an integer class label"):
         scan_images(bad)
     (bad / "x.tar").write_bytes(b"\x00garbage" * 10)
@@ -106,3 +80,24 @@ def test_a_cache_from_shards_replays_its_views_from_the_tars(shards, tmp_path, t
     torch.testing.assert_close(stored, teacher(pixels)["cls"], rtol=1e-3, atol=2e-3)
     result = train(tmp_path / "cache", tmp_path / "run", max_steps=2)
     assert result.steps == 2
+
+
+def test_shards_at_a_url_are_fetched_into_the_shard_cache(shards, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROTEUS_SHARD_CACHE", str(tmp_path / "node"))
+    store = f"file://{tmp_path}/store"
+    for path in shards.glob("*.tar"):
+        (tmp_path / "store").mkdir(exist_ok=True)
+        (tmp_path / "store" / path.name).write_bytes(path.read_bytes())
+    local = scan_images(shards)
+    for spec in (store, f"{store}/", f"{store}/train-{{000000..000001}}.tar"):
+        remote = scan_images(spec)
+        assert remote.paths == local.paths and (remote.labels == local.labels).all()
+        assert remote.location == store and remote.fingerprint() == local.fingerprint()
+    assert len(scan_images(f"{store}/train-000001.tar")) == 3
+    assert read_encoded(remote.root / remote.paths[4], False).tobytes() == (
+        read_encoded(local.root / local.paths[4], False).tobytes()
+    )
+    with pytest.raises(ProteusError, match=r"2 of the 3 shards named are not in"):
+        scan_images(f"{store}/train-{{000001..000003}}.tar")
+    with pytest.raises(ProteusError, match=r"no \.tar objects there"):
+        scan_images(f"file://{tmp_path}/empty")

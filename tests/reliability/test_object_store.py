@@ -215,3 +215,35 @@ def test_bad_store_settings_get_one_line_errors(world, env, url, change, message
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "--out" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_tar_shards_on_the_server_extract_and_train_on_another_node(env, tmp_path, monkeypatch):
+    shards = imagegen.tar_shards(tmp_path / "wds")
+    weights = imagegen.save_teacher_weights("tiny_dinov2", tmp_path / "w.safetensors")
+    tars = ObjectStore(f"s3://{BUCKET}/imagenet-like")
+    for path in sorted(shards.glob("*.tar")):
+        tars.put(path.name, path)
+    data = f"s3://{BUCKET}/imagenet-like/train-{{000000..000001}}.tar"
+    url = f"s3://{BUCKET}/caches/from-tars"
+    run = run_cli(*cli_args(data, url, weights, "--views", "2"), env_extra=env)
+    assert run.returncode == 0, run.stderr
+    local = run_cli(*cli_args(shards, tmp_path / "local", weights, "--views", "2"))
+    assert local.returncode == 0, local.stderr
+
+    # Another node: its own, empty shard cache; the tars come from the store again.
+    monkeypatch.setenv("PROTEUS_SHARD_CACHE", str(tmp_path / "node2"))
+    cache, reference = Cache(url), Cache(tmp_path / "local")
+    assert cache.manifest.dataset["root"] == f"s3://{BUCKET}/imagenet-like"
+    assert cache.manifest.dataset["fingerprint"] == reference.manifest.dataset["fingerprint"]
+    ours, theirs = _all_targets(cache), _all_targets(reference)
+    assert all(np.array_equal(ours[n], theirs[n]) for n in theirs)
+    assert cache.images.path.tolist() == reference.images.path.tolist()
+    assert np.array_equal(cache.encoded(3), reference.encoded(3))  # a member, fetched
+    train(url, tmp_path / "from-s3", max_steps=3)
+    train(tmp_path / "local", tmp_path / "from-disk", max_steps=3)
+    losses = [[r["loss"] for r in read_log(tmp_path / run)] for run in ("from-s3", "from-disk")]
+    assert losses[0] == losses[1]
+    assert sorted(p.name for p in (tmp_path / "node2").glob("*/*.tar")) == [
+        "train-000000.tar",
+        "train-000001.tar",
+    ]

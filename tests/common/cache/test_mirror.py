@@ -14,11 +14,12 @@ import pytest
 from extract_helpers import extract
 
 from proteus.common.cache.layout import shard_key
-from proteus.common.cache.mirror import CacheMirror, ShardCacheConfig
+from proteus.common.cache.mirror import CacheMirror
 from proteus.common.cache.reader import Cache
 from proteus.common.errors import ProteusError
 from proteus.common.objectstore import ObjectStore
-from proteus.options import CacheLocation
+from proteus.common.shardcache import ShardCacheConfig
+from proteus.options import Location
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,7 @@ def test_unsealed_and_foreign_prefixes_are_refused(world, tmp_path):
 
 
 def test_cache_locations_keep_urls_and_refuse_other_schemes():
-    kind = CacheLocation()
+    kind = Location()
     assert kind.convert("s3://bucket/a/b", None, None) == "s3://bucket/a/b"
     assert kind.convert("some/dir", None, None) == Path("some/dir")
     with pytest.raises(Exception, match="only s3://, gs:// and file://"):
