@@ -89,7 +89,7 @@ def data_root(data: Path | str) -> Path:
 def resolve_root(root: Path | str) -> Path:
     """A recorded (or overriding) images root as a local folder: a URL is the folder of tar
     shards on an object store, and becomes its local stand-in."""
-    return remote_folder(str(root)) if is_url(root) else Path(root)
+    return data_root(root) if is_url(root) else Path(root)
 
 
 def scan_images(data: Path | str, option: str = "--data") -> ImageList:

@@ -25,7 +25,7 @@ from proteus.train.targets import resize_patch_targets
 
 def run_agreement(
     checkpoint: Path,
-    cache_path: Path,
+    cache_path: Path | str,
     *,
     ema: bool | None = None,
     batch_size: int = 64,

@@ -71,6 +71,9 @@ class OnlineTeacher:
         self.data_root = self.images_list.root
         self.manifest = self._manifest(teacher, sha, skipped)
 
+    def close(self) -> None:
+        """Nothing to release (a cache stops its background fetches here)."""
+
     def _manifest(self, name: str, sha: str, skipped: list[dict]) -> Manifest:
         t, size = self.teacher, self.teacher.image_size
         probe = self.forward(torch.zeros(1, 3, size, size, device=_device_of(t)))

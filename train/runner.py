@@ -69,9 +69,14 @@ class TrainResult:
 def run_train(cfg: TrainConfig) -> TrainResult:
     device = resolve_device(cfg.device)
     info = init_distributed(device)
+    trainer = None
     try:
-        return _Trainer(cfg, device, info).run()
+        trainer = _Trainer(cfg, device, info)
+        return trainer.run()
     finally:
+        if trainer is not None:
+            for cache in trainer.caches:
+                cache.close()  # a remote cache's background fetches: cancelled, not awaited
         close_distributed(info)
 
 

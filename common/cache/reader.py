@@ -94,6 +94,11 @@ class Cache:
         self._codecs: dict[str, TargetCodec] = {}
         self._views_digest: str | None = None
 
+    def close(self) -> None:
+        """Stop a remote cache's background fetches (nothing to do for a local one)."""
+        if self.mirror is not None:
+            self.mirror.close()
+
     def image_path(self, index: int) -> Path:
         # Absolute entries (from a list file) stay absolute: Path join keeps the right side.
         return self.data_root / str(self.images.path[index])

@@ -11,14 +11,18 @@ from pathlib import Path
 import imagegen
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from extract_helpers import extract
+from train_helpers import train
 
+from proteus.app import main as app
 from proteus.common.cache.layout import shard_key
 from proteus.common.cache.mirror import CacheMirror
 from proteus.common.cache.reader import Cache
 from proteus.common.errors import ProteusError
 from proteus.common.objectstore import ObjectStore
 from proteus.common.shardcache import ShardCacheConfig
+from proteus.evaluate.agreement import run_agreement
 from proteus.options import Location
 
 
@@ -123,3 +127,16 @@ def test_views_from_a_remote_cache(world, tmp_path, monkeypatch):
     m = extract(root / "data", tmp_path / "again", root / "w.safetensors", views_from=url)
     assert m.views_from["cache"] == url
     assert np.array_equal(Cache(tmp_path / "again").views.crop, Cache(local).views.crop)
+
+
+def test_agreement_and_cache_commands_take_a_url(world, tmp_path, monkeypatch):
+    local, url = world
+    monkeypatch.setenv("PROTEUS_SHARD_CACHE", str(tmp_path / "shards"))
+    train(local, tmp_path / "run", max_steps=2)
+    remote = run_agreement(tmp_path / "run", url, progress=False)
+    assert remote == run_agreement(tmp_path / "run", local, progress=False)
+    runner = CliRunner()
+    info = runner.invoke(app, ["cache", "info", url])
+    assert info.exit_code == 0 and f"cache      {url}" in info.output
+    verify = runner.invoke(app, ["cache", "verify", url])
+    assert verify.exit_code == 0 and "OK  file://" in verify.output

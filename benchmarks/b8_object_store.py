@@ -1,0 +1,215 @@
+"""B1/B2 from an object store: a cache on an S3 server (moto's server mode, on this machine's
+loopback) read through the node's shard cache, against the local baselines of B1 (a memmap of
+the same bytes) and B2 (the training loop fed from memory), measured in the same run.
+
+- B1 rows: random batches of 128 views; "cold" is a first pass over every view with an
+  empty shard cache (each shard fetched, crc32c-checked, then read), with and without the
+  trainer's prefetch of the next batches' shards; "warm" is the same pass once the shards
+  are local.
+- B2 rows: the training step of B2 fed from the remote cache, cold (empty shard cache,
+  prefetching ahead as the trainer does) and warm.
+
+    python benchmarks/b8_object_store.py [--views 2048] [--steps 15] [--batch 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import synthetic_cache, table, target_loop_speed
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from s3server import S3Server
+
+from proteus.common.cache.reader import Cache
+from proteus.common.objectstore import ObjectStore
+from proteus.common.shardcache import ShardCacheConfig
+from proteus.common.students import StudentSpec, register_student
+
+BUCKET = "bench"
+AHEAD = 4  # batches prefetched ahead, as TrainBatches.FETCH_AHEAD
+
+
+def upload(folder: Path, url: str) -> float:
+    """Put every file of a local cache as one object; returns MB uploaded."""
+    store = ObjectStore(url)
+    total = 0
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            store.put(path.relative_to(folder).as_posix(), path)
+            total += path.stat().st_size
+    return total / 1e6
+
+
+def planned_reads(cache: Cache, names: tuple[str, ...], plan: list[np.ndarray], ahead: bool):
+    """Each batch's stored targets, in order; with ``ahead``, the shards of the next AHEAD
+    batches are asked for first (what the trainer's loader does)."""
+    for k, ids in enumerate(plan):
+        coming = plan[k + 1 : k + 1 + AHEAD]
+        if ahead and coming:
+            cache.prefetch(names, np.concatenate(coming))
+        yield {n: cache.read_stored(n, ids) for n in names}
+
+
+def read_rows(local: Cache, url: str, root: Path, batches: list[np.ndarray]) -> list[dict]:
+    everything = np.arange(local.manifest.counts["views"])
+    baseline_path = root / "baseline.npy"
+    np.save(baseline_path, local.read_stored("patch", everything)["patch"])
+    memmap = np.load(baseline_path, mmap_mode="r")
+    views = sum(len(b) for b in batches)
+
+    def pass_over(read) -> float:
+        start = time.perf_counter()
+        for ids in batches:
+            read(ids)
+        return views / (time.perf_counter() - start)
+
+    def cold(prefetch: bool) -> float:
+        speeds = []
+        for repeat in range(2):
+            where = root / f"cold-{prefetch}-{repeat}"
+            cache = Cache(url, shard_cache=ShardCacheConfig(where, 2**40))
+            start = time.perf_counter()
+            for stored in planned_reads(cache, ("patch",), batches, prefetch):
+                del stored
+            speeds.append(views / (time.perf_counter() - start))
+            if cache.mirror:
+                cache.mirror.close()
+            shutil.rmtree(where)
+        return float(np.median(speeds))
+
+    warm_cache = Cache(url, shard_cache=ShardCacheConfig(root / "warm", 2**40))
+    pass_over(lambda ids: warm_cache.read_stored("patch", ids))  # fetch everything once
+    rows = {
+        "memmap of the same bytes (baseline)": lambda: pass_over(lambda ids: memmap[ids]),
+        "local cache, proteus shards": lambda: pass_over(
+            lambda ids: local.read_stored("patch", ids)
+        ),
+        "s3 → shard cache, warm (shards local)": lambda: pass_over(
+            lambda ids: warm_cache.read_stored("patch", ids)
+        ),
+    }
+    out = [
+        {"reader": name, "views/s": float(np.median([f() for _ in range(3)]))}
+        for name, f in rows.items()
+    ]
+    out.append({"reader": "s3 → shard cache, cold first pass, no prefetch", "views/s": cold(False)})
+    out.append(
+        {"reader": "s3 → shard cache, cold first pass, prefetch ahead", "views/s": cold(True)}
+    )
+    base = out[0]["views/s"]
+    for row in out:
+        row["ratio vs memmap"] = row["views/s"] / base
+    return out
+
+
+def loop_rows(local: Cache, url: str, root: Path, steps: int, batch: int) -> list[dict]:
+    register_student(
+        StudentSpec(
+            "bench_vit14",
+            "vit_small_patch14_dinov2",
+            14,
+            96,
+            {"embed_dim": 96, "depth": 4, "num_heads": 3},
+        )
+    )
+    warm = Cache(url, shard_cache=ShardCacheConfig(root / "loop-warm", 2**40))
+    rows = target_loop_speed([local], "bench_vit14", 224, steps, batch, label="local cache")
+    # timed() runs one warm-up pass first: every shard the plan touches is local after it.
+    rows += target_loop_speed([warm], "bench_vit14", 224, steps, batch, label="s3, warm")
+    return rows
+
+
+def cold_loop_row(url: str, root: Path, steps: int, batch: int, base: float) -> dict:
+    """The first steps of a run on an empty shard cache, prefetching as the trainer does."""
+    import torch
+
+    from proteus.common.prefetch import prefetch
+    from proteus.common.students import build_student
+    from proteus.train.distiller import Distiller
+    from proteus.train.objective import Lambdas, Objective
+
+    speeds = []
+    for repeat in range(2):
+        where = root / f"loop-cold-{repeat}"
+        cache = Cache(url, shard_cache=ShardCacheConfig(where, 2**40))
+        torch.manual_seed(0)
+        model = Distiller(
+            build_student("bench_vit14", 224),
+            [(cache.manifest.embed_dim, Objective(Lambdas()), {})],
+        )
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        images = torch.randn(batch, 3, 224, 224)
+        masks = torch.zeros(batch // 2, int(np.prod(model.student.grid)), dtype=torch.bool)
+        rng = np.random.default_rng(0)
+        plan = [
+            rng.choice(cache.manifest.counts["views"], batch, replace=False) for _ in range(steps)
+        ]
+
+        start = time.perf_counter()
+        for stored in prefetch(planned_reads(cache, ("cls", "patch"), plan, True), depth=2):
+            targets = {
+                n: cache.codec(n).decode({k: torch.from_numpy(v) for k, v in stored[n].items()})
+                for n in ("cls", "patch")
+            }
+            parts = model(images, masks, [targets])
+            opt.zero_grad()
+            parts["loss"].backward()
+            opt.step()
+        speeds.append(steps / (time.perf_counter() - start))
+        if cache.mirror:
+            cache.mirror.close()
+        shutil.rmtree(where)
+    speed = float(np.median(speeds))
+    return {
+        "loop": "s3, cold (empty shard cache, prefetch ahead)",
+        "steps/s": speed,
+        "ratio": speed / base,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--views", type=int, default=2048)
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batches", type=int, default=16, help="B1: batches of 128 per pass")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="proteus-b8-"))
+    server = S3Server.start()
+    try:
+        os.environ.update(server.env())
+        server.create_bucket(BUCKET)
+        shapes = {"cls": (384,), "patch": (256, 384)}
+        local = synthetic_cache(root / "cache", views=args.views, per_view=shapes)
+        url = f"s3://{BUCKET}/cache"
+        start = time.perf_counter()
+        mb = upload(root / "cache", url)
+        print(
+            f"uploaded {mb:.0f} MB to the loopback S3 server in {time.perf_counter() - start:.1f} s"
+        )
+        rng = np.random.default_rng(1)
+        batches = [rng.choice(args.views, 128, replace=False) for _ in range(args.batches)]
+        print(
+            f"\nB1  {args.batches} random batches of 128 views of 257×384 fp16 "
+            f"({args.views} views in {local.manifest.num_shards} shards of 256)"
+        )
+        print(table(read_rows(local, url, root, batches), ["reader", "views/s", "ratio vs memmap"]))
+        print(f"\nB2  training loop, batch {args.batch}, {args.steps} steps, 224 px")
+        rows = loop_rows(local, url, root, args.steps, args.batch)
+        rows.append(cold_loop_row(url, root, args.steps, args.batch, rows[0]["steps/s"]))
+        print(table(rows, ["loop", "steps/s", "ratio"]))
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
