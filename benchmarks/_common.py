@@ -175,13 +175,16 @@ def target_loop_speed(
     device: str = "cpu",
     label: str = "",
     baseline: str = "stored",
+    fresh: Callable[[], list] | None = None,
 ) -> list[dict]:
     """steps/s of a student's training step (all heads, the real loss, AdamW; bf16 autocast
     on CUDA) fed by the trainer's target path (stored bytes read in a prefetch thread, moved to
     ``device``, decoded there) against the same step fed from memory. ``baseline``: "stored"
     keeps the stored bytes in host memory and decodes them each step (the read alone is
     compared); "decoded" keeps float targets already on ``device`` (read, transfer and decode
-    are all compared). Images are pre-rendered in both; one teacher per cache."""
+    are all compared). Images are pre-rendered in both; one teacher per cache. ``fresh``:
+    each timed pass reads from the caches it returns (remote caches on an empty shard cache:
+    a cold start), asking for the next 4 steps' shards ahead as the trainer does."""
     import torch
 
     from proteus.common.prefetch import prefetch
@@ -225,12 +228,12 @@ def target_loop_speed(
     from_memory = _memory_loop(caches, names, plan, step, decode, on, baseline)
 
     def from_cache():
-        reads = ([{n: c.read_stored(n, ids) for n in names} for c in caches] for ids in plan)
-        for batch_stored in prefetch(reads, depth=2):
+        read_from = fresh() if fresh else caches
+        for batch_stored in prefetch(planned_reads(read_from, names, plan, bool(fresh)), depth=2):
             step(
                 [
                     {n: decode(c, n, s[n]) for n in names}
-                    for c, s in zip(caches, batch_stored, strict=True)
+                    for c, s in zip(read_from, batch_stored, strict=True)
                 ]
             )
 
@@ -240,6 +243,17 @@ def target_loop_speed(
         {"loop": f"{label}: targets in memory (baseline)", "steps/s": base, "ratio": 1.0},
         {"loop": f"{label}: targets from the cache", "steps/s": fed, "ratio": fed / base},
     ]
+
+
+def planned_reads(caches: list, names: tuple[str, ...], plan: list[np.ndarray], ahead: bool):
+    """Each step's stored targets per cache; with ``ahead``, the next 4 steps' shards are
+    asked for first (TrainBatches.FETCH_AHEAD)."""
+    for k, ids in enumerate(plan):
+        coming = plan[k + 1 : k + 5]
+        if ahead and coming:
+            for cache in caches:
+                cache.prefetch(names, np.concatenate(coming))
+        yield [{n: c.read_stored(n, ids) for n in names} for c in caches]
 
 
 def _memory_loop(caches, names, plan, step, decode, on, baseline: str):

@@ -6,8 +6,9 @@ the same bytes) and B2 (the training loop fed from memory), measured in the same
   empty shard cache (each shard fetched, crc32c-checked, then read), with and without the
   trainer's prefetch of the next batches' shards; "warm" is the same pass once the shards
   are local.
-- B2 rows: the training step of B2 fed from the remote cache, cold (empty shard cache,
-  prefetching ahead as the trainer does) and warm.
+- B2 rows: the training step of B2 fed from the remote cache, warm, and cold (every timed
+  pass on an empty shard cache, prefetching ahead as the trainer does), each against the
+  in-memory loop measured right before it.
 
     python benchmarks/b8_object_store.py [--views 2048] [--steps 15] [--batch 32]
 """
@@ -15,6 +16,7 @@ the same bytes) and B2 (the training loop fed from memory), measured in the same
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -23,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import synthetic_cache, table, target_loop_speed
+from _common import planned_reads, synthetic_cache, table, target_loop_speed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from s3server import S3Server
@@ -34,7 +36,6 @@ from proteus.common.shardcache import ShardCacheConfig
 from proteus.common.students import StudentSpec, register_student
 
 BUCKET = "bench"
-AHEAD = 4  # batches prefetched ahead, as TrainBatches.FETCH_AHEAD
 
 
 def upload(folder: Path, url: str) -> float:
@@ -46,16 +47,6 @@ def upload(folder: Path, url: str) -> float:
             store.put(path.relative_to(folder).as_posix(), path)
             total += path.stat().st_size
     return total / 1e6
-
-
-def planned_reads(cache: Cache, names: tuple[str, ...], plan: list[np.ndarray], ahead: bool):
-    """Each batch's stored targets, in order; with ``ahead``, the shards of the next AHEAD
-    batches are asked for first (what the trainer's loader does)."""
-    for k, ids in enumerate(plan):
-        coming = plan[k + 1 : k + 1 + AHEAD]
-        if ahead and coming:
-            cache.prefetch(names, np.concatenate(coming))
-        yield {n: cache.read_stored(n, ids) for n in names}
 
 
 def read_rows(local: Cache, url: str, root: Path, batches: list[np.ndarray]) -> list[dict]:
@@ -77,7 +68,7 @@ def read_rows(local: Cache, url: str, root: Path, batches: list[np.ndarray]) -> 
             where = root / f"cold-{prefetch}-{repeat}"
             cache = Cache(url, shard_cache=ShardCacheConfig(where, 2**40))
             start = time.perf_counter()
-            for stored in planned_reads(cache, ("patch",), batches, prefetch):
+            for stored in planned_reads([cache], ("patch",), batches, prefetch):
                 del stored
             speeds.append(views / (time.perf_counter() - start))
             if cache.mirror:
@@ -121,58 +112,18 @@ def loop_rows(local: Cache, url: str, root: Path, steps: int, batch: int) -> lis
         )
     )
     warm = Cache(url, shard_cache=ShardCacheConfig(root / "loop-warm", 2**40))
-    rows = target_loop_speed([local], "bench_vit14", 224, steps, batch, label="local cache")
+    passes = iter(range(100))
+
+    def cold() -> list[Cache]:
+        # Every timed pass starts on its own empty shard cache.
+        return [Cache(url, shard_cache=ShardCacheConfig(root / f"cold-{next(passes)}", 2**40))]
+
+    loop = functools.partial(target_loop_speed, student="bench_vit14", image_size=224)
+    rows = loop([local], steps=steps, batch=batch, label="local cache")
     # timed() runs one warm-up pass first: every shard the plan touches is local after it.
-    rows += target_loop_speed([warm], "bench_vit14", 224, steps, batch, label="s3, warm")
+    rows += loop([warm], steps=steps, batch=batch, label="s3, warm shard cache")
+    rows += loop([warm], steps=steps, batch=batch, label="s3, cold shard cache", fresh=cold)
     return rows
-
-
-def cold_loop_row(url: str, root: Path, steps: int, batch: int, base: float) -> dict:
-    """The first steps of a run on an empty shard cache, prefetching as the trainer does."""
-    import torch
-
-    from proteus.common.prefetch import prefetch
-    from proteus.common.students import build_student
-    from proteus.train.distiller import Distiller
-    from proteus.train.objective import Lambdas, Objective
-
-    speeds = []
-    for repeat in range(2):
-        where = root / f"loop-cold-{repeat}"
-        cache = Cache(url, shard_cache=ShardCacheConfig(where, 2**40))
-        torch.manual_seed(0)
-        model = Distiller(
-            build_student("bench_vit14", 224),
-            [(cache.manifest.embed_dim, Objective(Lambdas()), {})],
-        )
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        images = torch.randn(batch, 3, 224, 224)
-        masks = torch.zeros(batch // 2, int(np.prod(model.student.grid)), dtype=torch.bool)
-        rng = np.random.default_rng(0)
-        plan = [
-            rng.choice(cache.manifest.counts["views"], batch, replace=False) for _ in range(steps)
-        ]
-
-        start = time.perf_counter()
-        for stored in prefetch(planned_reads(cache, ("cls", "patch"), plan, True), depth=2):
-            targets = {
-                n: cache.codec(n).decode({k: torch.from_numpy(v) for k, v in stored[n].items()})
-                for n in ("cls", "patch")
-            }
-            parts = model(images, masks, [targets])
-            opt.zero_grad()
-            parts["loss"].backward()
-            opt.step()
-        speeds.append(steps / (time.perf_counter() - start))
-        if cache.mirror:
-            cache.mirror.close()
-        shutil.rmtree(where)
-    speed = float(np.median(speeds))
-    return {
-        "loop": "s3, cold (empty shard cache, prefetch ahead)",
-        "steps/s": speed,
-        "ratio": speed / base,
-    }
 
 
 def main() -> None:
@@ -203,9 +154,9 @@ def main() -> None:
         )
         print(table(read_rows(local, url, root, batches), ["reader", "views/s", "ratio vs memmap"]))
         print(f"\nB2  training loop, batch {args.batch}, {args.steps} steps, 224 px")
-        rows = loop_rows(local, url, root, args.steps, args.batch)
-        rows.append(cold_loop_row(url, root, args.steps, args.batch, rows[0]["steps/s"]))
-        print(table(rows, ["loop", "steps/s", "ratio"]))
+        print(
+            table(loop_rows(local, url, root, args.steps, args.batch), ["loop", "steps/s", "ratio"])
+        )
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
