@@ -36,6 +36,7 @@ class DamagedShard(DamagedFile):
 SEAL_KEY = f"{PROGRESS_DIR}/seal.json"
 ROOT_KEY = "zarr.json"
 _TARGET_SHARD = re.compile(r"^targets/([^/]+)/c/(\d+)(/0)*$")
+_MARKER = re.compile(rf"^{PROGRESS_DIR}/shard-\d+\.json$")
 _SHARD_STATS = re.compile(rf"^{PROGRESS_DIR}/shard-\d+\.stats\.npz$")
 
 
@@ -43,10 +44,15 @@ def is_target_shard(key: str) -> bool:
     return _TARGET_SHARD.match(key) is not None
 
 
+def is_marker(key: str) -> bool:
+    return _MARKER.match(key) is not None
+
+
 def is_metadata(key: str) -> bool:
-    """What a mirror copies at open: all but target shards and per-shard statistics (only
-    sealing reads those)."""
-    return not is_target_shard(key) and not _SHARD_STATS.match(key)
+    """What readers and writers need locally: all but target shards and per-shard progress.
+    Markers and statistics are one object per shard (tens of thousands at ImageNet scale):
+    only verify and sealing read them, and they fetch them themselves."""
+    return not is_target_shard(key) and not _SHARD_STATS.match(key) and not is_marker(key)
 
 
 class CacheMirror:
@@ -148,10 +154,14 @@ class CacheMirror:
                     if child.name != ".metadata.lock":
                         _remove(child)
             (self.path / ".url").write_text(self.url + "\n")
+            # verify (fresh) and unfinished caches look at the markers too.
+            markers = fresh or self.seal is None
             wanted = [
                 k
                 for k, size in self.listing.items()
-                if is_metadata(k) and not _same_size(self.path / k, size) and k != SEAL_KEY
+                if (is_metadata(k) or (markers and is_marker(k)))
+                and not _same_size(self.path / k, size)
+                and k != SEAL_KEY
             ]
             copy_objects(self.store, wanted, self.path)
             if self.seal is not None:  # last: it says the copy above is complete

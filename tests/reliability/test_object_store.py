@@ -180,7 +180,7 @@ def test_two_trainers_share_one_shard_cache(world, remote, env, tmp_path):
     assert local.returncode == 0, local.stderr
     losses = [[r["loss"] for r in read_log(tmp_path / run)] for run in ("run0", "run1", "local")]
     assert losses[0] == losses[1] == losses[2]
-    mirrors = [p for p in shared.iterdir() if p.is_dir()]
+    mirrors = [p for p in shared.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(mirrors) == 1  # one copy per node, not one per trainer
     fetched = [p for p in mirrors[0].rglob("targets/*/c/**/*") if p.is_file()]
     assert fetched and not [p for p in fetched if p.name.startswith(".")]
