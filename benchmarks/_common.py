@@ -297,3 +297,17 @@ def bench_vit16() -> str:
         {"embed_dim": 96, "depth": 4, "num_heads": 3},
     )
     return register_student(spec).name
+
+
+def bench_vit14() -> str:
+    """Registers (idempotently) and names the 4-block, 96-wide /14 student B2 and B8 train."""
+    from proteus.common.students import StudentSpec, register_student
+
+    spec = StudentSpec(
+        "bench_vit14",
+        "vit_small_patch14_dinov2",
+        14,
+        96,
+        {"embed_dim": 96, "depth": 4, "num_heads": 3},
+    )
+    return register_student(spec).name

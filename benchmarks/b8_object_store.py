@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import planned_reads, synthetic_cache, table, target_loop_speed
+from _common import bench_vit14, planned_reads, synthetic_cache, table, target_loop_speed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from s3server import S3Server
@@ -33,7 +33,6 @@ from s3server import S3Server
 from proteus.common.cache.reader import Cache
 from proteus.common.objectstore import ObjectStore
 from proteus.common.shardcache import ShardCacheConfig
-from proteus.common.students import StudentSpec, register_student
 
 BUCKET = "bench"
 
@@ -102,15 +101,6 @@ def read_rows(local: Cache, url: str, root: Path, batches: list[np.ndarray]) -> 
 
 
 def loop_rows(local: Cache, url: str, root: Path, steps: int, batch: int) -> list[dict]:
-    register_student(
-        StudentSpec(
-            "bench_vit14",
-            "vit_small_patch14_dinov2",
-            14,
-            96,
-            {"embed_dim": 96, "depth": 4, "num_heads": 3},
-        )
-    )
     warm = Cache(url, shard_cache=ShardCacheConfig(root / "loop-warm", 2**40))
     passes = iter(range(100))
 
@@ -118,7 +108,7 @@ def loop_rows(local: Cache, url: str, root: Path, steps: int, batch: int) -> lis
         # Every timed pass starts on its own empty shard cache.
         return [Cache(url, shard_cache=ShardCacheConfig(root / f"cold-{next(passes)}", 2**40))]
 
-    loop = functools.partial(target_loop_speed, student="bench_vit14", image_size=224)
+    loop = functools.partial(target_loop_speed, student=bench_vit14(), image_size=224)
     rows = loop([local], steps=steps, batch=batch, label="local cache")
     # timed() runs one warm-up pass first: every shard the plan touches is local after it.
     rows += loop([warm], steps=steps, batch=batch, label="s3, warm shard cache")
