@@ -32,6 +32,7 @@ from proteus.common.faults import failpoint
 from proteus.common.objectstore import ObjectStore
 
 ENV_STAGING = "PROTEUS_STAGING"
+_WRITE_TEST = ".proteus-write-test-"  # a probe object a kill may leave behind: not foreign
 _MARKER = re.compile(rf"^{PROGRESS_DIR}/shard-(\d+)\.json$")
 
 
@@ -47,7 +48,7 @@ class CachePublisher:
 
     def check_writable(self) -> None:
         """Fail before any teacher work on a missing bucket, credentials or endpoint."""
-        key = f".proteus-write-test-{os.getpid()}"
+        key = f"{_WRITE_TEST}{os.getpid()}"
         self.store.put(key, b"")
         self.store.delete([key])
 
@@ -56,7 +57,7 @@ class CachePublisher:
         sealed), or None where one may be laid out."""
         raw = self.store.get(ROOT_KEY)
         if raw is None:
-            if self.store.list():
+            if any(not key.startswith(_WRITE_TEST) for key in self.store.list()):
                 raise ProteusError(
                     f"--out {self.url}: holds objects but no proteus cache; choose a new prefix"
                 )

@@ -1,8 +1,8 @@
 """A cache on an object store, read through the node's shard cache (``common/shardcache.py``).
 
-Opening one lists the objects once and copies everything but the targets (manifest, tables,
-codec state, progress markers: small) into the shard cache's folder for its URL, which then
-is an ordinary cache folder to every reader. Target shard files follow on first touch,
+Opening one lists the objects once and copies the metadata (manifest, tables, codec state:
+small; not the per-shard markers) into the shard cache's folder for its URL, which then is an
+ordinary cache folder to every reader. Target shard files follow on first touch,
 whole, each checked (its index and every chunk's crc32c) before it is renamed into place, so
 nothing unchecked is ever read. Every fetch first re-reads the remote seal record, so a cache
 replaced under a running trainer stops it instead of mixing two caches' targets, and

@@ -87,11 +87,11 @@ class ShardedTargets:
         self._maps: dict[int, tuple[mmap.mmap, np.ndarray]] = {}  # shard -> (file, index)
         self._verified = np.zeros(views, dtype=bool)  # chunks whose crc32c passed already
         self._lock = threading.Lock()
-        # Where shard n's file is: in the cache folder, or (a remote cache) fetched into the
-        # node's shard cache on first touch.
         # At most this many shards stay mapped (None: all): a shard cache evicts files, and
         # an evicted file's disk space returns only once nobody maps it.
         self.max_open = max_open
+        # Where shard n's file is: in the cache folder, or (a remote cache) fetched into the
+        # node's shard cache on first touch.
         self.locate = locate or (lambda shard: shard_file(self.cache, name, shard, self.ndim))
 
     @property

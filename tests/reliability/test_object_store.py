@@ -132,6 +132,20 @@ def test_writer_killed_mid_shard_resumes_to_the_same_cache(world, server, env):
     assert not list(Path(env["PROTEUS_STAGING"]).rglob("targets/*/c/*")), "staging left behind"
 
 
+def test_writer_killed_while_sealing_resumes_to_a_sealed_cache(world, env):
+    url = f"s3://{BUCKET}/caches/killed-sealing"
+    # Killed after the status table, before the seal record and the sealed root.
+    killed = run_cli(*_extract_args(world, url), env_extra=env | {"PROTEUS_FAULT": "seal-upload:1"})
+    assert killed.returncode == -9, killed.stderr
+    assert "progress/seal.json" not in ObjectStore(url).list()
+    again = run_cli(*_extract_args(world, url), env_extra=env)
+    assert again.returncode == 0, again.stderr
+    cache, reference = Cache(url), Cache(world / "local")
+    assert cache.manifest.stats == reference.manifest.stats
+    keys = ObjectStore(url).list()
+    assert not [k for k in keys if k.endswith(".stats.npz")]  # merged, then deleted
+
+
 def test_a_flipped_byte_on_the_server_is_named_by_verify(remote, env):
     url = f"s3://{BUCKET}/caches/flipped"
     _copy_prefix(remote, url)
