@@ -67,9 +67,21 @@ class ObjectStore:
 
         size = 0
         with open(dest, "wb") as f:
-            for piece in self._call(obstore.get, key).stream(min_chunk_size=8 << 20):
-                f.write(piece)
-                size += len(piece)
+            try:
+                for piece in self._call(obstore.get, key).stream(min_chunk_size=8 << 20):
+                    f.write(piece)
+                    size += len(piece)
+            except (FileNotFoundError, ProteusError):
+                raise
+            except OSError as exc:
+                if exc.errno is None:  # obstore's own errors, e.g. a dropped connection
+                    raise self._error(exc, key) from exc
+                raise ProteusError(  # the local disk: full, or not writable
+                    f"{dest.parent}: cannot write {key} of {self.url} ({exc.strerror}); free "
+                    "space there, or lower --shard-cache-gb"
+                ) from exc
+            except Exception as exc:  # the connection dropped mid-transfer
+                raise self._error(exc, key) from exc
         return size
 
     def put(self, key: str, data: bytes | Path) -> None:
