@@ -17,6 +17,7 @@ import numpy as np
 
 from proteus.common.errors import ProteusError
 from proteus.common.objectstore import is_url
+from proteus.common.shardcache import ShardCacheConfig
 from proteus.common.tarshards import (
     image_byte_size,
     is_shard_spec,
@@ -74,28 +75,31 @@ class ImageList:
         return digest.hexdigest()
 
 
-def data_root(data: Path | str) -> Path:
+def data_root(data: Path | str, shard_cache: ShardCacheConfig | None = None) -> Path:
     """The folder image paths are relative to: the data folder, a list file's folder, or the
     folder of the tar shards (for shards on an object store, the local folder standing for
     theirs, common/tarshards.py)."""
     if is_url(data):
-        return remote_folder(split_url(str(data))[0])
+        return remote_folder(split_url(str(data))[0], config=shard_cache)
     data = Path(data)
     if is_shard_spec(data) and not data.is_dir():
         return data.parent.resolve()
     return (data.parent if data.is_file() else data).resolve()
 
 
-def resolve_root(root: Path | str) -> Path:
+def resolve_root(root: Path | str, shard_cache: ShardCacheConfig | None = None) -> Path:
     """A recorded (or overriding) images root as a local folder: a URL is the folder of tar
-    shards on an object store, and becomes its local stand-in."""
-    return data_root(root) if is_url(root) else Path(root)
+    shards on an object store, and becomes its local stand-in in ``shard_cache``."""
+    return data_root(root, shard_cache) if is_url(root) else Path(root)
 
 
-def scan_images(data: Path | str, option: str = "--data") -> ImageList:
-    """``option`` names the command-line option in error messages."""
+def scan_images(
+    data: Path | str, option: str = "--data", shard_cache: ShardCacheConfig | None = None
+) -> ImageList:
+    """``option`` names the command-line option in error messages; ``shard_cache`` is where
+    tar shards on an object store are fetched to (default: ShardCacheConfig.from_env())."""
     if is_url(data):
-        return _from_shards(data, option)
+        return _from_shards(data, option, shard_cache)
     data = Path(data)
     if is_shard_spec(data):
         return _from_shards(data, option)
@@ -128,16 +132,18 @@ def scan_images(data: Path | str, option: str = "--data") -> ImageList:
     )
 
 
-def _from_shards(data: Path | str, option: str) -> ImageList:
+def _from_shards(
+    data: Path | str, option: str, shard_cache: ShardCacheConfig | None = None
+) -> ImageList:
     """Every sample's image of every shard, as ``<shard>.tar/<member>`` (shard order, then
     key order); labels from the samples' ``.cls`` members."""
     entries: list[tuple[str, int]] = []
-    for shard in shard_files(data, option):
+    for shard in shard_files(data, option, shard_cache):
         entries += [(f"{shard.name}/{m}", label) for m, label in samples(shard, IMAGE_SUFFIXES)]
     if not entries:
         raise ProteusError(f"{option} {data}: the tar shards hold no images")
     paths, labels = zip(*entries, strict=True)
-    root = data_root(data)
+    root = data_root(data, shard_cache)
     location = split_url(str(data))[0] if is_url(data) else None
     return ImageList(root, paths, np.array(labels, np.int64), (), "webdataset", location)
 

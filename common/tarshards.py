@@ -161,11 +161,11 @@ def split_url(url: str) -> tuple[str, str | None]:
     return url.rstrip("/"), None
 
 
-def _remote_shards(url: str, option: str) -> list[Path]:
+def _remote_shards(url: str, option: str, config: ShardCacheConfig | None) -> list[Path]:
     folder_url, pattern = split_url(url)
     if "{" in folder_url:
         raise ProteusError(f"{option} {url}: braces only in the shard name, not in its folder")
-    local = remote_folder(folder_url, option)
+    local = remote_folder(folder_url, option, config)
     listing = _REMOTE[local].listing()
     names = sorted(listing) if pattern is None else expand_braces(pattern)
     missing = [n for n in names if n not in listing]
@@ -179,10 +179,12 @@ def _remote_shards(url: str, option: str) -> list[Path]:
     return [local / name for name in names]
 
 
-def shard_files(data: Path | str, option: str) -> list[Path]:
+def shard_files(
+    data: Path | str, option: str, shard_cache: ShardCacheConfig | None = None
+) -> list[Path]:
     """The shards ``data`` names, in order; all must exist, in one folder."""
     if is_url(data):
-        return _remote_shards(str(data), option)
+        return _remote_shards(str(data), option, shard_cache)
     data = Path(data)
     text = str(data)
     if "{" in text:

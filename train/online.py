@@ -29,6 +29,7 @@ from proteus.common.images import read_encoded
 from proteus.common.prefetch import prefetch
 from proteus.common.probe import probe_images
 from proteus.common.renderer import Renderer, RenderError, dali_version
+from proteus.common.shardcache import ShardCacheConfig
 from proteus.common.teachers import Teacher, build_teacher
 from proteus.common.version import __version__
 from proteus.common.views import AugPolicy, view_records
@@ -52,8 +53,9 @@ class OnlineTeacher:
         seed: int,
         device: torch.device,
         progress: bool,
+        shard_cache: ShardCacheConfig | None = None,
     ):
-        self.images_list: ImageList = scan_images(data)
+        self.images_list: ImageList = scan_images(data, shard_cache=shard_cache)
         self.images, skipped = probe_images(self.images_list, progress=progress)
         self.usable = np.flatnonzero(self.images.status == STATUS_OK)
         if not len(self.usable):

@@ -91,6 +91,8 @@ class _Trainer:
         self.device = torch.device(f"cuda:{info.local_rank}" if device == "cuda" else "cpu")
         cfg.check_source()
         self.online: OnlineTeacher | None = None
+        # Where remote shards (a remote cache's targets, tar shards of remote --data) go.
+        shard_cache = ShardCacheConfig.from_env(cfg.shard_cache, cfg.shard_cache_gb)
         if cfg.teacher is not None and cfg.data is not None:  # online (check_source: both given)
             self.online = OnlineTeacher(
                 cfg.teacher,
@@ -102,11 +104,11 @@ class _Trainer:
                 seed=cfg.seed,
                 device=self.device,
                 progress=cfg.progress and info.is_main,
+                shard_cache=shard_cache,
             )
             self.caches: list[Any] = [self.online]  # a teacher stands where a cache would
         else:
             # Only the first cache's images are rendered, so only it needs --data.
-            shard_cache = ShardCacheConfig.from_env(cfg.shard_cache, cfg.shard_cache_gb)
             self.caches = [
                 Cache(path, data_root=cfg.data if i == 0 else None, shard_cache=shard_cache)
                 for i, path in enumerate(cfg.caches)

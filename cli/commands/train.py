@@ -34,9 +34,9 @@ _LAMBDA_HELP = (
     "--shard-cache",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="With a remote --cache: the node-local folder its shards are fetched into, checked "
-    "and kept, shared by every process of the node. [default: $PROTEUS_SHARD_CACHE or "
-    "~/.cache/proteus/shards]",
+    help="With a remote --cache (or tar shards on an object store): the node-local folder "
+    "their shards are fetched into, checked and kept, shared by every process of the node. "
+    "[default: $PROTEUS_SHARD_CACHE or ~/.cache/proteus/shards]",
 )
 @click.option(
     "--shard-cache-gb",

@@ -86,7 +86,7 @@ class Cache:
         self.images: ImageTable = read_image_table(root)
         self.views: ViewTable = read_view_table(root)
         # A URL (tar shards on an object store) stands for a local folder they are fetched to.
-        self.data_root = resolve_root(data_root or self.manifest.dataset["root"])
+        self.data_root = resolve_root(data_root or self.manifest.dataset["root"], shard_cache)
         if reader not in ("shards", "tensorstore"):
             raise ValueError(f"reader must be shards or tensorstore, not {reader!r}")
         self.reader = reader

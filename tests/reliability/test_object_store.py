@@ -253,11 +253,15 @@ def test_tar_shards_on_the_server_extract_and_train_on_another_node(env, tmp_pat
     assert all(np.array_equal(ours[n], theirs[n]) for n in theirs)
     assert cache.images.path.tolist() == reference.images.path.tolist()
     assert np.array_equal(cache.encoded(3), reference.encoded(3))  # a member, fetched
-    train(url, tmp_path / "from-s3", max_steps=3)
+    # A third node, told by --shard-cache: targets and tars both land there.
+    train(url, tmp_path / "from-s3", max_steps=3, shard_cache=tmp_path / "node3")
     train(tmp_path / "local", tmp_path / "from-disk", max_steps=3)
     losses = [[r["loss"] for r in read_log(tmp_path / run)] for run in ("from-s3", "from-disk")]
     assert losses[0] == losses[1]
-    assert sorted(p.name for p in (tmp_path / "node2").glob("*/*.tar")) == [
-        "train-000000.tar",
-        "train-000001.tar",
-    ]
+
+    def tars(node: str) -> list[str]:
+        return sorted(p.name for p in (tmp_path / node).glob("*/*.tar"))
+
+    assert tars("node2") == ["train-000001.tar"]  # only the shard of the one image read
+    assert tars("node3") == ["train-000000.tar", "train-000001.tar"]
+    assert list((tmp_path / "node3").glob("*/targets/patch/c/*/*/*"))
