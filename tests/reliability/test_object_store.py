@@ -217,18 +217,23 @@ def test_two_trainers_share_one_shard_cache(world, remote, env, tmp_path):
     ],
 )
 def test_bad_store_settings_get_one_line_errors(world, env, url, change, message):
+    """Writing (extract --out) and reading (train --cache) both say what is wrong."""
     base = {k: v for k, v in (env | change).items() if v}
-    proc = subprocess.run(
-        [sys.executable, "-m", "proteus", *_extract_args(world, url)],
-        env={k: v for k, v in cli_env().items() if k not in change} | base,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and "--out" in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    for args, option in (
+        (_extract_args(world, url), "--out"),
+        (train_args(None, world / "run", "--cache", url), "--cache"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "proteus", *args],
+            env={k: v for k, v in cli_env().items() if k not in change} | base,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode != 0
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and option in lines[0], proc.stderr
+        assert "Traceback" not in proc.stderr
 
 
 def test_tar_shards_on_the_server_extract_and_train_on_another_node(env, tmp_path, monkeypatch):
