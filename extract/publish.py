@@ -45,6 +45,7 @@ class CachePublisher:
         root = staging_root or os.environ.get(ENV_STAGING) or Path.home() / ".cache/proteus/staging"
         digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         self.staging = Path(root) / digest / f"rank-{rank}"
+        self._laid_out_here = False  # staging holds the layout this process just uploaded
 
     def check_writable(self) -> None:
         """Fail before any teacher work on a missing bucket, credentials or endpoint."""
@@ -99,10 +100,13 @@ class CachePublisher:
             if path.is_file() and key != ROOT_KEY and not path.name.startswith("."):
                 self.store.put(key, path)
         self.store.put(ROOT_KEY, root_json)
+        self._laid_out_here = True
 
     def pull_metadata(self) -> Path:
         """A fresh staging folder holding the store's layout (tables, array metadata, codec
         state): what CacheWriter needs to write shards and to seal."""
+        if self._laid_out_here:  # the process that laid it out has it already
+            return self.staging
         staging = self.fresh_staging()
         listing = self.store.list()
         copy_objects(self.store, [k for k in listing if is_metadata(k)], staging)
