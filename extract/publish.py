@@ -19,13 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
 from proteus.common.cache.layout import PROGRESS_DIR, progress_path, seal_path, shard_key
 from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, Manifest
-from proteus.common.cache.mirror import ROOT_KEY, copy_objects, is_metadata
+from proteus.common.cache.mirror import ROOT_KEY, copy_objects, is_metadata, marker_shard
 from proteus.common.cache.stats import shard_stats_path
 from proteus.common.errors import ProteusError
 from proteus.common.faults import failpoint
@@ -33,7 +32,6 @@ from proteus.common.objectstore import ObjectStore
 
 ENV_STAGING = "PROTEUS_STAGING"
 _WRITE_TEST = ".proteus-write-test-"  # a probe object a kill may leave behind: not foreign
-_MARKER = re.compile(rf"^{PROGRESS_DIR}/shard-(\d+)\.json$")
 
 
 class CachePublisher:
@@ -114,11 +112,8 @@ class CachePublisher:
         return staging
 
     def done_shards(self) -> set[int]:
-        return {
-            int(match.group(1))
-            for key in self.store.list(f"{PROGRESS_DIR}/")
-            if (match := _MARKER.match(key))
-        }
+        shards = (marker_shard(key) for key in self.store.list(f"{PROGRESS_DIR}/"))
+        return {shard for shard in shards if shard is not None}
 
     def publish_shard(self, manifest: Manifest, shard: int) -> None:
         """Upload shard ``shard`` (written in staging) and drop the local copy of its

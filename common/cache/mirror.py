@@ -22,7 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from proteus.common.cache.layout import PROGRESS_DIR, read_manifest, shard_bounds
+from proteus.common.cache.layout import (
+    PROGRESS_DIR,
+    read_manifest,
+    shard_bounds,
+    shard_file,
+    shard_key,
+)
 from proteus.common.cache.shards import shard_problem
 from proteus.common.errors import ProteusError
 from proteus.common.objectstore import ObjectStore
@@ -36,7 +42,7 @@ class DamagedShard(DamagedFile):
 SEAL_KEY = f"{PROGRESS_DIR}/seal.json"
 ROOT_KEY = "zarr.json"
 _TARGET_SHARD = re.compile(r"^targets/([^/]+)/c/(\d+)(/0)*$")
-_MARKER = re.compile(rf"^{PROGRESS_DIR}/shard-\d+\.json$")
+_MARKER = re.compile(rf"^{PROGRESS_DIR}/shard-(\d+)\.json$")
 _SHARD_STATS = re.compile(rf"^{PROGRESS_DIR}/shard-\d+\.stats\.npz$")
 
 
@@ -44,8 +50,14 @@ def is_target_shard(key: str) -> bool:
     return _TARGET_SHARD.match(key) is not None
 
 
+def marker_shard(key: str) -> int | None:
+    """The shard whose progress marker ``key`` is, or None for any other key."""
+    match = _MARKER.match(key)
+    return int(match.group(1)) if match else None
+
+
 def is_marker(key: str) -> bool:
-    return _MARKER.match(key) is not None
+    return marker_shard(key) is not None
 
 
 def is_metadata(key: str) -> bool:
@@ -53,6 +65,14 @@ def is_metadata(key: str) -> bool:
     Markers and statistics are one object per shard (tens of thousands at ImageNet scale):
     only verify and sealing read them, and they fetch them themselves."""
     return not is_target_shard(key) and not _SHARD_STATS.match(key) and not is_marker(key)
+
+
+def shard_stored(cache: Path, mirror: CacheMirror | None, name: str, shard: int, ndim: int) -> bool:
+    """Whether target ``name``'s shard exists: on the store (listed at open) for a remote
+    cache, as a file in the folder for a local one."""
+    if mirror is not None:
+        return mirror.has(shard_key(name, shard, ndim))
+    return shard_file(cache, name, shard, ndim).is_file()
 
 
 class CacheMirror:

@@ -23,11 +23,10 @@ from proteus.common.cache.layout import (
     read_image_table,
     read_manifest,
     read_view_table,
-    shard_file,
     shard_key,
 )
 from proteus.common.cache.manifest import SEALED, Manifest
-from proteus.common.cache.mirror import CacheMirror
+from proteus.common.cache.mirror import CacheMirror, shard_stored
 from proteus.common.cache.shards import ShardedTargets
 from proteus.common.dataset import resolve_root
 from proteus.common.errors import ProteusError
@@ -130,16 +129,11 @@ class Cache:
         for array in self.arrays_of(names):
             ndim = 1 + len(m.arrays[array]["shape"])
             for shard in range(m.num_shards):
-                if not self._has_shard(array, shard, ndim):
+                if not shard_stored(self.path, self.mirror, array, shard, ndim):
                     raise ProteusError(
                         f"{self.option} {self.name}: targets/{array} shard {shard} is missing; the "
                         "cache is damaged (`proteus cache verify` lists everything wrong)"
                     )
-
-    def _has_shard(self, array: str, shard: int, ndim: int) -> bool:
-        if self.mirror is not None:
-            return self.mirror.has(shard_key(array, shard, ndim))
-        return shard_file(self.path, array, shard, ndim).is_file()
 
     def prefetch(self, names: tuple[str, ...], ids: np.ndarray | None) -> None:
         """A remote cache starts fetching the shards these views live in (a local one has

@@ -25,11 +25,10 @@ from proteus.common.cache.layout import (
     read_view_table,
     seal_path,
     shard_bounds,
-    shard_file,
     shard_key,
 )
 from proteus.common.cache.manifest import SEALED, Manifest
-from proteus.common.cache.mirror import CacheMirror, DamagedShard
+from proteus.common.cache.mirror import CacheMirror, DamagedShard, shard_stored
 from proteus.common.errors import ProteusError
 from proteus.common.views import AugPolicy, ViewTable, sample_views
 
@@ -122,11 +121,7 @@ def _check_target(
         return [f"targets/{name}: shape {arr.shape} {arr.dtype}, manifest says {want} {dtype}"]
     problems = []
     for shard in range(m.num_shards):
-        if mirror is not None:
-            present = mirror.has(shard_key(name, shard, len(want)))
-        else:
-            present = shard_file(path, name, shard, len(want)).is_file()
-        if not present:
+        if not shard_stored(path, mirror, name, shard, len(want)):
             problems.append(f"targets/{name} shard {shard}: file missing")
     return problems
 
