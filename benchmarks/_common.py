@@ -285,28 +285,19 @@ def _memory_loop(caches, names, plan, step, decode, on, baseline: str):
     return undecoded
 
 
-def bench_vit16() -> str:
-    """Registers (idempotently) and names the 4-block, 96-wide /16 student B5 and B6 train."""
+# The timm architecture of the benchmark student, by patch size.
+_BENCH_ARCH = {14: "vit_small_patch14_dinov2", 16: "vit_small_patch16_224"}
+
+
+def bench_vit(patch: int) -> str:
+    """Registers (idempotently) and names the 4-block, 96-wide student with this patch size:
+    /14 is what B2 and B8 train, /16 what B5 and B6 train."""
     from proteus.common.students import StudentSpec, register_student
 
     spec = StudentSpec(
-        "bench_vit16",
-        "vit_small_patch16_224",
-        16,
-        96,
-        {"embed_dim": 96, "depth": 4, "num_heads": 3},
-    )
-    return register_student(spec).name
-
-
-def bench_vit14() -> str:
-    """Registers (idempotently) and names the 4-block, 96-wide /14 student B2 and B8 train."""
-    from proteus.common.students import StudentSpec, register_student
-
-    spec = StudentSpec(
-        "bench_vit14",
-        "vit_small_patch14_dinov2",
-        14,
+        f"bench_vit{patch}",
+        _BENCH_ARCH[patch],
+        patch,
         96,
         {"embed_dim": 96, "depth": 4, "num_heads": 3},
     )

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import bench_vit14, synthetic_cache, table, target_loop_speed, timed
+from _common import bench_vit, synthetic_cache, table, target_loop_speed, timed
 
 from proteus.common.cache.reader import Cache
 
 
 def loop_speed(caches: list[Cache], steps: int, batch: int, label: str) -> list[dict]:
     """One teacher per cache (aligned caches share view ids): both loops train all heads."""
-    return target_loop_speed(caches, bench_vit14(), 224, steps, batch, label=label)
+    return target_loop_speed(caches, bench_vit(14), 224, steps, batch, label=label)
 
 
 def render_speed(root: Path, views: int = 64) -> list[dict]:

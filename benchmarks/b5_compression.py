@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import bench_vit16, table
+from _common import bench_vit, table
 
 from proteus.common.cache.codec import TargetCodec, components_for, fit_pca
 
@@ -111,7 +111,7 @@ def agreement(root: Path, steps: int) -> list[dict]:
     from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
-    bench_vit16()
+    bench_vit(16)
     write_digits(root / "digits", 64)
     common = {"teacher": "effnet_lite0", "image_size": 64, "device": "cpu", "progress": False}
     run_extract(

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import bench_vit16, synthetic_cache, table
+from _common import bench_vit, synthetic_cache, table
 from PIL import Image
 
 READ_LOOP = """
@@ -78,7 +78,7 @@ def linearity(root: Path, images: int) -> list[dict]:
     from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
-    bench_vit16()
+    bench_vit(16)
     rng = np.random.default_rng(0)
     rows = []
     for scale in (1, 2, 4):

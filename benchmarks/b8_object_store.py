@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import bench_vit14, planned_reads, synthetic_cache, table, target_loop_speed
+from _common import bench_vit, planned_reads, synthetic_cache, table, target_loop_speed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from s3server import S3Server
@@ -108,7 +108,7 @@ def loop_rows(local: Cache, url: str, root: Path, steps: int, batch: int) -> lis
         # Every timed pass starts on its own empty shard cache.
         return [Cache(url, shard_cache=ShardCacheConfig(root / f"cold-{next(passes)}", 2**40))]
 
-    loop = functools.partial(target_loop_speed, student=bench_vit14(), image_size=224)
+    loop = functools.partial(target_loop_speed, student=bench_vit(14), image_size=224)
     rows = loop([local], steps=steps, batch=batch, label="local cache")
     # timed() runs one warm-up pass first: every shard the plan touches is local after it.
     rows += loop([warm], steps=steps, batch=batch, label="s3, warm shard cache")
