@@ -60,3 +60,12 @@ class S3Server:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def copy_prefix(url: str, to: str) -> None:
+    """Every object under ``url`` put again under ``to`` (a cache the test may damage)."""
+    from proteus.common.objectstore import ObjectStore
+
+    src, dst = ObjectStore(url), ObjectStore(to)
+    for key in src.list():
+        dst.put(key, src.get(key))

@@ -13,7 +13,7 @@ import imagegen
 import numpy as np
 import pytest
 from extract_helpers import cli_args, cli_env, run_cli
-from s3server import S3Server
+from s3server import S3Server, copy_prefix
 from train_helpers import train, train_args
 
 from proteus.common.cache.layout import shard_key
@@ -83,12 +83,6 @@ def _all_targets(cache: Cache) -> dict[str, np.ndarray]:
     return {name: cache.read(name, ids) for name in cache.manifest.targets}
 
 
-def _copy_prefix(url: str, to: str) -> None:
-    src, dst = ObjectStore(url), ObjectStore(to)
-    for key in src.list():
-        dst.put(key, src.get(key))
-
-
 def test_extract_to_s3_equals_the_local_cache_and_trains_alike(world, remote, env, tmp_path):
     local, cache = Cache(world / "local"), Cache(remote)
     assert cache.manifest.stats == local.manifest.stats
@@ -148,7 +142,7 @@ def test_writer_killed_while_sealing_resumes_to_a_sealed_cache(world, env):
 
 def test_a_flipped_byte_on_the_server_is_named_by_verify(remote, env):
     url = f"s3://{BUCKET}/caches/flipped"
-    _copy_prefix(remote, url)
+    copy_prefix(remote, url)
     store = ObjectStore(url)
     key = shard_key("patch", 3, 3)
     data = bytearray(store.get(key))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from extract_helpers import extract
+from s3server import copy_prefix
 from train_helpers import train
 
 from proteus.app import main as app
@@ -87,9 +88,8 @@ def test_prefetch_fetches_the_planned_shards_in_the_background(world, tmp_path):
 def test_a_cache_replaced_under_a_reader_is_refused_not_mixed(world, tmp_path):
     _, url = world
     copy = f"file://{tmp_path}/copy"
-    src, dst = ObjectStore(url), ObjectStore(copy)
-    for key in src.list():
-        dst.put(key, src.get(key))
+    copy_prefix(url, copy)
+    dst = ObjectStore(copy)
     cache = Cache(copy, shard_cache=ShardCacheConfig(tmp_path / "shards", 2**30))
     cache.read("cls", np.array([0]))
     # Another extraction sealed at the same URL (its seal record names another manifest).
