@@ -68,9 +68,10 @@ def remote_folder(url: str, option: str = "--data", config: ShardCacheConfig | N
     it is fetched the first time anything reads it."""
     url = url.rstrip("/")
     config = config or ShardCacheConfig.from_env()
-    folder = _RemoteFolder(url, option, config)
-    _REMOTE.setdefault(folder.local, folder)
-    return folder.local
+    local = config.folder(url)
+    if local not in _REMOTE:  # one store client and listing per folder and process
+        _REMOTE[local] = _RemoteFolder(url, option, config)
+    return local
 
 
 def _present(shard: Path) -> bool:
