@@ -76,6 +76,13 @@ class TrainBatches:
 
     def batch(self, step: int) -> TrainBatch:
         plan = self.sampler.plan(step, self.rank)
+        pairs = list(zip(self.caches, self.target_names, strict=True))
+        if any(cache.mirror is not None for cache in self.caches):
+            # Asked for before this step's rendering, so the fetches run while it renders.
+            ahead = [self.sampler.rank_views(step + k, self.rank) for k in self.FETCH_AHEAD]
+            ids = np.concatenate([a for a in ahead if a is not None] or [np.empty(0, np.int64)])
+            for cache, names in pairs:
+                cache.prefetch(names, ids)
         views = self.cache.views[plan.view_ids]
         encoded = list(self._io.map(self._load, views.image.tolist()))
         try:
@@ -88,13 +95,6 @@ class TrainBatches:
             ) from exc
         if plan.view_ids is None:  # the sampler plans views whenever the cache has them
             raise ProteusError(f"step {step}: no recorded views planned for a cached run")
-        pairs = zip(self.caches, self.target_names, strict=True)
-        if any(cache.mirror is not None for cache in self.caches):
-            ahead = [self.sampler.rank_views(step + k, self.rank) for k in self.FETCH_AHEAD]
-            ids = np.concatenate([a for a in ahead if a is not None] or [np.empty(0, np.int64)])
-            for cache, names in pairs:
-                cache.prefetch(names, ids)
-        pairs = zip(self.caches, self.target_names, strict=True)
         targets = [
             {name: cache.read_stored(name, plan.view_ids) for name in names}
             for cache, names in pairs
