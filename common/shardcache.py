@@ -128,9 +128,21 @@ class ShardCacheConfig:
                     yield path, st.st_mtime, st.st_size
 
 
+def make_folder(path: Path) -> Path:
+    """``path`` created if needed; a folder that cannot be made is the user's to fix."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProteusError(
+            f"shard cache: cannot create {path} ({exc.strerror or exc}); choose a writable "
+            f"--shard-cache (or ${ENV_ROOT})"
+        ) from exc
+    return path
+
+
 @contextmanager
 def flock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -147,5 +159,5 @@ def touch(path: Path) -> None:
 
 def partial_name(path: Path) -> Path:
     """A temporary name next to ``path``: hidden, never evicted, unique per thread."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")

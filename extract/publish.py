@@ -72,9 +72,15 @@ class CachePublisher:
         return Manifest.from_dict(manifest, where=self.url)
 
     def fresh_staging(self) -> Path:
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
-        self.staging.mkdir(parents=True)
+        try:
+            if self.staging.exists():
+                shutil.rmtree(self.staging)
+            self.staging.mkdir(parents=True)
+        except OSError as exc:
+            raise ProteusError(
+                f"--staging: cannot write {self.staging} ({exc.strerror or exc}); choose a "
+                f"writable folder (or ${ENV_STAGING})"
+            ) from exc
         return self.staging
 
     def remove_staging(self) -> None:

@@ -32,7 +32,13 @@ from proteus.common.cache.layout import (
 from proteus.common.cache.shards import shard_problem
 from proteus.common.errors import ProteusError
 from proteus.common.objectstore import ObjectStore
-from proteus.common.shardcache import DamagedFile, ShardCacheConfig, flock, partial_name
+from proteus.common.shardcache import (
+    DamagedFile,
+    ShardCacheConfig,
+    flock,
+    make_folder,
+    partial_name,
+)
 
 
 class DamagedShard(DamagedFile):
@@ -165,7 +171,7 @@ class CacheMirror:
         """Copy what is not a target shard. A mirror belongs to one sealed cache: when the
         remote seal record differs from the one copied last time (or ``fresh``: verify reads
         the store itself), the old copy goes."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path)
         with flock(self.path / ".metadata.lock"):
             here = self.path / SEAL_KEY
             old = here.read_bytes() if here.is_file() else None

@@ -140,3 +140,19 @@ def test_agreement_and_cache_commands_take_a_url(world, tmp_path, monkeypatch):
     assert info.exit_code == 0 and f"cache      {url}" in info.output
     verify = runner.invoke(app, ["cache", "verify", url])
     assert verify.exit_code == 0 and "OK  file://" in verify.output
+
+
+def test_unwritable_shard_cache_and_staging_are_named(world, tmp_path):
+    local, url = world
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # nothing can be created under a file, not even by root
+    with pytest.raises(ProteusError, match=r"shard cache: cannot create .*--shard-cache"):
+        Cache(url, shard_cache=ShardCacheConfig(blocker / "shards", 2**30))
+    root = local.parent
+    with pytest.raises(ProteusError, match=r"--staging: cannot write .*a-file"):
+        extract(
+            root / "data",
+            f"file://{tmp_path}/out",
+            root / "w.safetensors",
+            staging=blocker / "staging",
+        )
