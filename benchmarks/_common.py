@@ -87,7 +87,7 @@ def synthetic_cache(
     from proteus.common.cache.manifest import CREATING, FORMAT_VERSION, Manifest
     from proteus.common.cache.reader import Cache
     from proteus.common.cache.stats import StatsSums
-    from proteus.common.version import __version__
+    from proteus.common.runtime.version import __version__
     from proteus.common.views import AugPolicy, sample_views
     from proteus.extract.writer import CacheWriter
 
@@ -187,7 +187,7 @@ def target_loop_speed(
     a cold start), asking for the next 4 steps' shards ahead as the trainer does."""
     import torch
 
-    from proteus.common.prefetch import prefetch
+    from proteus.common.runtime.prefetch import prefetch
     from proteus.common.students import build_student
     from proteus.train.distiller import Distiller
     from proteus.train.objective import Lambdas, Objective

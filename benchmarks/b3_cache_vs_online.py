@@ -25,7 +25,7 @@ import torch
 from _common import synthetic_cache, table, timed
 from torch.utils.flop_counter import FlopCounterMode
 
-from proteus.common.prefetch import prefetch
+from proteus.common.runtime.prefetch import prefetch
 from proteus.common.students import StudentSpec, build_student, register_student
 from proteus.train.distiller import Distiller
 from proteus.train.objective import Lambdas, Objective

@@ -26,7 +26,7 @@ from PIL import Image
 READ_LOOP = """
 import resource, numpy as np, torch
 from proteus.common.cache.reader import Cache
-from proteus.common.prefetch import prefetch
+from proteus.common.runtime.prefetch import prefetch
 cache = Cache({cache!r})
 rng = np.random.default_rng(0)
 views = cache.manifest.counts["views"]

@@ -4,6 +4,6 @@ This package is the command line; the library (``proteus.common``, ``.extract``,
 ``.evaluate``) never imports it.
 """
 
-from proteus.common.version import __version__
+from proteus.common.runtime.version import __version__
 
 __all__ = ["__version__"]

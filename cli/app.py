@@ -18,8 +18,8 @@ from proteus.commands.sweep import sweep
 from proteus.commands.teachers import teachers
 from proteus.commands.train import train
 from proteus.commands.viz import viz
-from proteus.common.errors import ProteusError
-from proteus.common.version import __version__
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.version import __version__
 
 
 class ProteusGroup(click.Group):
@@ -27,7 +27,7 @@ class ProteusGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            from proteus.common.plugins import load_plugins
+            from proteus.common.runtime.plugins import load_plugins
 
             load_plugins()
             return super().invoke(ctx)

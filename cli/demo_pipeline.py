@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.views import AugPolicy
 from proteus.train.run_folder import RunFolder
 

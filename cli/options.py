@@ -61,7 +61,7 @@ class HintPair(click.ParamType):
     name = "S:T[@C]"
 
     def convert(self, value, param, ctx):
-        from proteus.common.errors import ProteusError
+        from proteus.common.runtime.errors import ProteusError
         from proteus.train.objective import Hint, parse_hint
 
         if isinstance(value, Hint):

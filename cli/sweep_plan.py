@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from proteus.common.errors import Interrupted, ProteusError
+from proteus.common.runtime.errors import Interrupted, ProteusError
 from proteus.options import HintPair
 from proteus.train.run_folder import RunFolder
 

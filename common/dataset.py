@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from proteus.common.errors import ProteusError
 from proteus.common.objectstore import is_url
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.shardcache import ShardCacheConfig
 from proteus.common.tarshards import (
     image_byte_size,

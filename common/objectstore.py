@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 SCHEMES = ("s3://", "gs://", "file://")
 

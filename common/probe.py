@@ -10,7 +10,7 @@ import numpy as np
 from proteus.common.cache.layout import STATUS_OK, STATUS_SKIPPED, ImageTable
 from proteus.common.dataset import ImageList
 from proteus.common.images import ImageProbe, probe_image
-from proteus.common.progress import progress_bar
+from proteus.common.runtime.progress import progress_bar
 
 
 def probe_images(images: ImageList, *, progress: bool = True) -> tuple[ImageTable, list[dict]]:

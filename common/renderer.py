@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from proteus.common.errors import ProteusError
 from proteus.common.randaugment import NONE, layer_feeds
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.views import AugPolicy, ViewTable
 
 _INTERP = {"linear": "INTERP_LINEAR", "cubic": "INTERP_CUBIC"}

@@ -24,8 +24,8 @@ import re
 import tarfile
 from pathlib import Path
 
-from proteus.common.errors import ProteusError
 from proteus.common.objectstore import ObjectStore, is_url
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.shardcache import ShardCacheConfig
 
 TAR_SUFFIX = ".tar"

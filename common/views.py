@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from proteus.common.errors import ProteusError
 from proteus.common.randaugment import NONE, sample_layers
+from proteus.common.runtime.errors import ProteusError
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from proteus.common.errors import ProteusError
-from proteus.common.files import atomic_write_text
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.files import atomic_write_text
 from proteus.train.logs import read_log
 from proteus.train.run_folder import RunFolder
 

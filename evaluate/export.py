@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from proteus.common.errors import ProteusError
-from proteus.common.version import __version__
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.version import __version__
 from proteus.evaluate.models import TrainedStudent, load_trained_student
 
 FORMATS = ("timm", "onnx")

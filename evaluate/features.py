@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from proteus.common.dataset import ImageList, scan_images
-from proteus.common.errors import ProteusError
 from proteus.common.images import probe_image, read_encoded
-from proteus.common.progress import progress_bar
 from proteus.common.renderer import RenderConfig, Renderer
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.progress import progress_bar
 from proteus.common.views import ViewTable
 from proteus.evaluate.models import FeatureSource
 

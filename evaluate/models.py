@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from proteus.common.cache.stats import TargetStats
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.students import Student, build_student
 from proteus.common.teachers import build_teacher, get_teacher_spec
 from proteus.common.teachers.spec import IMAGENET_MEAN, IMAGENET_STD

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from proteus.common.cache.stats import TargetStats
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.students import Student
 from proteus.evaluate.export import ExportCheck, compare, sample_images
 from proteus.evaluate.models import TrainedStudent

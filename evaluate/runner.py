@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from proteus.common.distributed import resolve_device
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.distributed import resolve_device
+from proteus.common.runtime.errors import ProteusError
 from proteus.evaluate.config import ProbeConfig
 from proteus.evaluate.features import FeatureSet, folder_features
 from proteus.evaluate.knn import knn_predict, topk_accuracy

@@ -10,7 +10,7 @@ from proteus.common.cache.codec import PCAAccumulator, PCABasis, TargetCodec
 from proteus.common.cache.layout import ImageTable, shard_bounds
 from proteus.common.cache.manifest import Manifest
 from proteus.common.cache.stats import StatsSums
-from proteus.common.progress import progress_bar
+from proteus.common.runtime.progress import progress_bar
 from proteus.common.teachers import Teacher
 from proteus.extract.feed import Batch, ShardFeed
 

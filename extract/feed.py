@@ -16,9 +16,9 @@ import torch
 from PIL import UnidentifiedImageError
 
 from proteus.common.cache.layout import ImageTable
-from proteus.common.faults import failpoint
 from proteus.common.images import read_encoded
 from proteus.common.renderer import Renderer
+from proteus.common.runtime.faults import failpoint
 from proteus.common.views import ViewTable
 
 

@@ -32,7 +32,10 @@ from proteus.common.cache.manifest import (
 )
 from proteus.common.cache.reader import Cache
 from proteus.common.dataset import ImageList, data_root, scan_images
-from proteus.common.distributed import (
+from proteus.common.objectstore import is_url
+from proteus.common.probe import probe_images
+from proteus.common.renderer import RenderConfig, Renderer, dali_version, render_device
+from proteus.common.runtime.distributed import (
     DistInfo,
     barrier,
     close_distributed,
@@ -40,15 +43,12 @@ from proteus.common.distributed import (
     resolve_device,
     share_outcome,
 )
-from proteus.common.errors import ProteusError
-from proteus.common.objectstore import is_url
-from proteus.common.prefetch import prefetch
-from proteus.common.probe import probe_images
-from proteus.common.progress import progress_bar
-from proteus.common.renderer import RenderConfig, Renderer, dali_version, render_device
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.prefetch import prefetch
+from proteus.common.runtime.progress import progress_bar
+from proteus.common.runtime.version import __version__
 from proteus.common.teachers import Teacher, build_teacher
 from proteus.common.teachers.placement import spread_layers, teacher_devices
-from proteus.common.version import __version__
 from proteus.common.views import AugPolicy, sample_views
 from proteus.extract.config import ExtractConfig
 from proteus.extract.encode import ShardBuffer, ShardEncoder, fit_bases, forward

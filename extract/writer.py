@@ -40,9 +40,9 @@ from proteus.common.cache.layout import (
 )
 from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, SEALED, WRITING, Manifest
 from proteus.common.cache.stats import StatsSums, shard_stats_path
-from proteus.common.errors import ProteusError
-from proteus.common.faults import failpoint
-from proteus.common.files import atomic_write_text
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.faults import failpoint
+from proteus.common.runtime.files import atomic_write_text
 from proteus.common.views import ViewTable
 
 

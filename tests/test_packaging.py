@@ -88,7 +88,7 @@ def test_the_library_never_imports_the_command_line():
 
 def test_the_version_is_written_once():
     from proteus import __version__
-    from proteus.common.version import __version__ as library_version
+    from proteus.common.runtime.version import __version__ as library_version
 
     assert __version__ == library_version
     assert '\nversion = "' not in (ROOT / "pyproject.toml").read_text()  # dynamic, read from there

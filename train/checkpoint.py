@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from proteus.common.errors import ProteusError
-from proteus.common.faults import failpoint
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.faults import failpoint
 from proteus.train.run_folder import RunFolder
 
 CHECKPOINT = RunFolder.CHECKPOINT

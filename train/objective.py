@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 # The one table of loss parts: λ names (Lambdas' fields), logged as loss_<part>, in this order.
 LOSS_PARTS = ("token", "fea", "patch", "hint")

@@ -24,14 +24,14 @@ import torch
 from proteus.common.cache.layout import STATUS_OK, ImageTable
 from proteus.common.cache.manifest import FORMAT_VERSION, Manifest, teacher_fields
 from proteus.common.dataset import ImageList, scan_images
-from proteus.common.errors import ProteusError
 from proteus.common.images import read_encoded
-from proteus.common.prefetch import prefetch
 from proteus.common.probe import probe_images
 from proteus.common.renderer import Renderer, RenderError, dali_version
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.prefetch import prefetch
+from proteus.common.runtime.version import __version__
 from proteus.common.shardcache import ShardCacheConfig
 from proteus.common.teachers import Teacher, build_teacher
-from proteus.common.version import __version__
 from proteus.common.views import AugPolicy, view_records
 from proteus.train.sampler import ViewSampler
 

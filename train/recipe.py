@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proteus.common.errors import ProteusError
-from proteus.common.files import atomic_write_text
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.files import atomic_write_text
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 
 @dataclass(frozen=True)

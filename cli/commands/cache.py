@@ -46,7 +46,7 @@ def verify(cache_dir: Path | str, quick: bool) -> None:
     """
     from proteus.common.cache.layout import read_manifest
     from proteus.common.cache.verify import verify_cache
-    from proteus.common.progress import progress_bar
+    from proteus.common.runtime.progress import progress_bar
 
     path, mirror = _open(cache_dir)
     manifest = read_manifest(path)

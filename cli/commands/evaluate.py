@@ -219,7 +219,7 @@ def agreement(
     device: str,
 ) -> None:
     """Cosine and MSE between the student's heads and the teacher's cached targets."""
-    from proteus.common.distributed import resolve_device
+    from proteus.common.runtime.distributed import resolve_device
     from proteus.evaluate.agreement import run_agreement
 
     result = run_agreement(
@@ -261,7 +261,7 @@ def _finish(result: dict, json_path: Path | None, run: Path | None, kind: str) -
     """Print skipped images; write --json, and keep the result in the run folder's eval/."""
     import json
 
-    from proteus.common.files import atomic_write_text
+    from proteus.common.runtime.files import atomic_write_text
     from proteus.train.run_folder import RunFolder
 
     skipped = result.get("skipped") or []

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from proteus.common.cache.layout import ImageTable
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.views import ViewTable
 
 _IMAGE_COLUMNS = ("path", "label", "height", "width", "transcode")

@@ -20,7 +20,7 @@ import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec
 
 from proteus.common.cache.manifest import MANIFEST_KEY, Manifest
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.views import ViewTable
 
 PROGRESS_DIR = "progress"

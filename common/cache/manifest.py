@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 FORMAT_VERSION = 1
 MANIFEST_KEY = "proteus"

@@ -30,8 +30,8 @@ from proteus.common.cache.layout import (
     shard_key,
 )
 from proteus.common.cache.shards import shard_problem
-from proteus.common.errors import ProteusError
 from proteus.common.objectstore import ObjectStore
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.shardcache import (
     DamagedFile,
     ShardCacheConfig,
@@ -254,7 +254,7 @@ def _same_size(path: Path, size: int) -> bool:
 
 
 def _write(path: Path, data: bytes) -> None:
-    from proteus.common.files import atomic_write_bytes
+    from proteus.common.runtime.files import atomic_write_bytes
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, data)

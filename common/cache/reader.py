@@ -29,9 +29,9 @@ from proteus.common.cache.manifest import SEALED, Manifest
 from proteus.common.cache.mirror import CacheMirror, shard_stored
 from proteus.common.cache.shards import ShardedTargets
 from proteus.common.dataset import resolve_root
-from proteus.common.errors import ProteusError
 from proteus.common.images import read_encoded
 from proteus.common.objectstore import is_url
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.shardcache import ShardCacheConfig
 from proteus.common.views import ViewTable
 

@@ -26,7 +26,7 @@ import google_crc32c
 import numpy as np
 
 from proteus.common.cache.layout import shard_file
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 _MISSING = np.uint64(2**64 - 1)  # zarr's marker of an absent chunk in a shard index
 _PIECE = 64 * 1024

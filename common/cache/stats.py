@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from proteus.common.cache.layout import PROGRESS_DIR
-from proteus.common.errors import ProteusError
-from proteus.common.files import atomic_write_bytes
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.files import atomic_write_bytes
 
 MIN_STD = 1e-6  # a channel that never varies is divided by this, not by zero
 

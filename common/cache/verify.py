@@ -29,7 +29,7 @@ from proteus.common.cache.layout import (
 )
 from proteus.common.cache.manifest import SEALED, Manifest
 from proteus.common.cache.mirror import CacheMirror, DamagedShard, shard_stored
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.views import AugPolicy, ViewTable, sample_views
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.students.base import Student
 from proteus.common.students.convnet import ConvStudent, probe_feature_map
 from proteus.common.students.registry import (

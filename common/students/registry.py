@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 TIMM_PREFIX = "timm:"
 KINDS = ("vit", "convnet")

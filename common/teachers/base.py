@@ -7,7 +7,7 @@ import hashlib
 import torch
 from torch import nn
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.teachers.spec import TeacherBuild, TeacherOutput, TeacherSpec
 
 

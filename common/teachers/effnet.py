@@ -13,7 +13,7 @@ from pathlib import Path
 import timm
 import torch
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.teachers.spec import TeacherBuild, TeacherSpec
 from proteus.common.teachers.timm_teachers import ConvTeacher
 from proteus.common.teachers.weights import load_into, load_weights_file

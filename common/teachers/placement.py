@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 
 def spread_layers(model: nn.Module, devices: Sequence[torch.device]) -> list[torch.device]:

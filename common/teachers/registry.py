@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.teachers.base import Teacher
 from proteus.common.teachers.spec import TeacherBuild, TeacherSpec
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from typing_extensions import NotRequired, TypedDict  # NotRequired: Python 3.11+
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 if TYPE_CHECKING:
     from proteus.common.teachers.base import Teacher

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 # Training scripts nest the state dict under one of these keys (DINO/SynCLR: "model",
 # Lightning: "state_dict"); we unwrap them so users can pass checkpoints as released.

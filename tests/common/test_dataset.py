@@ -7,7 +7,7 @@ import os
 import pytest
 
 from proteus.common.dataset import scan_images
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 
 def _touch(path, data=b"x"):

@@ -8,8 +8,8 @@ import sys
 import pytest
 from tqdm import tqdm
 
-from proteus.common.errors import ProteusError
-from proteus.common.progress import PlainProgress, progress_bar
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.progress import PlainProgress, progress_bar
 
 
 def test_off_a_terminal_progress_is_plain_lines_with_rate_eta_and_postfix(monkeypatch, capsys):

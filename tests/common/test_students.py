@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.students import ConvStudent, build_student, get_student_spec, list_students
 
 

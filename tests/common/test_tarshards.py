@@ -14,9 +14,9 @@ from train_helpers import train
 
 from proteus.common.cache.reader import Cache
 from proteus.common.dataset import scan_images
-from proteus.common.errors import ProteusError
 from proteus.common.images import probe_image, read_encoded
 from proteus.common.renderer import RenderConfig, Renderer
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.tarshards import expand_braces
 from proteus.common.teachers import build_teacher
 

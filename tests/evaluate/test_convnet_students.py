@@ -16,7 +16,7 @@ from extract_helpers import extract
 from train_helpers import train
 
 from proteus.app import main
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.evaluate.export import compare
 from proteus.evaluate.models import load_trained_student
 from proteus.train.checkpoint import Checkpoint

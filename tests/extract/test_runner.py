@@ -16,8 +16,8 @@ from proteus.common.cache.layout import (
 )
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.verify import verify_cache
-from proteus.common.errors import ProteusError
 from proteus.common.renderer import RenderConfig, Renderer
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.teachers import build_teacher
 from proteus.common.views import AugPolicy, sample_views
 

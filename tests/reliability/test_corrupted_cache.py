@@ -8,7 +8,7 @@ from extract_helpers import edit_manifest, tiny_cache, writable_copy
 from train_helpers import train
 
 from proteus.common.cache.verify import verify_cache
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from extract_helpers import cli_args, cli_env, extract, run_cli, torchrun_cli
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.evaluate.agreement import run_agreement
 from proteus.evaluate.models import load_trained_student
 from proteus.train.checkpoint import load_checkpoint

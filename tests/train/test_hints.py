@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from extract_helpers import run_cli, tiny_cache
 from train_helpers import train, train_args
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.students import build_student
 from proteus.evaluate.models import load_trained_student
 from proteus.train.checkpoint import load_checkpoint

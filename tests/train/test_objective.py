@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.train.objective import (
     LOSS_PARTS,
     Lambdas,

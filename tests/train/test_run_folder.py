@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.train.checkpoint import FORMAT, Checkpoint, load_checkpoint
 from proteus.train.run_folder import RunFolder
 

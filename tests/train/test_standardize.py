@@ -19,7 +19,7 @@ from proteus.common.cache.layout import seal_path
 from proteus.common.cache.manifest import Manifest
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.stats import TargetStats
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.students import build_student
 from proteus.evaluate.agreement import run_agreement
 from proteus.evaluate.models import load_trained_student

@@ -10,7 +10,7 @@ import pytest
 from extract_helpers import extract
 from train_helpers import train
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.train.subset import Subset, select_images
 
 LABELS = np.repeat(np.arange(5), 10)  # 5 classes × 10 images

@@ -8,7 +8,7 @@ import zarr
 
 from proteus.common.cache.layout import create_target
 from proteus.common.cache.shards import ShardedTargets
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 VIEWS, SHAPE, SHARD = 23, (5, 7), 4  # the last shard is partial
 

@@ -14,8 +14,8 @@ from extract_helpers import extract
 from safetensors.torch import load_file
 
 from proteus.common.cache.reader import Cache
-from proteus.common.errors import ProteusError
 from proteus.common.renderer import RenderConfig, Renderer
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.teachers import build_teacher, get_teacher_spec, register_teacher
 from proteus.common.teachers.catalog import MODERN_TEACHERS
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.teachers import build_teacher, get_teacher_spec, register_teacher
 from proteus.common.teachers.placement import spread_layers, teacher_devices
 

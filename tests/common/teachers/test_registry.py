@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.teachers import build_teacher, get_teacher_spec, list_teachers
 from proteus.common.teachers.clip import clip_model_config
 

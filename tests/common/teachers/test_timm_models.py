@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.teachers import build_teacher, get_teacher_spec, register_teacher
 
 # A generated crossword grid: white cells with black lines and some black squares. Real

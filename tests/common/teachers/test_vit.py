@@ -7,7 +7,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.teachers import build_teacher
 
 

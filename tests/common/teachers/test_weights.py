@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.teachers import build_teacher
 from proteus.common.teachers.weights import load_weights_file
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 
 @dataclass(frozen=True)

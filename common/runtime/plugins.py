@@ -11,7 +11,7 @@ import importlib
 import os
 from importlib.metadata import entry_points
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 ENV_VAR = "PROTEUS_PLUGINS"
 ENTRY_POINT_GROUP = "proteus.plugins"

@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from proteus.common.errors import ProteusError
+from proteus.common.runtime.errors import ProteusError
 
 ENV_SECONDS = "PROTEUS_PROGRESS_SECONDS"
 DEFAULT_SECONDS = 30.0
