@@ -83,12 +83,12 @@ def synthetic_cache(
     target but cls as K PCA coefficients, as ``extract --pca K`` does (basis fitted on the
     random tokens themselves)."""
     from proteus.common.cache.codec import TargetCodec, fit_pca
-    from proteus.common.cache.layout import ImageTable
     from proteus.common.cache.manifest import CREATING, FORMAT_VERSION, Manifest
     from proteus.common.cache.reader import Cache
     from proteus.common.cache.stats import StatsSums
+    from proteus.common.data.table import ImageTable
     from proteus.common.runtime.version import __version__
-    from proteus.common.views import AugPolicy, sample_views
+    from proteus.common.views.records import AugPolicy, sample_views
     from proteus.extract.writer import CacheWriter
 
     codecs = {

@@ -31,9 +31,9 @@ def loop_speed(caches: list[Cache], steps: int, batch: int, label: str) -> list[
 def render_speed(root: Path, views: int = 64) -> list[dict]:
     from PIL import Image
 
-    from proteus.common.images import read_encoded
-    from proteus.common.renderer import RenderConfig, Renderer
-    from proteus.common.views import AugPolicy, sample_views
+    from proteus.common.data.images import read_encoded
+    from proteus.common.views.records import AugPolicy, sample_views
+    from proteus.common.views.renderer import RenderConfig, Renderer
 
     rng = np.random.default_rng(0)
     paths = []

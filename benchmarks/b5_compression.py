@@ -61,10 +61,10 @@ def real_features(root: Path, views: int = 48) -> torch.Tensor:
     import skimage.data as data
     from PIL import Image
 
-    from proteus.common.images import read_encoded
-    from proteus.common.renderer import RenderConfig, Renderer
+    from proteus.common.data.images import read_encoded
     from proteus.common.teachers import build_teacher
-    from proteus.common.views import AugPolicy, sample_views
+    from proteus.common.views.records import AugPolicy, sample_views
+    from proteus.common.views.renderer import RenderConfig, Renderer
 
     names = [
         "astronaut",

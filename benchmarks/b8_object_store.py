@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from s3server import S3Server
 
 from proteus.common.cache.reader import Cache
-from proteus.common.objectstore import ObjectStore
-from proteus.common.shardcache import ShardCacheConfig
+from proteus.common.storage.objectstore import ObjectStore
+from proteus.common.storage.shardcache import ShardCacheConfig
 
 BUCKET = "bench"
 

@@ -116,7 +116,7 @@ class Proof:
 
     def renderer(self) -> dict:
         from proteus.common.cache.reader import Cache
-        from proteus.common.renderer import RenderConfig, Renderer
+        from proteus.common.views.renderer import RenderConfig, Renderer
 
         cache = Cache(self.need_cache())
         m = cache.manifest

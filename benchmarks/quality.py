@@ -108,7 +108,7 @@ class Bench:
 
     # ---------------------------------------------------------------- the pieces
     def cache(self, name: str) -> Path:
-        from proteus.common.views import AugPolicy, parse_policy
+        from proteus.common.views.records import AugPolicy, parse_policy
         from proteus.extract.config import ExtractConfig
         from proteus.extract.runner import run_extract
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.views import AugPolicy
+from proteus.common.views.records import AugPolicy
 from proteus.train.run_folder import RunFolder
 
 # Digits are 8×8 glyphs: ImageNet's views (8% crops, mirroring, RandAugment's inversions and
@@ -181,7 +181,7 @@ def write_digits(root: Path, size: int, val_share: float = 0.2, seed: int = 0) -
 
 def split_lists(data: Path, out: Path, val_share: float = 0.2, seed: int = 0):
     """A user's single ImageFolder: 80/20 per class, as two labelled list files."""
-    from proteus.common.dataset import scan_images
+    from proteus.common.data.dataset import scan_images
 
     images = scan_images(data)
     if images.kind != "imagefolder":

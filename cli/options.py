@@ -31,7 +31,7 @@ class Location(click.ParamType):
     name = "PATH|URL"
 
     def convert(self, value, param, ctx) -> Path | str:
-        from proteus.common.objectstore import is_url
+        from proteus.common.storage.objectstore import is_url
 
         if isinstance(value, Path) or is_url(value):
             return value

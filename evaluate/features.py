@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from proteus.common.dataset import ImageList, scan_images
-from proteus.common.images import probe_image, read_encoded
-from proteus.common.renderer import RenderConfig, Renderer
+from proteus.common.data.dataset import ImageList, scan_images
+from proteus.common.data.images import probe_image, read_encoded
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.progress import progress_bar
-from proteus.common.views import ViewTable
+from proteus.common.views.records import ViewTable
+from proteus.common.views.renderer import RenderConfig, Renderer
 from proteus.evaluate.models import FeatureSource
 
 CROP_FRACTION = 224 / 256

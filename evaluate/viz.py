@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from proteus.common.cache.reader import Cache
-from proteus.common.objectstore import is_url
-from proteus.common.renderer import RenderConfig, Renderer
 from proteus.common.runtime.errors import ProteusError
+from proteus.common.storage.objectstore import is_url
+from proteus.common.views.renderer import RenderConfig, Renderer
 from proteus.evaluate.models import load_trained_student
 from proteus.train.logs import read_log
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from proteus.common.views import AugPolicy
+from proteus.common.views.records import AugPolicy
 
 AUTO_MAX_VIEWS = 8  # docs/QUALITY.md: where more views stopped paying for their bytes
 

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from PIL import UnidentifiedImageError
 
-from proteus.common.cache.layout import ImageTable
-from proteus.common.images import read_encoded
-from proteus.common.renderer import Renderer
+from proteus.common.data.images import read_encoded
+from proteus.common.data.table import ImageTable
 from proteus.common.runtime.faults import failpoint
-from proteus.common.views import ViewTable
+from proteus.common.views.records import ViewTable
+from proteus.common.views.renderer import Renderer
 
 
 @dataclass

@@ -26,9 +26,9 @@ from proteus.common.cache.layout import PROGRESS_DIR, progress_path, seal_path, 
 from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, Manifest
 from proteus.common.cache.mirror import ROOT_KEY, copy_objects, is_metadata, marker_shard
 from proteus.common.cache.stats import shard_stats_path
-from proteus.common.objectstore import ObjectStore
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.faults import failpoint
+from proteus.common.storage.objectstore import ObjectStore
 
 ENV_STAGING = "PROTEUS_STAGING"
 _WRITE_TEST = ".proteus-write-test-"  # a probe object a kill may leave behind: not foreign

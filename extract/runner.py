@@ -16,12 +16,7 @@ import torch
 
 from proteus.common.cache.codec import STORAGE_KINDS, TargetCodec
 from proteus.common.cache.describe import summary_lines
-from proteus.common.cache.layout import (
-    STATUS_FAILED,
-    STATUS_OK,
-    TARGET_CODEC,
-    shard_bounds,
-)
+from proteus.common.cache.layout import TARGET_CODEC, shard_bounds
 from proteus.common.cache.manifest import (
     CREATING,
     FORMAT_VERSION,
@@ -31,10 +26,9 @@ from proteus.common.cache.manifest import (
     teacher_fields,
 )
 from proteus.common.cache.reader import Cache
-from proteus.common.dataset import ImageList, data_root, scan_images
-from proteus.common.objectstore import is_url
-from proteus.common.probe import probe_images
-from proteus.common.renderer import RenderConfig, Renderer, dali_version, render_device
+from proteus.common.data.dataset import ImageList, data_root, scan_images
+from proteus.common.data.probe import probe_images
+from proteus.common.data.table import STATUS_FAILED, STATUS_OK
 from proteus.common.runtime.distributed import (
     DistInfo,
     barrier,
@@ -47,9 +41,11 @@ from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.prefetch import prefetch
 from proteus.common.runtime.progress import progress_bar
 from proteus.common.runtime.version import __version__
+from proteus.common.storage.objectstore import is_url
 from proteus.common.teachers import Teacher, build_teacher
 from proteus.common.teachers.placement import spread_layers, teacher_devices
-from proteus.common.views import AugPolicy, sample_views
+from proteus.common.views.records import AugPolicy, sample_views
+from proteus.common.views.renderer import RenderConfig, Renderer, dali_version, render_device
 from proteus.extract.config import ExtractConfig
 from proteus.extract.encode import ShardBuffer, ShardEncoder, fit_bases, forward
 from proteus.extract.feed import ShardFeed

@@ -21,9 +21,6 @@ import zarr
 from proteus.common.cache.codec import TargetCodec
 from proteus.common.cache.layout import (
     PROGRESS_DIR,
-    STATUS_FAILED,
-    STATUS_OK,
-    ImageTable,
     child_array,
     child_group,
     create_target,
@@ -40,10 +37,11 @@ from proteus.common.cache.layout import (
 )
 from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, SEALED, WRITING, Manifest
 from proteus.common.cache.stats import StatsSums, shard_stats_path
+from proteus.common.data.table import STATUS_FAILED, STATUS_OK, ImageTable
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.faults import failpoint
 from proteus.common.runtime.files import atomic_write_text
-from proteus.common.views import ViewTable
+from proteus.common.views.records import ViewTable
 
 
 class CacheWriter:

@@ -64,7 +64,7 @@ class S3Server:
 
 def copy_prefix(url: str, to: str) -> None:
     """Every object under ``url`` put again under ``to`` (a cache the test may damage)."""
-    from proteus.common.objectstore import ObjectStore
+    from proteus.common.storage.objectstore import ObjectStore
 
     src, dst = ObjectStore(url), ObjectStore(to)
     for key in src.list():

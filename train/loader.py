@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from proteus.common.cache.reader import Cache
-from proteus.common.renderer import Renderer, RenderError
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.prefetch import prefetch
+from proteus.common.views.renderer import Renderer, RenderError
 from proteus.train.sampler import ViewSampler
 
 

@@ -21,18 +21,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from proteus.common.cache.layout import STATUS_OK, ImageTable
 from proteus.common.cache.manifest import FORMAT_VERSION, Manifest, teacher_fields
-from proteus.common.dataset import ImageList, scan_images
-from proteus.common.images import read_encoded
-from proteus.common.probe import probe_images
-from proteus.common.renderer import Renderer, RenderError, dali_version
+from proteus.common.data.dataset import ImageList, scan_images
+from proteus.common.data.images import read_encoded
+from proteus.common.data.probe import probe_images
+from proteus.common.data.table import STATUS_OK, ImageTable
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.prefetch import prefetch
 from proteus.common.runtime.version import __version__
-from proteus.common.shardcache import ShardCacheConfig
+from proteus.common.storage.shardcache import ShardCacheConfig
 from proteus.common.teachers import Teacher, build_teacher
-from proteus.common.views import AugPolicy, view_records
+from proteus.common.views.records import AugPolicy, view_records
+from proteus.common.views.renderer import Renderer, RenderError, dali_version
 from proteus.train.sampler import ViewSampler
 
 ONLINE = "online"  # the manifest state of a teacher in the loop

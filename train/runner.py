@@ -23,7 +23,6 @@ import torch.distributed as dist
 from proteus.common.cache.alignment import check_aligned
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.stats import TargetStats
-from proteus.common.renderer import RenderConfig, Renderer
 from proteus.common.runtime.distributed import (
     DistInfo,
     barrier,
@@ -35,9 +34,10 @@ from proteus.common.runtime.errors import Interrupted, ProteusError
 from proteus.common.runtime.faults import failpoint
 from proteus.common.runtime.progress import progress_bar
 from proteus.common.runtime.version import __version__
-from proteus.common.shardcache import ShardCacheConfig
+from proteus.common.storage.shardcache import ShardCacheConfig
 from proteus.common.students import build_student, get_student_spec, student_style
-from proteus.common.views import AugPolicy
+from proteus.common.views.records import AugPolicy
+from proteus.common.views.renderer import RenderConfig, Renderer
 from proteus.train.checkpoint import FORMAT, Checkpoint
 from proteus.train.config import TrainConfig
 from proteus.train.distiller import Distiller, param_groups

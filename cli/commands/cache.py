@@ -65,7 +65,7 @@ def _open(location: Path | str):
     """The folder to read, and for a URL the mirror that fills it. Only the metadata is
     fetched here, and nothing more is opened: verify must list damage, not trip on it."""
     from proteus.common.cache.mirror import CacheMirror
-    from proteus.common.objectstore import is_url
+    from proteus.common.storage.objectstore import is_url
 
     if is_url(location):
         mirror = CacheMirror(str(location), "CACHE", require_sealed=False, fresh=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from proteus.common.views import AUG_FIELDS, parse_policy
+from proteus.common.views.records import AUG_FIELDS, parse_policy
 from proteus.options import (
     IntList,
     Location,

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from proteus.common.cache.layout import ImageTable
+from proteus.common.data.table import ImageTable
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.views import ViewTable
+from proteus.common.views.records import ViewTable
 
 _IMAGE_COLUMNS = ("path", "label", "height", "width", "transcode")
 

@@ -96,7 +96,7 @@ def _stats_lines(m: Manifest) -> list[str]:
 
 
 def _augment(policy: dict) -> str:
-    from proteus.common.views import AugPolicy
+    from proteus.common.views.records import AugPolicy
 
     p = AugPolicy.from_dict(policy)
     if p.randaug_layers:

@@ -11,43 +11,22 @@ cache/                       a Zarr v3 group; attributes.proteus is the manifest
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec
 
 from proteus.common.cache.manifest import MANIFEST_KEY, Manifest
+from proteus.common.data.table import ImageTable
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.views import ViewTable
+from proteus.common.views.records import ViewTable
 
 PROGRESS_DIR = "progress"
-STATUS_OK, STATUS_SKIPPED, STATUS_FAILED = 0, 1, 2  # failed = header fine, DALI could not decode
 # Each view's target is one inner chunk: raw little-endian bytes plus a crc32c, so a flipped
 # byte is caught on read, and a reader can also compute the chunk's offset itself.
 TARGET_CODEC = "sharding(bytes, crc32c); one chunk per view"
-
-
-@dataclass
-class ImageTable:
-    """One row per image found in the data; ``status`` says whether its views count."""
-
-    COLUMNS: ClassVar[tuple[str, ...]] = ("path", "label", "height", "width", "transcode", "status")
-
-    path: np.ndarray  # (N,) str, relative to the manifest's dataset root
-    label: np.ndarray  # (N,) int64, -1 without labels
-    height: np.ndarray  # (N,) int32, after EXIF orientation
-    width: np.ndarray  # (N,) int32
-    transcode: np.ndarray  # (N,) bool: Pillow re-encodes it to PNG before DALI decodes it
-    status: np.ndarray  # (N,) uint8: STATUS_OK / STATUS_SKIPPED / STATUS_FAILED
-
-    def __len__(self) -> int:
-        return len(self.path)
-
-    def columns(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in self.COLUMNS}
 
 
 def is_cache(path: Path) -> bool:

@@ -30,9 +30,9 @@ from proteus.common.cache.layout import (
     shard_key,
 )
 from proteus.common.cache.shards import shard_problem
-from proteus.common.objectstore import ObjectStore
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.shardcache import (
+from proteus.common.storage.objectstore import ObjectStore
+from proteus.common.storage.shardcache import (
     DamagedFile,
     ShardCacheConfig,
     flock,

@@ -15,8 +15,6 @@ import torch
 
 from proteus.common.cache.codec import TargetCodec
 from proteus.common.cache.layout import (
-    STATUS_OK,
-    ImageTable,
     load_codec,
     open_root,
     open_tensorstore,
@@ -28,12 +26,13 @@ from proteus.common.cache.layout import (
 from proteus.common.cache.manifest import SEALED, Manifest
 from proteus.common.cache.mirror import CacheMirror, shard_stored
 from proteus.common.cache.shards import ShardedTargets
-from proteus.common.dataset import resolve_root
-from proteus.common.images import read_encoded
-from proteus.common.objectstore import is_url
+from proteus.common.data.dataset import resolve_root
+from proteus.common.data.images import read_encoded
+from proteus.common.data.table import STATUS_OK, ImageTable
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.shardcache import ShardCacheConfig
-from proteus.common.views import ViewTable
+from proteus.common.storage.objectstore import is_url
+from proteus.common.storage.shardcache import ShardCacheConfig
+from proteus.common.views.records import ViewTable
 
 
 class Cache:

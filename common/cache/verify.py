@@ -15,8 +15,6 @@ import numpy as np
 import zarr
 
 from proteus.common.cache.layout import (
-    STATUS_SKIPPED,
-    ImageTable,
     open_root,
     open_tensorstore,
     progress_path,
@@ -29,8 +27,9 @@ from proteus.common.cache.layout import (
 )
 from proteus.common.cache.manifest import SEALED, Manifest
 from proteus.common.cache.mirror import CacheMirror, DamagedShard, shard_stored
+from proteus.common.data.table import STATUS_SKIPPED, ImageTable
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.views import AugPolicy, ViewTable, sample_views
+from proteus.common.views.records import AugPolicy, ViewTable, sample_views
 
 
 def verify_cache(

@@ -28,6 +28,15 @@ MOVED = {
     "proteus.common.prefetch": "proteus.common.runtime.prefetch",
     "proteus.common.distributed": "proteus.common.runtime.distributed",
     "proteus.common.plugins": "proteus.common.runtime.plugins",
+    "proteus.common.objectstore": "proteus.common.storage.objectstore",
+    "proteus.common.shardcache": "proteus.common.storage.shardcache",
+    "proteus.common.dataset": "proteus.common.data.dataset",
+    "proteus.common.tarshards": "proteus.common.data.tarshards",
+    "proteus.common.images": "proteus.common.data.images",
+    "proteus.common.probe": "proteus.common.data.probe",
+    "proteus.common.randaugment": "proteus.common.views.randaugment",
+    "proteus.common.dali_ops": "proteus.common.views.dali_ops",
+    "proteus.common.renderer": "proteus.common.views.renderer",
 }
 
 

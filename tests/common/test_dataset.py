@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from proteus.common.dataset import scan_images
+from proteus.common.data.dataset import scan_images
 from proteus.common.runtime.errors import ProteusError
 
 

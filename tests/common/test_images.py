@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from proteus.common.images import probe_image, read_encoded
-from proteus.common.renderer import RenderConfig, Renderer
-from proteus.common.views import ViewTable
+from proteus.common.data.images import probe_image, read_encoded
+from proteus.common.views.records import ViewTable
+from proteus.common.views.renderer import RenderConfig, Renderer
 
 
 def _whole(h: int, w: int) -> ViewTable:

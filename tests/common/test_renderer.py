@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from proteus.common.renderer import RenderConfig, Renderer
-from proteus.common.views import NO_AUGMENTATION, AugPolicy, ViewTable, sample_views
+from proteus.common.views.records import NO_AUGMENTATION, AugPolicy, ViewTable, sample_views
+from proteus.common.views.renderer import RenderConfig, Renderer
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -141,7 +141,7 @@ def test_reference_policy_replays_byte_identically(photo):
 
 @pytest.mark.parametrize("op", range(15))
 def test_every_randaugment_op_renders_and_changes_the_view(photo, op):
-    from proteus.common.randaugment import OPS, level_to_param
+    from proteus.common.views.randaugment import OPS, level_to_param
 
     view = _view((0, 0, 48, 64))
     plain = _reference_renderer().render([_encode(photo)], view)

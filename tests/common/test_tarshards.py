@@ -13,12 +13,12 @@ from extract_helpers import extract
 from train_helpers import train
 
 from proteus.common.cache.reader import Cache
-from proteus.common.dataset import scan_images
-from proteus.common.images import probe_image, read_encoded
-from proteus.common.renderer import RenderConfig, Renderer
+from proteus.common.data.dataset import scan_images
+from proteus.common.data.images import probe_image, read_encoded
+from proteus.common.data.tarshards import expand_braces
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.tarshards import expand_braces
 from proteus.common.teachers import build_teacher
+from proteus.common.views.renderer import RenderConfig, Renderer
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from proteus.common.randaugment import OPS, level_to_param
-from proteus.common.views import (
+from proteus.common.views.randaugment import OPS, level_to_param
+from proteus.common.views.records import (
     LEGACY_POLICY,
     NO_AUGMENTATION,
     AugPolicy,

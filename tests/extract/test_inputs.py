@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from extract_helpers import cli_args, extract
 
 from proteus.app import main
-from proteus.common.cache.layout import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.verify import verify_cache
+from proteus.common.data.table import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED
 
 
 @pytest.fixture

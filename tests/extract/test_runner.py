@@ -8,18 +8,14 @@ import torch
 import zarr
 from extract_helpers import edit_manifest, extract, target_bytes
 
-from proteus.common.cache.layout import (
-    STATUS_OK,
-    read_image_table,
-    read_manifest,
-    read_view_table,
-)
+from proteus.common.cache.layout import read_image_table, read_manifest, read_view_table
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.verify import verify_cache
-from proteus.common.renderer import RenderConfig, Renderer
+from proteus.common.data.table import STATUS_OK
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.teachers import build_teacher
-from proteus.common.views import AugPolicy, sample_views
+from proteus.common.views.records import AugPolicy, sample_views
+from proteus.common.views.renderer import RenderConfig, Renderer
 
 
 @pytest.fixture
@@ -134,7 +130,7 @@ def test_other_weights_or_data_are_refused(cache, image_folder, tiny_weights, tm
 
 
 def test_no_augmentation_and_float32(image_folder, tiny_weights, tmp_path):
-    from proteus.common.views import NO_AUGMENTATION
+    from proteus.common.views.records import NO_AUGMENTATION
 
     m = extract(
         image_folder,

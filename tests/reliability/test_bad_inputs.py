@@ -11,9 +11,9 @@ import pytest
 from extract_helpers import extract
 from PIL import Image
 
-from proteus.common.cache.layout import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.verify import verify_cache
+from proteus.common.data.table import STATUS_FAILED, STATUS_OK, STATUS_SKIPPED
 
 OK, SKIPPED, FAILED = STATUS_OK, STATUS_SKIPPED, STATUS_FAILED
 

@@ -18,8 +18,8 @@ from train_helpers import train, train_args
 
 from proteus.common.cache.layout import shard_key
 from proteus.common.cache.reader import Cache
-from proteus.common.objectstore import ObjectStore
 from proteus.common.runtime.errors import ProteusError
+from proteus.common.storage.objectstore import ObjectStore
 from proteus.train.logs import read_log
 
 pytestmark = pytest.mark.slow  # real CLI subprocesses; still run by make test

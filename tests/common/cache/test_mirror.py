@@ -20,9 +20,9 @@ from proteus.app import main as app
 from proteus.common.cache.layout import shard_key
 from proteus.common.cache.mirror import CacheMirror
 from proteus.common.cache.reader import Cache
-from proteus.common.objectstore import ObjectStore
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.shardcache import ShardCacheConfig
+from proteus.common.storage.objectstore import ObjectStore
+from proteus.common.storage.shardcache import ShardCacheConfig
 from proteus.evaluate.agreement import run_agreement
 from proteus.options import Location
 

@@ -14,10 +14,10 @@ from extract_helpers import extract
 from safetensors.torch import load_file
 
 from proteus.common.cache.reader import Cache
-from proteus.common.renderer import RenderConfig, Renderer
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.teachers import build_teacher, get_teacher_spec, register_teacher
 from proteus.common.teachers.catalog import MODERN_TEACHERS
+from proteus.common.views.renderer import RenderConfig, Renderer
 
 
 def test_every_family_of_the_issue_is_registered():

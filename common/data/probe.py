@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from proteus.common.cache.layout import STATUS_OK, STATUS_SKIPPED, ImageTable
-from proteus.common.dataset import ImageList
-from proteus.common.images import ImageProbe, probe_image
+from proteus.common.data.dataset import ImageList
+from proteus.common.data.images import ImageProbe, probe_image
+from proteus.common.data.table import STATUS_OK, STATUS_SKIPPED, ImageTable
 from proteus.common.runtime.progress import progress_bar
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from proteus.common.randaugment import NONE, layer_feeds
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.views import AugPolicy, ViewTable
+from proteus.common.views.randaugment import NONE, layer_feeds
+from proteus.common.views.records import AugPolicy, ViewTable
 
 _INTERP = {"linear": "INTERP_LINEAR", "cubic": "INTERP_CUBIC"}
 
@@ -165,7 +165,7 @@ class Renderer:
                 hue=src["hue"],
             )
             if cfg.randaug_layers:
-                from proteus.common.dali_ops import apply_randaugment
+                from proteus.common.views.dali_ops import apply_randaugment
 
                 # On the GPU the per-sample operands meet GPU images, so they move there;
                 # the op choice (a condition) and the warp matrix (an argument) stay on CPU.

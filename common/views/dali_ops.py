@@ -15,7 +15,7 @@ import nvidia.dali.math as dmath
 from nvidia.dali import fn, types
 from nvidia.dali.auto_aug.core import select
 
-from proteus.common.randaugment import FILL
+from proteus.common.views.randaugment import FILL
 
 
 def apply_randaugment(img, layer_inputs: Sequence[Mapping]):

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from proteus.common.objectstore import ObjectStore
 from proteus.common.runtime.errors import ProteusError
+from proteus.common.storage.objectstore import ObjectStore
 
 ENV_ROOT, ENV_GB = "PROTEUS_SHARD_CACHE", "PROTEUS_SHARD_CACHE_GB"
 DEFAULT_GB = 100.0

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from proteus.common.tarshards import read_image_bytes, split_member
+from proteus.common.data.tarshards import read_image_bytes, split_member
 
 # (format, mode) pairs DALI decodes itself, with output identical to Pillow's pixels.
 _DIRECT = {("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "L")}

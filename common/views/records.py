@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from proteus.common.randaugment import NONE, sample_layers
 from proteus.common.runtime.errors import ProteusError
+from proteus.common.views.randaugment import NONE, sample_layers
 
 
 @dataclass(frozen=True)

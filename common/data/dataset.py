@@ -15,10 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from proteus.common.objectstore import is_url
-from proteus.common.runtime.errors import ProteusError
-from proteus.common.shardcache import ShardCacheConfig
-from proteus.common.tarshards import (
+from proteus.common.data.tarshards import (
     image_byte_size,
     is_shard_spec,
     remote_folder,
@@ -26,6 +23,9 @@ from proteus.common.tarshards import (
     shard_files,
     split_url,
 )
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.storage.objectstore import is_url
+from proteus.common.storage.shardcache import ShardCacheConfig
 
 # What DALI's CPU decoders read. Files with other suffixes in a folder are not images.
 IMAGE_SUFFIXES = frozenset(

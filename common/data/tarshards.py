@@ -24,9 +24,9 @@ import re
 import tarfile
 from pathlib import Path
 
-from proteus.common.objectstore import ObjectStore, is_url
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.shardcache import ShardCacheConfig
+from proteus.common.storage.objectstore import ObjectStore, is_url
+from proteus.common.storage.shardcache import ShardCacheConfig
 
 TAR_SUFFIX = ".tar"
 _RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
