@@ -86,10 +86,10 @@ def synthetic_cache(
     from proteus.common.cache.manifest import CREATING, FORMAT_VERSION, Manifest
     from proteus.common.cache.reader import Cache
     from proteus.common.cache.stats import StatsSums
+    from proteus.common.cache.writer import CacheWriter
     from proteus.common.data.table import ImageTable
     from proteus.common.runtime.version import __version__
     from proteus.common.views.records import AugPolicy, sample_views
-    from proteus.extract.writer import CacheWriter
 
     codecs = {
         name: TargetCodec(name, tuple(shape), dtype, None if name == "cls" else pca_k)

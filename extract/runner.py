@@ -25,7 +25,9 @@ from proteus.common.cache.manifest import (
     describe_mismatch,
     teacher_fields,
 )
+from proteus.common.cache.publisher import CachePublisher
 from proteus.common.cache.reader import Cache
+from proteus.common.cache.writer import CacheWriter, check_writable
 from proteus.common.data.dataset import ImageList, data_root, scan_images
 from proteus.common.data.probe import probe_images
 from proteus.common.data.table import STATUS_FAILED, STATUS_OK
@@ -49,8 +51,6 @@ from proteus.common.views.renderer import RenderConfig, Renderer, dali_version, 
 from proteus.extract.config import ExtractConfig
 from proteus.extract.encode import ShardBuffer, ShardEncoder, fit_bases, forward
 from proteus.extract.feed import ShardFeed
-from proteus.extract.publish import CachePublisher
-from proteus.extract.writer import CacheWriter, check_writable
 
 
 def run_extract(cfg: ExtractConfig) -> Manifest:

@@ -11,6 +11,7 @@ cache/                       a Zarr v3 group; attributes.proteus is the manifest
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -30,7 +31,7 @@ TARGET_CODEC = "sharding(bytes, crc32c); one chunk per view"
 
 
 def is_cache(path: Path) -> bool:
-    return (Path(path) / "zarr.json").is_file()
+    return (Path(path) / ROOT_KEY).is_file()
 
 
 def open_root(path: Path, mode: Literal["r", "r+", "a", "w", "w-"] = "r") -> zarr.Group:
@@ -188,9 +189,55 @@ def open_tensorstore(cache: Path, name: str):
     return ts.open(spec, read=True, open=True).result()
 
 
+# The names of the files (object keys, on a store) inside a cache, relative to its root.
+ROOT_KEY = "zarr.json"  # the root group; its attributes hold the manifest
+SEAL_KEY = f"{PROGRESS_DIR}/seal.json"  # the sealed manifest's digest
+_TARGET_SHARD = re.compile(r"^targets/([^/]+)/c/(\d+)(/0)*$")
+_MARKER = re.compile(rf"^{PROGRESS_DIR}/shard-(\d+)\.json$")
+_SHARD_STATS = re.compile(rf"^{PROGRESS_DIR}/shard-\d+\.stats\.npz$")
+
+
+def progress_key(shard: int) -> str:
+    """Shard ``shard``'s progress marker: written after its target files, it makes it count."""
+    return f"{PROGRESS_DIR}/shard-{shard:06d}.json"
+
+
+def shard_stats_key(shard: int) -> str:
+    """Shard ``shard``'s target statistics (merged into the manifest at sealing)."""
+    return f"{PROGRESS_DIR}/shard-{shard:06d}.stats.npz"
+
+
 def seal_path(cache: Path) -> Path:
-    return Path(cache) / PROGRESS_DIR / "seal.json"
+    return Path(cache) / SEAL_KEY
 
 
 def progress_path(cache: Path, shard: int) -> Path:
-    return Path(cache) / PROGRESS_DIR / f"shard-{shard:06d}.json"
+    return Path(cache) / progress_key(shard)
+
+
+def shard_stats_path(cache: Path, shard: int) -> Path:
+    return Path(cache) / shard_stats_key(shard)
+
+
+def target_shard(key: str) -> tuple[str, int] | None:
+    """(array name, shard) of a target shard's key, or None for any other key."""
+    match = _TARGET_SHARD.match(key)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def is_target_shard(key: str) -> bool:
+    return target_shard(key) is not None
+
+
+def marker_shard(key: str) -> int | None:
+    """The shard whose progress marker ``key`` is, or None for any other key."""
+    match = _MARKER.match(key)
+    return int(match.group(1)) if match else None
+
+
+def is_marker(key: str) -> bool:
+    return marker_shard(key) is not None
+
+
+def is_shard_stats(key: str) -> bool:
+    return _SHARD_STATS.match(key) is not None

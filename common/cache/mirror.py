@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import mmap
 import os
-import re
 import shutil
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,11 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from proteus.common.cache.layout import (
-    PROGRESS_DIR,
+    ROOT_KEY,
+    SEAL_KEY,
+    is_marker,
+    is_shard_stats,
+    is_target_shard,
     read_manifest,
     shard_bounds,
     shard_file,
     shard_key,
+    target_shard,
 )
 from proteus.common.cache.shards import shard_problem
 from proteus.common.runtime.errors import ProteusError
@@ -45,32 +49,11 @@ class DamagedShard(DamagedFile):
     """A fetched target shard that fails its checks (verify lists these and goes on)."""
 
 
-SEAL_KEY = f"{PROGRESS_DIR}/seal.json"
-ROOT_KEY = "zarr.json"
-_TARGET_SHARD = re.compile(r"^targets/([^/]+)/c/(\d+)(/0)*$")
-_MARKER = re.compile(rf"^{PROGRESS_DIR}/shard-(\d+)\.json$")
-_SHARD_STATS = re.compile(rf"^{PROGRESS_DIR}/shard-\d+\.stats\.npz$")
-
-
-def is_target_shard(key: str) -> bool:
-    return _TARGET_SHARD.match(key) is not None
-
-
-def marker_shard(key: str) -> int | None:
-    """The shard whose progress marker ``key`` is, or None for any other key."""
-    match = _MARKER.match(key)
-    return int(match.group(1)) if match else None
-
-
-def is_marker(key: str) -> bool:
-    return marker_shard(key) is not None
-
-
 def is_metadata(key: str) -> bool:
     """What readers and writers need locally: all but target shards and per-shard progress.
     Markers and statistics are one object per shard (tens of thousands at ImageNet scale):
     only verify and sealing read them, and they fetch them themselves."""
-    return not is_target_shard(key) and not _SHARD_STATS.match(key) and not is_marker(key)
+    return not is_target_shard(key) and not is_shard_stats(key) and not is_marker(key)
 
 
 def shard_stored(cache: Path, mirror: CacheMirror | None, name: str, shard: int, ndim: int) -> bool:
@@ -207,10 +190,10 @@ class CacheMirror:
     # -- shards ----------------------------------------------------------------------------
 
     def _problem(self, key: str, path: Path) -> str | None:
-        match = _TARGET_SHARD.match(key)
-        if match is None:
+        located = target_shard(key)
+        if located is None:
             return None
-        name, shard = match.group(1), int(match.group(2))
+        name, shard = located
         m = self.manifest
         spec = m.arrays.get(name)
         if spec is None:
@@ -224,8 +207,8 @@ class CacheMirror:
 
     @staticmethod
     def _shard_name(key: str) -> str:
-        match = _TARGET_SHARD.match(key)
-        return f"targets/{match.group(1)} shard {match.group(2)}" if match else key
+        located = target_shard(key)
+        return f"targets/{located[0]} shard {located[1]}" if located else key
 
 
 def copy_objects(store: ObjectStore, keys: list[str], dest: Path) -> None:

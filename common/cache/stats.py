@@ -24,15 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from proteus.common.cache.layout import PROGRESS_DIR
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.files import atomic_write_bytes
 
 MIN_STD = 1e-6  # a channel that never varies is divided by this, not by zero
-
-
-def shard_stats_path(cache: Path, shard: int) -> Path:
-    return Path(cache) / PROGRESS_DIR / f"shard-{shard:06d}.stats.npz"
 
 
 class StatsSums:

@@ -37,6 +37,8 @@ MOVED = {
     "proteus.common.randaugment": "proteus.common.views.randaugment",
     "proteus.common.dali_ops": "proteus.common.views.dali_ops",
     "proteus.common.renderer": "proteus.common.views.renderer",
+    "proteus.extract.writer": "proteus.common.cache.writer",
+    "proteus.extract.publish": "proteus.common.cache.publisher",
 }
 
 

@@ -22,10 +22,17 @@ import os
 import shutil
 from pathlib import Path
 
-from proteus.common.cache.layout import PROGRESS_DIR, progress_path, seal_path, shard_key
+from proteus.common.cache.layout import (
+    PROGRESS_DIR,
+    ROOT_KEY,
+    marker_shard,
+    progress_path,
+    seal_path,
+    shard_key,
+    shard_stats_path,
+)
 from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, Manifest
-from proteus.common.cache.mirror import ROOT_KEY, copy_objects, is_metadata, marker_shard
-from proteus.common.cache.stats import shard_stats_path
+from proteus.common.cache.mirror import copy_objects, is_metadata
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.faults import failpoint
 from proteus.common.storage.objectstore import ObjectStore

@@ -32,11 +32,12 @@ from proteus.common.cache.layout import (
     read_view_table,
     seal_path,
     shard_bounds,
+    shard_stats_path,
     write_codec_state,
     write_table,
 )
 from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, SEALED, WRITING, Manifest
-from proteus.common.cache.stats import StatsSums, shard_stats_path
+from proteus.common.cache.stats import StatsSums
 from proteus.common.data.table import STATUS_FAILED, STATUS_OK, ImageTable
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.faults import failpoint
