@@ -187,10 +187,11 @@ def target_loop_speed(
     a cold start), asking for the next 4 steps' shards ahead as the trainer does."""
     import torch
 
+    from proteus.common.models.heads import Lambdas
+    from proteus.common.models.students import build_student
     from proteus.common.runtime.prefetch import prefetch
-    from proteus.common.students import build_student
     from proteus.train.distiller import Distiller
-    from proteus.train.objective import Lambdas, Objective
+    from proteus.train.objective import Objective
 
     torch.manual_seed(0)
     on = torch.device(device)
@@ -292,7 +293,7 @@ _BENCH_ARCH = {14: "vit_small_patch14_dinov2", 16: "vit_small_patch16_224"}
 def bench_vit(patch: int) -> str:
     """Registers (idempotently) and names the 4-block, 96-wide student with this patch size:
     /14 is what B2 and B8 train, /16 what B5 and B6 train."""
-    from proteus.common.students import StudentSpec, register_student
+    from proteus.common.models.students import StudentSpec, register_student
 
     spec = StudentSpec(
         f"bench_vit{patch}",

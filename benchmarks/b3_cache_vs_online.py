@@ -25,10 +25,11 @@ import torch
 from _common import synthetic_cache, table, timed
 from torch.utils.flop_counter import FlopCounterMode
 
+from proteus.common.models.heads import Lambdas
+from proteus.common.models.students import StudentSpec, build_student, register_student
 from proteus.common.runtime.prefetch import prefetch
-from proteus.common.students import StudentSpec, build_student, register_student
 from proteus.train.distiller import Distiller
-from proteus.train.objective import Lambdas, Objective
+from proteus.train.objective import Objective
 
 
 def flops(fn) -> int:

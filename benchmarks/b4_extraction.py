@@ -18,7 +18,7 @@ import torch
 from _common import table, timed
 from PIL import Image
 
-from proteus.common.teachers import build_teacher
+from proteus.common.models.teachers import build_teacher
 from proteus.extract.config import ExtractConfig
 from proteus.extract.runner import run_extract
 

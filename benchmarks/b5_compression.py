@@ -62,7 +62,7 @@ def real_features(root: Path, views: int = 48) -> torch.Tensor:
     from PIL import Image
 
     from proteus.common.data.images import read_encoded
-    from proteus.common.teachers import build_teacher
+    from proteus.common.models.teachers import build_teacher
     from proteus.common.views.records import AugPolicy, sample_views
     from proteus.common.views.renderer import RenderConfig, Renderer
 

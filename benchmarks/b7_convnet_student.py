@@ -18,9 +18,10 @@ import torch
 from _common import table, timed
 from torch.utils.flop_counter import FlopCounterMode
 
-from proteus.common.students import build_student
+from proteus.common.models.heads import Lambdas
+from proteus.common.models.students import build_student
 from proteus.train.distiller import Distiller
-from proteus.train.objective import Lambdas, Objective
+from proteus.train.objective import Objective
 
 GRID, T_DIM, SIZE = (16, 16), 768, 224
 

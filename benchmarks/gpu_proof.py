@@ -174,7 +174,7 @@ class Proof:
         return result
 
     def train(self) -> dict:
-        from proteus.common.teachers import get_teacher_spec
+        from proteus.common.models.teachers import get_teacher_spec
 
         s = self.size
         spec = get_teacher_spec(s.teacher)
@@ -286,7 +286,7 @@ class Proof:
     def _forward_alone(self, precision: str) -> tuple[float, int]:
         """The baseline: views/s of the teacher's forward on in-memory batches, and its FLOPs
         per view (the teacher is freed on return, before extraction builds its own)."""
-        from proteus.common.teachers import build_teacher
+        from proteus.common.models.teachers import build_teacher
         from proteus.extract.encode import forward
 
         s = self.size

@@ -7,9 +7,9 @@ ranks included) know them as well as the proof itself does.
 
 from __future__ import annotations
 
-from proteus.common.students import StudentSpec, register_student
-from proteus.common.teachers import TeacherSpec, register_teacher
-from proteus.common.teachers.timm_teachers import build_vit
+from proteus.common.models.students import StudentSpec, register_student
+from proteus.common.models.teachers import TeacherSpec, register_teacher
+from proteus.common.models.teachers.timm_teachers import build_vit
 
 TOY = {"embed_dim": 96, "depth": 2, "num_heads": 2}  # 96: SwiGLU needs an even hidden width
 TEACHER, STUDENT = "proof_toy_g14", "proof_toy_s14"

@@ -61,13 +61,13 @@ class HintPair(click.ParamType):
     name = "S:T[@C]"
 
     def convert(self, value, param, ctx):
+        from proteus.common.models.heads import Hint
         from proteus.common.runtime.errors import ProteusError
-        from proteus.train.objective import Hint, parse_hint
 
         if isinstance(value, Hint):
             return value
         try:
-            return parse_hint(str(value))
+            return Hint.parse(str(value))
         except ProteusError as exc:
             self.fail(str(exc).removeprefix(f"--hint {value}: "), param, ctx)
 

@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from proteus.common.cache.reader import Cache
+from proteus.common.models.grid import resize_patch_targets
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.progress import progress_bar
 from proteus.common.views.renderer import RenderConfig, Renderer
 from proteus.evaluate.models import load_trained_student
-from proteus.train.targets import resize_patch_targets
 
 
 def run_agreement(

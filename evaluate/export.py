@@ -24,27 +24,10 @@ from safetensors.torch import save_file
 
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.version import __version__
+from proteus.evaluate.check import DEFAULT_TOLERANCE, ExportCheck, compare, sample_images
 from proteus.evaluate.models import TrainedStudent, load_trained_student
 
 FORMATS = ("timm", "onnx")
-# Relative to the largest output magnitude: float32 kernels differ in summation order.
-DEFAULT_TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class ExportCheck:
-    """The read-back comparison: max |exported − PyTorch| over every output and sample."""
-
-    reader: str  # what read it back: "timm.create_model" or "onnxruntime …"
-    max_abs_diff: float
-    allowed: float  # tolerance × max(1, max |PyTorch output|)
-    batches: tuple[int, ...]  # the batch sizes compared (two for ONNX: the batch is dynamic)
-
-    def describe(self) -> str:
-        return (
-            f"{self.reader}: max |difference| {self.max_abs_diff:.3g} "
-            f"(allowed {self.allowed:.3g}; batches {', '.join(map(str, self.batches))})"
-        )
 
 
 @dataclass(frozen=True)
@@ -122,39 +105,6 @@ def check_timm_export(trained: TrainedStudent, out: Path, tolerance: float) -> E
     with torch.no_grad():
         theirs, mine = reloaded.forward_features(images), ours.forward_features(images)
     return compare("timm.create_model", [theirs], [mine], tolerance, (2,))
-
-
-def sample_images(batch: int, size: int, seed: int = 0) -> torch.Tensor:
-    """Normalised-looking inputs: the check covers the values a real image produces."""
-    generator = torch.Generator().manual_seed(seed + batch)
-    return torch.randn(batch, 3, size, size, generator=generator)
-
-
-def compare(
-    reader: str,
-    exported: list[Any],
-    reference: list[torch.Tensor],
-    tolerance: float,
-    batches: tuple[int, ...],
-) -> ExportCheck:
-    diffs, scale = [torch.zeros(())], 1.0
-    for got, want in zip(exported, reference, strict=True):
-        want = want.detach().float().cpu()
-        got = torch.as_tensor(got).float()
-        if tuple(got.shape) != tuple(want.shape):
-            raise ProteusError(
-                f"export check: {reader} gave shape {tuple(got.shape)}, PyTorch {tuple(want.shape)}"
-            )
-        diffs.append((got - want).abs().max())
-        scale = max(scale, float(want.abs().max()))
-    diff = float(torch.stack(diffs).max())  # torch's max keeps a NaN (Python's max drops it)
-    check = ExportCheck(reader, diff, tolerance * scale, batches)
-    if not diff <= check.allowed:  # also catches NaN
-        raise ProteusError(
-            f"export check failed: {check.describe()}; the exported model does not reproduce "
-            "the student (raise --tolerance only if the difference is expected)"
-        )
-    return check
 
 
 def _config(trained: TrainedStudent, fmt: str) -> dict[str, Any]:

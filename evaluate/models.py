@@ -14,13 +14,12 @@ import torch
 from torch import nn
 
 from proteus.common.cache.stats import TargetStats
+from proteus.common.models.heads import Hint, Lambdas, ProteusHeads, make_heads
+from proteus.common.models.students import Student, build_student
+from proteus.common.models.teachers import build_teacher, get_teacher_spec
+from proteus.common.models.teachers.spec import IMAGENET_MEAN, IMAGENET_STD
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.students import Student, build_student
-from proteus.common.teachers import build_teacher, get_teacher_spec
-from proteus.common.teachers.spec import IMAGENET_MEAN, IMAGENET_STD
 from proteus.train.checkpoint import Checkpoint
-from proteus.train.distiller import make_heads
-from proteus.train.objective import Hint, Lambdas, Objective, ProteusHeads
 
 
 @dataclass
@@ -111,7 +110,8 @@ def load_trained_student(checkpoint: Path, ema: bool | None = None) -> TrainedSt
         make_heads(
             student,
             t["dim"],
-            Objective(Lambdas(**t["lambdas"]), tuple(Hint(b, layer) for b, layer in t["hints"])),
+            Lambdas(**t["lambdas"]),
+            tuple(Hint(b, layer) for b, layer in t["hints"]),
             t["hint_dims"],
         )
         for t in saved.teachers

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from proteus.common.cache.stats import TargetStats
+from proteus.common.models.heads import ProteusHeads
+from proteus.common.models.students import Student
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.students import Student
-from proteus.evaluate.export import ExportCheck, compare, sample_images
+from proteus.evaluate.check import ExportCheck, compare, sample_images
 from proteus.evaluate.models import TrainedStudent
-from proteus.train.objective import ProteusHeads
 
 OPSET = 18
 

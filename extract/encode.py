@@ -11,8 +11,8 @@ from proteus.common.cache.layout import shard_bounds
 from proteus.common.cache.manifest import Manifest
 from proteus.common.cache.stats import StatsSums
 from proteus.common.data.table import ImageTable
+from proteus.common.models.teachers import Teacher
 from proteus.common.runtime.progress import progress_bar
-from proteus.common.teachers import Teacher
 from proteus.extract.feed import Batch, ShardFeed
 
 

@@ -31,6 +31,8 @@ from proteus.common.cache.writer import CacheWriter, check_writable
 from proteus.common.data.dataset import ImageList, data_root, scan_images
 from proteus.common.data.probe import probe_images
 from proteus.common.data.table import STATUS_FAILED, STATUS_OK
+from proteus.common.models.teachers import Teacher, build_teacher
+from proteus.common.models.teachers.placement import spread_layers, teacher_devices
 from proteus.common.runtime.distributed import (
     DistInfo,
     barrier,
@@ -44,8 +46,6 @@ from proteus.common.runtime.prefetch import prefetch
 from proteus.common.runtime.progress import progress_bar
 from proteus.common.runtime.version import __version__
 from proteus.common.storage.objectstore import is_url
-from proteus.common.teachers import Teacher, build_teacher
-from proteus.common.teachers.placement import spread_layers, teacher_devices
 from proteus.common.views.records import AugPolicy, sample_views
 from proteus.common.views.renderer import RenderConfig, Renderer, dali_version, render_device
 from proteus.extract.config import ExtractConfig

@@ -43,7 +43,7 @@ def save_teacher_weights(name: str, path: Path, seed: int = 0) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from proteus.common.teachers import build_teacher
+    from proteus.common.models.teachers import build_teacher
 
     torch.manual_seed(seed)
     teacher = build_teacher(name, pretrained=False)

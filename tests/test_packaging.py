@@ -17,7 +17,7 @@ def test_stages_import_under_the_proteus_namespace():
         "proteus.common",
         "proteus.extract",
         "proteus.train",
-        "proteus.common.teachers",
+        "proteus.common.models.teachers",
         "proteus.app",
     ):
         assert importlib.util.find_spec(name) is not None, name

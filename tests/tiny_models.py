@@ -6,10 +6,10 @@ with ``tests/`` on PYTHONPATH (the plugin mechanism users have for their own mod
 
 from __future__ import annotations
 
-from proteus.common.teachers import TeacherSpec, register_teacher
-from proteus.common.teachers.clip import build_clip
-from proteus.common.teachers.spec import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from proteus.common.teachers.timm_teachers import build_file_only_vit, build_vit
+from proteus.common.models.teachers import TeacherSpec, register_teacher
+from proteus.common.models.teachers.clip import build_clip
+from proteus.common.models.teachers.spec import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from proteus.common.models.teachers.timm_teachers import build_file_only_vit, build_vit
 
 TINY_VIT = {"embed_dim": 32, "depth": 3, "num_heads": 2}
 TINY_CLIP = {
@@ -75,7 +75,7 @@ _register()
 
 
 def _register_students() -> None:
-    from proteus.common.students import StudentSpec, register_student
+    from proteus.common.models.students import StudentSpec, register_student
 
     tiny = {"embed_dim": 32, "depth": 2, "num_heads": 2}
     register_student(

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from proteus.common.models.heads import Hint
 from proteus.common.runtime.errors import ProteusError
-from proteus.train.objective import Hint
 from proteus.train.recipe import Recipe, get_recipe
 
 PerTeacher = float | tuple[float, ...] | None  # one value for every teacher, or one per cache

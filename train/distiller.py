@@ -8,8 +8,9 @@ from typing import cast
 import torch
 from torch import nn
 
-from proteus.common.students import Student
-from proteus.train.objective import LOSS_PARTS, Objective, ProteusHeads, StudentOutput, losses
+from proteus.common.models.heads import ProteusHeads, make_heads
+from proteus.common.models.students import Student
+from proteus.train.objective import LOSS_PARTS, Objective, StudentOutput, losses
 
 
 class Distiller(nn.Module):
@@ -34,7 +35,8 @@ class Distiller(nn.Module):
         self.student = student
         self.objectives = [objective for _, objective, _ in teachers]
         self.heads = nn.ModuleList(
-            make_heads(student, dim, objective, hint_dims) for dim, objective, hint_dims in teachers
+            make_heads(student, dim, objective.lambdas, objective.hints, hint_dims)
+            for dim, objective, hint_dims in teachers
         )
         self.hint_blocks = tuple(sorted({h.block for o in self.objectives for h in o.hints}))
         self.clean_pass = any(o.needs_clean_pass for o in self.objectives)
@@ -90,20 +92,6 @@ class Distiller(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return {f"student.{name}" for name in self.student.no_weight_decay()}
-
-
-def make_heads(
-    student: Student, d_teacher: int, objective: Objective, hint_dims: dict[str, int]
-) -> ProteusHeads:
-    """One teacher's heads, sized for this student's summary, dense and hinted-block widths."""
-    return ProteusHeads(
-        student.dense_dim,
-        d_teacher,
-        objective.lambdas,
-        hint_dims,
-        d_summary=student.summary_dim,
-        hint_inputs={h.key: student.block_dim(h.block) for h in objective.hints},
-    )
 
 
 def param_groups(model: Distiller, weight_decay: float, decay_tokens: bool = True) -> list[dict]:

@@ -26,11 +26,11 @@ from proteus.common.data.dataset import ImageList, scan_images
 from proteus.common.data.images import read_encoded
 from proteus.common.data.probe import probe_images
 from proteus.common.data.table import STATUS_OK, ImageTable
+from proteus.common.models.teachers import Teacher, build_teacher
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.prefetch import prefetch
 from proteus.common.runtime.version import __version__
 from proteus.common.storage.shardcache import ShardCacheConfig
-from proteus.common.teachers import Teacher, build_teacher
 from proteus.common.views.records import AugPolicy, view_records
 from proteus.common.views.renderer import Renderer, RenderError, dali_version
 from proteus.train.sampler import ViewSampler

@@ -23,6 +23,8 @@ import torch.distributed as dist
 from proteus.common.cache.alignment import check_aligned
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.stats import TargetStats
+from proteus.common.models.heads import Hint
+from proteus.common.models.students import build_student, get_student_spec, student_style
 from proteus.common.runtime.distributed import (
     DistInfo,
     barrier,
@@ -35,7 +37,6 @@ from proteus.common.runtime.faults import failpoint
 from proteus.common.runtime.progress import progress_bar
 from proteus.common.runtime.version import __version__
 from proteus.common.storage.shardcache import ShardCacheConfig
-from proteus.common.students import build_student, get_student_spec, student_style
 from proteus.common.views.records import AugPolicy
 from proteus.common.views.renderer import RenderConfig, Renderer
 from proteus.train.checkpoint import FORMAT, Checkpoint
@@ -44,13 +45,7 @@ from proteus.train.distiller import Distiller, param_groups
 from proteus.train.ema import EMA
 from proteus.train.loader import TrainBatch, TrainBatches
 from proteus.train.logs import RunLog
-from proteus.train.objective import (
-    LOSS_PARTS,
-    Hint,
-    Objective,
-    resolve_hints,
-    resolve_lambdas,
-)
+from proteus.train.objective import LOSS_PARTS, Objective, resolve_hints, resolve_lambdas
 from proteus.train.online import OnlineBatch, OnlineBatches, OnlineTeacher
 from proteus.train.run_folder import RunFolder
 from proteus.train.sampler import ViewSampler

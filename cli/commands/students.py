@@ -16,7 +16,7 @@ def students() -> None:
     model with a feature map (CNNs, hierarchical hybrids) is a convnet student, its pooled
     features the summary and its last map, resampled to the teacher's grid, the dense tokens.
     """
-    from proteus.common.students import list_students
+    from proteus.common.models.students import list_students
 
     rows = [("name", "kind", "timm arch", "stride", "dense dim")]
     rows += [(s.name, s.kind, s.arch, str(s.patch_size), str(s.embed_dim)) for s in list_students()]

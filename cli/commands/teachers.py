@@ -15,7 +15,7 @@ def teachers() -> None:
     Any timm model also works as timm:<model> (CNNs included: final feature map -> patch
     tokens, pooled pre-logits -> cls). Every teacher accepts --weights FILE.
     """
-    from proteus.common.teachers import list_teachers
+    from proteus.common.models.teachers import list_teachers
 
     rows = [("name", "family", "dim", "patch", "size (grid)", "mean", "std", "weights")]
     for s in list_teachers():

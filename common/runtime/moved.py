@@ -39,6 +39,8 @@ MOVED = {
     "proteus.common.renderer": "proteus.common.views.renderer",
     "proteus.extract.writer": "proteus.common.cache.writer",
     "proteus.extract.publish": "proteus.common.cache.publisher",
+    "proteus.common.teachers": "proteus.common.models.teachers",
+    "proteus.common.students": "proteus.common.models.students",
 }
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from proteus.common.models.students import (
+    ConvStudent,
+    build_student,
+    get_student_spec,
+    list_students,
+)
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.students import ConvStudent, build_student, get_student_spec, list_students
 
 
 @pytest.mark.parametrize(

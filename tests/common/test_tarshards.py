@@ -16,8 +16,8 @@ from proteus.common.cache.reader import Cache
 from proteus.common.data.dataset import scan_images
 from proteus.common.data.images import probe_image, read_encoded
 from proteus.common.data.tarshards import expand_braces
+from proteus.common.models.teachers import build_teacher
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers import build_teacher
 from proteus.common.views.renderer import RenderConfig, Renderer
 
 

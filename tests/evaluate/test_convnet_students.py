@@ -16,12 +16,12 @@ from extract_helpers import extract
 from train_helpers import train
 
 from proteus.app import main
+from proteus.common.models.heads import Hint
 from proteus.common.runtime.errors import ProteusError
-from proteus.evaluate.export import compare
+from proteus.evaluate.check import compare
 from proteus.evaluate.models import load_trained_student
 from proteus.train.checkpoint import Checkpoint
 from proteus.train.logs import read_log
-from proteus.train.objective import parse_hint
 
 STUDENT = "tiny_resnet"  # timm's test_resnet: BatchNorm, five stages, stride 32
 
@@ -34,7 +34,7 @@ def world(tmp_path_factory):
     weights = imagegen.save_teacher_weights("tiny_dinov2", root / "w.safetensors")
     extract(root / "train", root / "cache", weights, views=2, layers=(1,))
     extract(root / "val", root / "valcache", weights, views=1, seed=7)
-    train(root / "cache", root / "run", student=STUDENT, max_steps=8, hints=(parse_hint("2:1"),))
+    train(root / "cache", root / "run", student=STUDENT, max_steps=8, hints=(Hint.parse("2:1"),))
     return root
 
 
@@ -63,7 +63,7 @@ def test_training_computes_every_loss_on_the_teachers_grid(world):
 
 def test_resume_continues_exactly(world, tmp_path):
     straight = world / "run"
-    hints = (parse_hint("2:1"),)
+    hints = (Hint.parse("2:1"),)
     train(world / "cache", tmp_path / "r", student=STUDENT, max_steps=4, hints=hints)
     train(world / "cache", tmp_path / "r", student=STUDENT, max_steps=8, hints=hints, resume=True)
     ours = [r["loss"] for r in read_log(tmp_path / "r")]

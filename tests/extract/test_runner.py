@@ -12,8 +12,8 @@ from proteus.common.cache.layout import read_image_table, read_manifest, read_vi
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.verify import verify_cache
 from proteus.common.data.table import STATUS_OK
+from proteus.common.models.teachers import build_teacher
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers import build_teacher
 from proteus.common.views.records import AugPolicy, sample_views
 from proteus.common.views.renderer import RenderConfig, Renderer
 

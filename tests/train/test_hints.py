@@ -8,19 +8,15 @@ import torch.nn.functional as F
 from extract_helpers import run_cli, tiny_cache
 from train_helpers import train, train_args
 
+from proteus.common.models.grid import resize_layer_targets
+from proteus.common.models.heads import Hint, Lambdas
+from proteus.common.models.students import build_student
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.students import build_student
 from proteus.evaluate.models import load_trained_student
 from proteus.train.checkpoint import load_checkpoint
 from proteus.train.distiller import Distiller
 from proteus.train.logs import read_log
-from proteus.train.objective import (
-    Hint,
-    Lambdas,
-    Objective,
-    parse_hint,
-)
-from proteus.train.targets import resize_layer_targets
+from proteus.train.objective import Objective
 
 DT, DL = 6, 5  # teacher width, width of its layer target
 
@@ -67,11 +63,11 @@ def test_a_hint_adds_exactly_its_term():
 
 
 def test_hint_text_and_layer_grids():
-    assert parse_hint("5:19") == Hint(5, 19, 0) and parse_hint("-1:3@2") == Hint(-1, 3, 1)
+    assert Hint.parse("5:19") == Hint(5, 19, 0) and Hint.parse("-1:3@2") == Hint(-1, 3, 1)
     assert str(Hint(5, 19, 1)) == "5:19@2"
     for bad in ("5", "a:b", "1:2@0", "1:2@x"):
         with pytest.raises(ProteusError, match="STUDENT_BLOCK:TEACHER_LAYER"):
-            parse_hint(bad)
+            Hint.parse(bad)
     # A layer on a 2×2 grid goes to the student's 4×4: global token kept, patches resampled.
     tokens = torch.arange(5.0).reshape(1, 5, 1)
     out = resize_layer_targets(tokens, (4, 4))

@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from proteus.common.students import build_student, student_style
+from proteus.common.models.heads import Lambdas
+from proteus.common.models.students import build_student, student_style
 from proteus.train.config import TrainConfig
 from proteus.train.distiller import Distiller, param_groups
-from proteus.train.objective import Lambdas, Objective
+from proteus.train.objective import Objective
 from proteus.train.recipe import LEGACY, PROTEUS, get_recipe
 from proteus.train.schedule import EpochCosineSchedule, scaled_lr
 

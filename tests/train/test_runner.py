@@ -14,8 +14,8 @@ from extract_helpers import cli_env, edit_manifest, run_cli, tiny_cache, torchru
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
+from proteus.common.models.teachers import build_teacher
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers import build_teacher
 from proteus.common.views.renderer import RenderConfig, Renderer
 from proteus.train.checkpoint import load_checkpoint
 from proteus.train.loader import TrainBatches

@@ -14,9 +14,9 @@ from extract_helpers import extract
 from safetensors.torch import load_file
 
 from proteus.common.cache.reader import Cache
+from proteus.common.models.teachers import build_teacher, get_teacher_spec, register_teacher
+from proteus.common.models.teachers.catalog import MODERN_TEACHERS
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers import build_teacher, get_teacher_spec, register_teacher
-from proteus.common.teachers.catalog import MODERN_TEACHERS
 from proteus.common.views.renderer import RenderConfig, Renderer
 
 

@@ -7,8 +7,8 @@ import torch
 from open_clip.model import CLIP
 from open_clip.transformer import QuickGELU
 
-from proteus.common.teachers import build_teacher, get_teacher_spec
-from proteus.common.teachers.clip import clip_model_config
+from proteus.common.models.teachers import build_teacher, get_teacher_spec
+from proteus.common.models.teachers.clip import clip_model_config
 
 TINY_TEXT = {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}
 

@@ -10,9 +10,9 @@ from dataclasses import replace
 import pytest
 import torch
 
+from proteus.common.models.teachers import build_teacher, get_teacher_spec, register_teacher
+from proteus.common.models.teachers.placement import spread_layers, teacher_devices
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers import build_teacher, get_teacher_spec, register_teacher
-from proteus.common.teachers.placement import spread_layers, teacher_devices
 
 
 @pytest.mark.parametrize("real", ["dinov3_7b", "dinov2_g", "siglip2_b16"])

@@ -6,9 +6,9 @@ import pytest
 import timm
 import torch
 
+from proteus.common.models.teachers import build_teacher, get_teacher_spec, list_teachers
+from proteus.common.models.teachers.clip import clip_model_config
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers import build_teacher, get_teacher_spec, list_teachers
-from proteus.common.teachers.clip import clip_model_config
 
 SHIPPED = {
     "dinov2_s",

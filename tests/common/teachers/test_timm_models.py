@@ -10,15 +10,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from proteus.common.models.teachers import build_teacher, get_teacher_spec, register_teacher
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers import build_teacher, get_teacher_spec, register_teacher
 
 # A generated crossword grid: white cells with black lines and some black squares. Real
 # ImageNet weights call it class 918, "crossword puzzle"; random weights would not.
 CROSSWORD = 918
 CLASSIFY = """
 import torch
-from proteus.common.teachers import build_teacher
+from proteus.common.models.teachers import build_teacher
 t = build_teacher("effnet_lite0")
 yy, xx = torch.meshgrid(torch.linspace(0, 1, 224), torch.linspace(0, 1, 224), indexing="ij")
 cell_x, cell_y = (xx * 15).floor(), (yy * 15).floor()

@@ -7,8 +7,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
+from proteus.common.models.teachers import build_teacher
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers import build_teacher
 
 
 @pytest.mark.parametrize("name, prefix", [("tiny_dinov2", 1), ("tiny_dinov2_reg", 5)])

@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 
+from proteus.common.models.teachers import build_teacher
+from proteus.common.models.teachers.weights import load_weights_file
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers import build_teacher
-from proteus.common.teachers.weights import load_weights_file
 
 
 class _Exploit:

@@ -11,9 +11,9 @@ import torch
 from open_clip.transformer import VisionTransformer
 from timm.layers import resample_abs_pos_embed
 
-from proteus.common.teachers.base import Teacher
-from proteus.common.teachers.spec import TeacherBuild, TeacherOutput, TeacherSpec
-from proteus.common.teachers.weights import load_into, load_weights_file
+from proteus.common.models.teachers.base import Teacher
+from proteus.common.models.teachers.spec import TeacherBuild, TeacherOutput, TeacherSpec
+from proteus.common.models.teachers.weights import load_into, load_weights_file
 
 
 class ClipTeacher(Teacher):

@@ -16,10 +16,10 @@ import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
+from proteus.common.models.teachers.base import Teacher
+from proteus.common.models.teachers.spec import TeacherBuild, TeacherOutput, TeacherSpec
+from proteus.common.models.teachers.weights import load_into, load_weights_file
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers.base import Teacher
-from proteus.common.teachers.spec import TeacherBuild, TeacherOutput, TeacherSpec
-from proteus.common.teachers.weights import load_into, load_weights_file
 
 
 class ViTTeacher(Teacher):

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from proteus.common.models.students.feature_map import probe_feature_map
 from proteus.common.runtime.errors import ProteusError
 
 TIMM_PREFIX = "timm:"
@@ -144,8 +145,6 @@ def _timm_spec(model: str) -> StudentSpec:
     if _is_vit(probe):
         patch = int(probe.patch_embed.patch_size[0])  # type: ignore[index, union-attr]
         return StudentSpec(f"{TIMM_PREFIX}{model}", model, patch, int(probe.embed_dim))  # type: ignore[arg-type]
-    from proteus.common.students.convnet import probe_feature_map
-
     found = probe_feature_map(probe, 224, f"--student timm:{model}")
     if found is None:
         raise ProteusError(

@@ -4,10 +4,10 @@
 two kinds, ``build`` puts them together.
 """
 
-from proteus.common.students.base import Student
-from proteus.common.students.build import build_student
-from proteus.common.students.convnet import ConvStudent
-from proteus.common.students.registry import (
+from proteus.common.models.students.base import Student
+from proteus.common.models.students.build import build_student
+from proteus.common.models.students.convnet import ConvStudent
+from proteus.common.models.students.registry import (
     KINDS,
     STUDENT_STYLES,
     TIMM_PREFIX,
@@ -18,7 +18,7 @@ from proteus.common.students.registry import (
     register_student,
     student_style,
 )
-from proteus.common.students.vit import ViTStudent
+from proteus.common.models.students.vit import ViTStudent
 
 __all__ = [
     "KINDS",

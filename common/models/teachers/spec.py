@@ -13,7 +13,7 @@ from typing_extensions import NotRequired, TypedDict  # NotRequired: Python 3.11
 from proteus.common.runtime.errors import ProteusError
 
 if TYPE_CHECKING:
-    from proteus.common.teachers.base import Teacher
+    from proteus.common.models.teachers.base import Teacher
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from proteus.common.models.teachers.base import Teacher
+from proteus.common.models.teachers.spec import TeacherBuild, TeacherSpec
+from proteus.common.models.teachers.timm_teachers import spec_from_timm
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers.base import Teacher
-from proteus.common.teachers.spec import TeacherBuild, TeacherSpec
 
 _REGISTRY: dict[str, TeacherSpec] = {}
 TIMM_PREFIX = "timm:"
@@ -64,8 +65,6 @@ def build_teacher(
 
 def _timm_spec(model_name: str) -> TeacherSpec:
     import timm
-
-    from proteus.common.teachers.timm_teachers import spec_from_timm
 
     if not model_name or not timm.is_model(model_name):
         raise ProteusError(

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from proteus.common.students.base import Student
-from proteus.common.students.registry import StudentSpec
+from proteus.common.models.students.base import Student
+from proteus.common.models.students.registry import StudentSpec
 
 if TYPE_CHECKING:  # timm is imported where a model is built, not at start-up
     from timm.models.vision_transformer import VisionTransformer

@@ -13,10 +13,10 @@ from pathlib import Path
 import timm
 import torch
 
+from proteus.common.models.teachers.spec import TeacherBuild, TeacherSpec
+from proteus.common.models.teachers.timm_teachers import ConvTeacher
+from proteus.common.models.teachers.weights import load_into, load_weights_file
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers.spec import TeacherBuild, TeacherSpec
-from proteus.common.teachers.timm_teachers import ConvTeacher
-from proteus.common.teachers.weights import load_into, load_weights_file
 
 
 def packaged_weights_path() -> Path:

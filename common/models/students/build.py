@@ -7,16 +7,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from proteus.common.runtime.errors import ProteusError
-from proteus.common.students.base import Student
-from proteus.common.students.convnet import ConvStudent, probe_feature_map
-from proteus.common.students.registry import (
+from proteus.common.models.students.base import Student
+from proteus.common.models.students.convnet import ConvStudent
+from proteus.common.models.students.feature_map import probe_feature_map
+from proteus.common.models.students.registry import (
     STUDENT_STYLES,
     TIMM_PREFIX,
     StudentSpec,
     get_student_spec,
 )
-from proteus.common.students.vit import ViTStudent
+from proteus.common.models.students.vit import ViTStudent
+from proteus.common.runtime.errors import ProteusError
 
 if TYPE_CHECKING:
     from timm.models.vision_transformer import VisionTransformer

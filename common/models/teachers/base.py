@@ -7,8 +7,8 @@ import hashlib
 import torch
 from torch import nn
 
+from proteus.common.models.teachers.spec import TeacherBuild, TeacherOutput, TeacherSpec
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.teachers.spec import TeacherBuild, TeacherOutput, TeacherSpec
 
 
 def resolve_layers(layers: tuple[int, ...], depth: int, name: str) -> tuple[int, ...]:

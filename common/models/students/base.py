@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from proteus.common.students.registry import StudentSpec
+from proteus.common.models.students.registry import StudentSpec
 
 
 class Student(nn.Module):

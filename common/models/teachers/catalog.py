@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from proteus.common.teachers.clip import build_clip
-from proteus.common.teachers.effnet import build_effnet_lite0
-from proteus.common.teachers.registry import register_teacher
-from proteus.common.teachers.spec import (
+from proteus.common.models.teachers.clip import build_clip
+from proteus.common.models.teachers.effnet import build_effnet_lite0
+from proteus.common.models.teachers.registry import register_teacher
+from proteus.common.models.teachers.spec import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
     TeacherSpec,
 )
-from proteus.common.teachers.timm_teachers import build_file_only_vit, build_vit
+from proteus.common.models.teachers.timm_teachers import build_file_only_vit, build_vit
 
 # DINOv2 (Oquab et al. 2023) through timm; weights from the timm hub, trained at 518 px and
 # resampled to the requested size (224 -> a 16×16 grid, as Proteus distils them).

@@ -1,0 +1,1 @@
+"""What runs on pixels: teachers (frozen), students (trained), and the heads between them."""
