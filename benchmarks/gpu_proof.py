@@ -298,7 +298,7 @@ class Proof:
         return s.extract_batch / per_batch, flops
 
     def _train_run(self, name: str, batch: int, launcher: list[str]) -> list[float]:
-        from proteus.train.logs import read_log
+        from proteus.common.runs.logs import read_log
 
         out = self.root / "runs" / name
         args = [

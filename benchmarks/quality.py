@@ -147,8 +147,8 @@ class Bench:
         views: int | None = None,
         recipe: str = "proteus",
     ) -> dict:
+        from proteus.common.runs.folder import RunFolder
         from proteus.train.config import TrainConfig
-        from proteus.train.run_folder import RunFolder
         from proteus.train.runner import run_train
 
         student = self.args.student
@@ -208,7 +208,7 @@ class Bench:
 
 
 def _finished(run: Path) -> bool:
-    from proteus.train.run_folder import RunFolder
+    from proteus.common.runs.folder import RunFolder
 
     return RunFolder(run).finished()
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from proteus.common.runs.folder import RunFolder
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.views.records import AugPolicy
-from proteus.train.run_folder import RunFolder
 
 # Digits are 8×8 glyphs: ImageNet's views (8% crops, mirroring, RandAugment's inversions and
 # posterisation, erasing) mostly destroy them (docs/QUALITY.md measures that), so the demo

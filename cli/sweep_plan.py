@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from proteus.common.runs.checkpoint import run_finished
+from proteus.common.runs.folder import RunFolder
 from proteus.common.runtime.errors import Interrupted, ProteusError
 from proteus.options import HintPair
-from proteus.train.run_folder import RunFolder
 
 if TYPE_CHECKING:  # the config module imports torch; the sweep only needs the type here
     from proteus.train.config import TrainConfig
@@ -228,7 +229,7 @@ def _train(variant: Variant) -> bool:
     run = RunFolder(variant.out)
     if run.has_checkpoint():
         _check_same_options(variant, run.read_config().get("config", {}))
-        if run.finished():
+        if run_finished(run):
             click.echo(f"{variant.name}: already trained, skipping")
             return False
         click.echo(f"{variant.name}: resuming from its checkpoint")

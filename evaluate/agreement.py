@@ -39,7 +39,7 @@ def run_agreement(
     m = cache.manifest
     index = trained.teacher_index(m.weights_sha256)
     if index is None:
-        taught = ", ".join(t["cache"]["teacher"] for t in trained.checkpoint.teachers)
+        taught = ", ".join(t.source.teacher or "?" for t in trained.checkpoint.teachers)
         raise ProteusError(
             f"--cache {cache_path}: holds targets of another teacher ({m.teacher}, weights "
             f"{m.weights_sha256[:12]}…) than the student was distilled from ({taught}); "

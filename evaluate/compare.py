@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from proteus.common.runs.folder import RunFolder
+from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.files import atomic_write_text
-from proteus.train.logs import read_log
-from proteus.train.run_folder import RunFolder
 
 # Options that say nothing about the experiment, left out of the "what differs" columns.
 _NOT_COMPARED = {

@@ -133,8 +133,8 @@ def _config(trained: TrainedStudent, fmt: str) -> dict[str, Any]:
             "student_kind": student.spec.kind,
             "grid": list(student.grid),
             "weights": trained.evaluated_weights,
-            "teacher": saved.cache.get("teacher"),
-            "teachers": [t["cache"]["teacher"] for t in saved.teachers],
+            "teacher": saved.teachers[0].source.teacher,
+            "teachers": [t.source.teacher for t in saved.teachers],
             "step": saved.step,
         },
     }

@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from proteus.common.cache.stats import TargetStats
-from proteus.common.models.heads import Hint, Lambdas, ProteusHeads, make_heads
+from proteus.common.models.heads import ProteusHeads, make_heads
 from proteus.common.models.students import Student, build_student
 from proteus.common.models.teachers import build_teacher, get_teacher_spec
 from proteus.common.models.teachers.spec import IMAGENET_MEAN, IMAGENET_STD
+from proteus.common.runs.checkpoint import Checkpoint
 from proteus.common.runtime.errors import ProteusError
-from proteus.train.checkpoint import Checkpoint
 
 
 @dataclass
@@ -60,10 +60,7 @@ class TrainedStudent:
 
     def teacher_index(self, weights_sha256: str) -> int | None:
         """Which of the checkpoint's teachers has these weights, if any."""
-        for index, teacher in enumerate(self.checkpoint.teachers):
-            if teacher["cache"]["weights_sha256"] == weights_sha256:
-                return index
-        return None
+        return self.checkpoint.teacher_index(weights_sha256)
 
     def stats(self, teacher: int) -> TargetStats | None:
         """The statistics teacher ``teacher``'s targets were standardised with (None: raw);
@@ -107,14 +104,7 @@ def load_trained_student(checkpoint: Path, ema: bool | None = None) -> TrainedSt
             f"({str(exc).splitlines()[0]})"
         ) from exc
     heads = nn.ModuleList(
-        make_heads(
-            student,
-            t["dim"],
-            Lambdas(**t["lambdas"]),
-            tuple(Hint(b, layer) for b, layer in t["hints"]),
-            t["hint_dims"],
-        )
-        for t in saved.teachers
+        make_heads(student, t.dim, t.lambdas, t.hints, t.hint_dims) for t in saved.teachers
     )
     heads.load_state_dict(saved.heads)
     head_sets = [cast(ProteusHeads, h) for h in heads.eval()]

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from proteus.common.cache.reader import Cache
+from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.storage.objectstore import is_url
 from proteus.common.views.renderer import RenderConfig, Renderer
 from proteus.evaluate.models import load_trained_student
-from proteus.train.logs import read_log
 
 
 def _pyplot():
@@ -45,7 +45,7 @@ def pca_rgb(features: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
 def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views: int = 4) -> Path:
     trained = load_trained_student(checkpoint)
-    recorded = str(trained.checkpoint.cache["path"])
+    recorded = trained.checkpoint.teachers[0].source.path
     if cache_path is None and recorded.startswith("online:"):
         raise ProteusError(
             f"--checkpoint {checkpoint}: trained online ({recorded}), so there is no cache to "

@@ -16,8 +16,8 @@ from extract_helpers import cli_env, tiny_cache
 from train_helpers import train
 
 from proteus.common.cache.verify import verify_cache
-from proteus.train.checkpoint import checkpoint_step
-from proteus.train.logs import read_log
+from proteus.common.runs.checkpoint import checkpoint_step
+from proteus.common.runs.logs import read_log
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "slurm"

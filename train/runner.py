@@ -12,7 +12,7 @@ import math
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,11 @@ from proteus.common.cache.reader import Cache
 from proteus.common.cache.stats import TargetStats
 from proteus.common.models.heads import Hint
 from proteus.common.models.students import build_student, get_student_spec, student_style
+from proteus.common.runs.checkpoint import Checkpoint
+from proteus.common.runs.folder import RunFolder
+from proteus.common.runs.logs import RunLog
+from proteus.common.runs.records import RunRecord, SourceIdentity, TeacherRecord
+from proteus.common.runs.resume import check_resume
 from proteus.common.runtime.distributed import (
     DistInfo,
     barrier,
@@ -39,15 +44,12 @@ from proteus.common.runtime.version import __version__
 from proteus.common.storage.shardcache import ShardCacheConfig
 from proteus.common.views.records import AugPolicy
 from proteus.common.views.renderer import RenderConfig, Renderer
-from proteus.train.checkpoint import FORMAT, Checkpoint
 from proteus.train.config import TrainConfig
 from proteus.train.distiller import Distiller, param_groups
 from proteus.train.ema import EMA
 from proteus.train.loader import TrainBatch, TrainBatches
-from proteus.train.logs import RunLog
 from proteus.train.objective import LOSS_PARTS, Objective, resolve_hints, resolve_lambdas
 from proteus.train.online import OnlineBatch, OnlineBatches, OnlineTeacher
-from proteus.train.run_folder import RunFolder
 from proteus.train.sampler import ViewSampler
 from proteus.train.schedule import CosineSchedule, EpochCosineSchedule, scaled_lr
 from proteus.train.subset import Subset, select_images
@@ -147,8 +149,7 @@ class _Trainer:
         self._check_masking()
         self.total_steps = cfg.max_steps or cfg.epochs * self.sampler.steps_per_epoch
         heads = [
-            (t["dim"], o, t["hint_dims"])
-            for t, o in zip(self._teachers(), self.objectives, strict=True)
+            (t.dim, o, t.hint_dims) for t, o in zip(self._teachers(), self.objectives, strict=True)
         ]
         if cfg.balance_teachers and len(self.caches) < 2:
             raise ProteusError("--balance-teachers weighs several teachers: give several --cache")
@@ -272,62 +273,49 @@ class _Trainer:
                 "continue it, or choose a new --out"
             )
         if self.info.is_main:
-            run.write_config(self._resolved_config())
+            run.write_config(self._run_record().to_json())
 
-    def _resolved_config(self) -> dict[str, Any]:
-        teachers = self._teachers()
-        return {
-            "proteus_version": __version__,
-            "config": self.given.to_json(),
-            "recipe": self.recipe.to_json(),
-            "resolved": self.cfg.to_json(),
-            "student_style": self.student_style,
-            "lambdas": teachers[0]["lambdas"],  # the first teacher's, as "teacher" and "cache"
-            "lr": self.peak_lr,
-            "world": self.info.world,
-            "global_batch": self.cfg.batch_size * self.info.world,
-            "steps_per_epoch": self.sampler.steps_per_epoch,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.schedule.warmup_steps,
-            "student_grid": list(self.student_grid),
-            "standardize": self.standardize,
-            "targets_read": teachers[0]["targets_read"],
-            "subset": self.subset_info,
-            "images": len(self.sampler.image_views),
-            "cache": teachers[0]["cache"],
-            "teacher": {
-                k: teachers[0][k]
-                for k in ("name", "family", "dim", "grid", "image_size", "mean", "std")
-            },
-            "teachers": teachers,
-            "views_sha256": self.views_sha256,
-        }
+    def _run_record(self) -> RunRecord:
+        return RunRecord(
+            config=self.given.to_json(),
+            recipe=self.recipe.to_json(),
+            resolved=self.cfg.to_json(),
+            student_style=self.student_style,
+            lr=self.peak_lr,
+            world=self.info.world,
+            global_batch=self.cfg.batch_size * self.info.world,
+            steps_per_epoch=self.sampler.steps_per_epoch,
+            total_steps=self.total_steps,
+            warmup_steps=self.schedule.warmup_steps,
+            student_grid=self.student_grid,
+            standardize=self.standardize,
+            subset=self.subset_info,
+            images=len(self.sampler.image_views),
+            teachers=self._teachers(),
+            views_sha256=self.views_sha256,
+            proteus_version=__version__,
+        )
 
-    def _teachers(self) -> list[dict[str, Any]]:
+    def _teachers(self) -> list[TeacherRecord]:
         """Per cache: the teacher, its cache identity, its λ and hints (config and checkpoint)."""
         out = []
         for cache, objective in zip(self.caches, self.objectives, strict=True):
             m = cache.manifest
             out.append(
-                {
-                    "name": m.teacher,
-                    "family": m.teacher_family,
-                    "dim": m.embed_dim,
-                    "grid": list(m.grid),
-                    "image_size": m.image_size,
-                    "mean": list(m.mean),
-                    "std": list(m.std),
-                    "cache": {
-                        "path": cache.name,
-                        "teacher": m.teacher,
-                        "weights_sha256": m.weights_sha256,
-                        "manifest_sha256": m.digest(),
-                    },
-                    "lambdas": asdict(objective.lambdas),
-                    "hints": [[h.block, h.layer] for h in objective.hints],
-                    "hint_dims": {h.key: m.targets[h.target][-1] for h in objective.hints},
-                    "targets_read": list(objective.needed_targets()),
-                }
+                TeacherRecord(
+                    dim=m.embed_dim,
+                    lambdas=objective.lambdas,
+                    source=SourceIdentity(cache.name, m.teacher, m.weights_sha256, m.digest()),
+                    name=m.teacher,
+                    family=m.teacher_family,
+                    grid=(int(m.grid[0]), int(m.grid[1])),
+                    image_size=m.image_size,
+                    mean=tuple(m.mean),
+                    std=tuple(m.std),
+                    hints=objective.hints,
+                    hint_dims={h.key: m.targets[h.target][-1] for h in objective.hints},
+                    targets_read=objective.needed_targets(),
+                )
             )
         return out
 
@@ -356,38 +344,7 @@ class _Trainer:
         )
 
     def _restore(self, saved: Checkpoint) -> None:
-        if saved.format != FORMAT:
-            raise ProteusError(
-                f"--resume: the checkpoint has format {saved.format}, this proteus "
-                f"resumes format {FORMAT}; evaluate or export it, or start a new run"
-            )
-
-        def objective(teachers: list[dict[str, Any]]) -> list:
-            return [(t["lambdas"], t["hints"]) for t in teachers]
-
-        checks = {  # name: (the checkpoint's, this run's)
-            "student_name": (saved.student_name, self.cfg.student),
-            "recipe": (saved.recipe, self.recipe.name),
-            "batch_size": (saved.batch_size, self.cfg.batch_size),
-            "world": (saved.world, self.info.world),
-            "objective (λ, hints)": (objective(saved.teachers), objective(self._teachers())),
-            # Runs from before these options existed trained with MSE, raw and unbalanced.
-            "loss": (saved.config.get("loss", "mse"), self.cfg.loss),
-            "standardize": (any(saved.target_stats or ()), self.standardize),
-            "balance_teachers": (
-                saved.config.get("balance_teachers", False),
-                self.cfg.balance_teachers,
-            ),
-        }
-        for key, (had, want) in checks.items():
-            if had != want:
-                raise ProteusError(
-                    f"--resume: the checkpoint has {key}={had!r}, this run asks {want!r}; "
-                    "resume with the original options"
-                )
-        trained_on = [t["cache"]["weights_sha256"] for t in saved.teachers]
-        if trained_on != [c.manifest.weights_sha256 for c in self.caches]:
-            raise ProteusError("--resume: the checkpoint was trained on another teacher's cache")
+        check_resume(saved, self._checkpoint(0))
         self.model.student.load_state_dict(saved.student)
         self.model.heads.load_state_dict(saved.heads)
         if self.ema and saved.ema is not None:

@@ -261,8 +261,8 @@ def _finish(result: dict, json_path: Path | None, run: Path | None, kind: str) -
     """Print skipped images; write --json, and keep the result in the run folder's eval/."""
     import json
 
+    from proteus.common.runs.folder import RunFolder
     from proteus.common.runtime.files import atomic_write_text
-    from proteus.train.run_folder import RunFolder
 
     skipped = result.get("skipped") or []
     if skipped:

@@ -32,8 +32,8 @@ from proteus.options import Location, checkpoint_option
 )
 def viz(checkpoint: Path, cache: Path | None, views: int, out: Path) -> None:
     """Picture patch features (first 3 PCA components as RGB) and plot the loss curves."""
+    from proteus.common.runs.checkpoint import resolve_checkpoint
     from proteus.evaluate.viz import plot_losses, plot_pca
-    from proteus.train.checkpoint import resolve_checkpoint
 
     pca = plot_pca(checkpoint, out / "pca.png", cache, views)
     click.echo(f"wrote {pca}")

@@ -41,6 +41,9 @@ MOVED = {
     "proteus.extract.publish": "proteus.common.cache.publisher",
     "proteus.common.teachers": "proteus.common.models.teachers",
     "proteus.common.students": "proteus.common.models.students",
+    "proteus.train.run_folder": "proteus.common.runs.folder",
+    "proteus.train.checkpoint": "proteus.common.runs.checkpoint",
+    "proteus.train.logs": "proteus.common.runs.logs",
 }
 
 

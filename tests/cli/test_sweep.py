@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from extract_helpers import run_cli, tiny_cache
 
 from proteus.app import main
-from proteus.train.checkpoint import load_checkpoint
+from proteus.common.runs.checkpoint import load_checkpoint
 
 TRAIN = {
     "student": "tiny_vit14",

@@ -17,11 +17,11 @@ from train_helpers import train
 
 from proteus.app import main
 from proteus.common.models.heads import Hint
+from proteus.common.runs.checkpoint import Checkpoint
+from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
 from proteus.evaluate.check import compare
 from proteus.evaluate.models import load_trained_student
-from proteus.train.checkpoint import Checkpoint
-from proteus.train.logs import read_log
 
 STUDENT = "tiny_resnet"  # timm's test_resnet: BatchNorm, five stages, stride 32
 

@@ -12,7 +12,7 @@ from train_helpers import train
 from proteus.app import main
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.verify import verify_cache
-from proteus.train.logs import read_log
+from proteus.common.runs.logs import read_log
 
 
 @pytest.fixture(scope="module")

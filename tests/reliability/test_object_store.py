@@ -18,9 +18,9 @@ from train_helpers import train, train_args
 
 from proteus.common.cache.layout import shard_key
 from proteus.common.cache.reader import Cache
+from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.storage.objectstore import ObjectStore
-from proteus.train.logs import read_log
 
 pytestmark = pytest.mark.slow  # real CLI subprocesses; still run by make test
 

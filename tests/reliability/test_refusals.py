@@ -22,7 +22,7 @@ from extract_helpers import (
 )
 from train_helpers import train, train_args
 
-from proteus.train.logs import read_log
+from proteus.common.runs.logs import read_log
 
 pytestmark = pytest.mark.slow  # real CLI subprocesses; still run by make test
 

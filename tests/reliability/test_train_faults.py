@@ -13,8 +13,8 @@ import pytest
 from extract_helpers import cli_env, run_cli, tiny_cache
 from train_helpers import train_args
 
-from proteus.train.checkpoint import load_checkpoint
-from proteus.train.logs import read_log
+from proteus.common.runs.checkpoint import load_checkpoint
+from proteus.common.runs.logs import read_log
 
 pytestmark = pytest.mark.slow  # real CLI subprocesses; still run by make test
 

@@ -11,11 +11,11 @@ from extract_helpers import cli_args, cli_env, extract, run_cli, torchrun_cli
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
+from proteus.common.runs.checkpoint import load_checkpoint
+from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
 from proteus.evaluate.agreement import run_agreement
 from proteus.evaluate.models import load_trained_student
-from proteus.train.checkpoint import load_checkpoint
-from proteus.train.logs import read_log
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ from train_helpers import train, train_args
 from proteus.common.models.grid import resize_layer_targets
 from proteus.common.models.heads import Hint, Lambdas
 from proteus.common.models.students import build_student
+from proteus.common.runs.checkpoint import load_checkpoint
+from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
 from proteus.evaluate.models import load_trained_student
-from proteus.train.checkpoint import load_checkpoint
 from proteus.train.distiller import Distiller
-from proteus.train.logs import read_log
 from proteus.train.objective import Objective
 
 DT, DL = 6, 5  # teacher width, width of its layer target

@@ -14,11 +14,11 @@ from extract_helpers import cli_env, run_cli, tiny_cache, torchrun_cli
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
+from proteus.common.runs.checkpoint import load_checkpoint
+from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.views.records import AugPolicy, view_records
 from proteus.common.views.renderer import RenderConfig, Renderer
-from proteus.train.checkpoint import load_checkpoint
-from proteus.train.logs import read_log
 from proteus.train.online import OnlineTeacher
 
 

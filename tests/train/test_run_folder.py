@@ -5,19 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
+from proteus.common.models.heads import Lambdas
+from proteus.common.runs.checkpoint import FORMAT, Checkpoint, load_checkpoint, run_finished
+from proteus.common.runs.folder import RunFolder
+from proteus.common.runs.records import SourceIdentity, TeacherRecord
 from proteus.common.runtime.errors import ProteusError
-from proteus.train.checkpoint import FORMAT, Checkpoint, load_checkpoint
-from proteus.train.run_folder import RunFolder
 
 
 def _checkpoint(step: int = 3) -> Checkpoint:
-    teacher = {
-        "dim": 8,
-        "lambdas": {"token": 1.0, "fea": 1.0, "patch": 1.0},
-        "hints": [],
-        "hint_dims": {},
-        "cache": {"path": "/c", "teacher": "tiny", "weights_sha256": "ab"},
-    }
+    teacher = TeacherRecord(
+        dim=8,
+        lambdas=Lambdas(1.0, 1.0, 1.0),
+        source=SourceIdentity("/c", "tiny", "ab"),
+        name="tiny",
+        family="dinov2",
+    )
     return Checkpoint(
         step=step,
         student_name="tiny_vit14",
@@ -43,6 +45,9 @@ def test_a_checkpoint_round_trips_through_the_file(tmp_path):
     # One-teacher readers still find the first teacher at the top level of the file.
     raw = load_checkpoint(tmp_path)
     assert raw["teacher_dim"] == 8 and raw["teacher"] == "tiny" and raw["cache"]["path"] == "/c"
+    # The family is the teacher record's (0.2 wrote None here: it read a key the cache
+    # identity never had).
+    assert raw["teacher_family"] == "dinov2"
 
 
 def test_format_1_is_upgraded_on_read_and_keeps_its_format_number(tmp_path):
@@ -52,7 +57,8 @@ def test_format_1_is_upgraded_on_read_and_keeps_its_format_number(tmp_path):
     loaded = Checkpoint.from_state(old)
     assert loaded.format == 1 and loaded.recipe == "legacy" and loaded.eval_weights == "raw"
     assert list(loaded.heads) == ["0.token.weight"]
-    assert loaded.teachers[0]["dim"] == 8 and loaded.teachers[0]["hints"] == []
+    assert loaded.teachers[0].dim == 8 and loaded.teachers[0].hints == ()
+    assert loaded.teachers[0].family == "dinov2"  # from the top-level teacher_family
 
 
 def test_a_dict_without_a_student_is_named_not_a_checkpoint():
@@ -62,15 +68,15 @@ def test_a_dict_without_a_student_is_named_not_a_checkpoint():
 
 def test_the_run_folder_knows_when_a_run_is_finished(tmp_path):
     run = RunFolder(tmp_path / "run")
-    assert not run.is_run() and not run.finished()
+    assert not run.is_run() and not run_finished(run)
     with pytest.raises(ProteusError, match=r"not a training run folder \(no config\.json\)"):
         run.read_config()
     run.write_config({"total_steps": 4})
-    assert run.read_config() == {"total_steps": 4} and not run.finished()
+    assert run.read_config() == {"total_steps": 4} and not run_finished(run)
     _checkpoint(step=3).save(run.path)
-    assert run.has_checkpoint() and not run.finished()
+    assert run.has_checkpoint() and not run_finished(run)
     _checkpoint(step=4).save(run.path)
-    assert run.finished()
+    assert run_finished(run)
     assert run.eval_result("knn") == run.path / "eval" / "knn.json"
     run.config.write_text("{broken")
     with pytest.raises(ProteusError, match=r"config\.json: not valid JSON"):

@@ -15,11 +15,11 @@ from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
 from proteus.common.models.teachers import build_teacher
+from proteus.common.runs.checkpoint import load_checkpoint
+from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.views.renderer import RenderConfig, Renderer
-from proteus.train.checkpoint import load_checkpoint
 from proteus.train.loader import TrainBatches
-from proteus.train.logs import read_log
 from proteus.train.sampler import ViewSampler
 
 

@@ -21,10 +21,10 @@ from proteus.common.cache.reader import Cache
 from proteus.common.cache.stats import TargetStats
 from proteus.common.models.heads import Lambdas
 from proteus.common.models.students import build_student
+from proteus.common.runs.checkpoint import Checkpoint
 from proteus.common.runtime.errors import ProteusError
 from proteus.evaluate.agreement import run_agreement
 from proteus.evaluate.models import load_trained_student
-from proteus.train.checkpoint import Checkpoint
 from proteus.train.distiller import Distiller
 from proteus.train.objective import Objective, StudentOutput, losses, token_loss
 from proteus.train.targets import StudentTargets

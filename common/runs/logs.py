@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from proteus.train.run_folder import RunFolder
+from proteus.common.runs.folder import RunFolder
 
 
 class RunLog:

@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
+from proteus.common.runs.folder import RunFolder
+from proteus.common.runs.records import TeacherRecord
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.faults import failpoint
-from proteus.train.run_folder import RunFolder
 
 CHECKPOINT = RunFolder.CHECKPOINT
 FORMAT = 2  # 2: per-teacher heads ("teachers", heads under "i."); 1: one teacher's at the top
@@ -29,7 +30,7 @@ FORMAT = 2  # 2: per-teacher heads ("teachers", heads under "i."); 1: one teache
 @dataclass
 class Checkpoint:
     """Everything a checkpoint holds. ``teachers[i]`` describes the i-th teacher (its dim,
-    λ, hints, hint dims, the targets read, and its cache's identity); its heads' weights are
+    λ, hints, hint dims, the targets read, and its source's identity); its heads' weights are
     ``heads`` under ``"i."``."""
 
     step: int  # the next step to run
@@ -37,7 +38,7 @@ class Checkpoint:
     image_size: int
     mean: tuple[float, ...]  # the teacher's normalisation, to feed the student as trained
     std: tuple[float, ...]
-    teachers: list[dict[str, Any]]
+    teachers: list[TeacherRecord]
     student: dict[str, Any]  # state dicts
     heads: dict[str, Any]
     ema: dict[str, Any] | None = None
@@ -60,12 +61,13 @@ class Checkpoint:
         # Shallow on purpose: asdict() would deep-copy every tensor of the state dicts.
         state = {f.name: getattr(self, f.name) for f in fields(self)}
         state |= {"mean": list(self.mean), "std": list(self.std)}
-        first = self.teachers[0]
+        state["teachers"] = [t.to_json() for t in self.teachers]
+        first = state["teachers"][0]
         # The first teacher again at the top level, for readers of one-teacher runs.
         return state | {
             "teacher_dim": first["dim"],
             "teacher": first["cache"].get("teacher"),
-            "teacher_family": first["cache"].get("teacher_family"),
+            "teacher_family": first["family"],
             "lambdas": first["lambdas"],
             "cache": first["cache"],
         }
@@ -85,12 +87,14 @@ class Checkpoint:
                     "hints": [],
                     "hint_dims": {},
                     "cache": state["cache"],
+                    "family": state.get("teacher_family"),
                 }
             ]
             state["heads"] = {f"0.{k}": v for k, v in state["heads"].items()}
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in state.items() if k in known and v is not None}
         values["mean"], values["std"] = tuple(state["mean"]), tuple(state["std"])
+        values["teachers"] = [TeacherRecord.from_json(t) for t in state["teachers"]]
         return cls(**values)
 
     @classmethod
@@ -107,15 +111,25 @@ class Checkpoint:
         """The grid a convnet student's dense tokens were resampled to (its teacher's)."""
         return (self.student_grid[0], self.student_grid[1]) if self.student_grid else None
 
-    @property
-    def cache(self) -> dict[str, Any]:
-        """The first teacher's cache identity (path, teacher, weights_sha256, …)."""
-        return self.teachers[0]["cache"]
+    def teacher_index(self, weights_sha256: str) -> int | None:
+        """Which of its teachers has these weights, if any."""
+        for index, teacher in enumerate(self.teachers):
+            if teacher.weights_sha256 == weights_sha256:
+                return index
+        return None
 
 
 def checkpoint_step(path: Path) -> int:
     """The step a checkpoint resumes at, without loading its tensors."""
     return int(load_checkpoint(path, mmap=True)["step"])
+
+
+def run_finished(run: RunFolder) -> bool:
+    """The run's checkpoint has reached the planned number of steps."""
+    if not (run.has_checkpoint() and run.is_run()):
+        return False
+    total = run.read_config().get("total_steps")
+    return total is not None and checkpoint_step(run.checkpoint) >= total
 
 
 def save_checkpoint(run: Path, state: dict[str, Any]) -> Path:

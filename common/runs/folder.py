@@ -1,8 +1,8 @@
 """The run folder: what ``proteus train --out RUN`` leaves, and the one place its names live.
 
     RUN/config.json     the options as given, the recipe and every resolved value
-    RUN/checkpoint.pt   the latest checkpoint (train/checkpoint.py: Checkpoint)
-    RUN/log.jsonl       one JSON line per step (train/logs.py)
+    RUN/checkpoint.pt   the latest checkpoint (checkpoint.py: Checkpoint)
+    RUN/log.jsonl       one JSON line per step (logs.py)
     RUN/tensorboard/    the same scalars for TensorBoard, when asked for
     RUN/eval/           results of ``proteus eval … --checkpoint RUN`` (``proteus compare``)
 
@@ -78,12 +78,3 @@ class RunFolder:
             atomic_write_text(self.config, json.dumps(values, indent=2) + "\n")
         except OSError as exc:
             raise ProteusError(f"--out {self.path}: cannot write ({exc.strerror or exc})") from exc
-
-    def finished(self) -> bool:
-        """Its checkpoint has reached the planned number of steps."""
-        from proteus.train.checkpoint import checkpoint_step
-
-        if not (self.has_checkpoint() and self.is_run()):
-            return False
-        total = self.read_config().get("total_steps")
-        return total is not None and checkpoint_step(self.checkpoint) >= total
