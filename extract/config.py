@@ -36,7 +36,7 @@ class ExtractConfig:
     # With a URL --out: each process's local folder its shards are written in before upload.
     staging: Path | None = None  # None: $PROTEUS_STAGING or ~/.cache/proteus/staging
     device: str = "auto"  # cpu | cuda | auto
-    # GPUs one teacher's blocks are spread over (common/teachers/placement.py); each process
+    # GPUs one teacher's blocks are spread over (common/models/teachers/placement.py); each process
     # under torchrun uses GPUs local_rank × G … + G − 1.
     gpus_per_teacher: int = 1
     precision: str = "auto"  # float32 | bfloat16 (autocast); auto = bfloat16 on cuda only
@@ -47,7 +47,9 @@ class ExtractConfig:
     # parallel file systems, small enough to hold one in memory while the next is built.
     shard_views: int = 256
     render_threads: int = 4  # DALI CPU threads
-    progress: bool = True  # on rank 0: bars on a terminal, plain lines off one (common/progress)
+    progress: bool = (
+        True  # on rank 0: bars on a terminal, plain lines off one (common/runtime/progress.py)
+    )
 
     def resolved_views(self) -> int:
         return self.views if self.views is not None else min(self.epochs, AUTO_MAX_VIEWS)

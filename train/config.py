@@ -79,7 +79,9 @@ class TrainConfig:
     shard_cache_gb: float | None = None  # None: $PROTEUS_SHARD_CACHE_GB or 100
     tensorboard: bool = True  # also write TensorBoard scalars next to log.jsonl
     render_threads: int = 4  # DALI CPU threads
-    progress: bool = True  # on rank 0: a bar on a terminal, plain lines off one (common/progress)
+    progress: bool = (
+        True  # on rank 0: a bar on a terminal, plain lines off one (common/runtime/progress.py)
+    )
     subset_classes: int | None = None  # train on a seeded choice of this many classes
     subset_per_class: int | None = None  # at most this many images per class (seeded)
     subset_fraction: float | None = None  # a seeded share of the (remaining) images

@@ -40,7 +40,7 @@ class Recipe:
     schedule: str
     # main.py parses `--drop-path 0.1` but MetaArch never passes it: students train with 0.
     drop_path: float
-    # Students built as the reference builds them for the teacher's family (common/students.py
+    # Students built as the reference builds them for the teacher's family (common/models/students/
     # STUDENT_STYLES): DINOv2 ViTs with LayerScale init 1.0 and a zero mask token,
     # CLIP-style ViTs for CLIP teachers, no LayerScale for SynCLR. False: the timm arch as is.
     reference_students: bool

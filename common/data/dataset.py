@@ -78,7 +78,7 @@ class ImageList:
 def data_root(data: Path | str, shard_cache: ShardCacheConfig | None = None) -> Path:
     """The folder image paths are relative to: the data folder, a list file's folder, or the
     folder of the tar shards (for shards on an object store, the local folder standing for
-    theirs, common/tarshards.py)."""
+    theirs, tarshards.py)."""
     if is_url(data):
         return remote_folder(split_url(str(data))[0], config=shard_cache)
     data = Path(data)

@@ -12,7 +12,7 @@ seek into the shard, found through an index of member offsets built once per sha
 process (its headers only: ~1 ms per thousand members).
 
 Shards on an object store (``--data 's3://bucket/imagenet/train-{000000..000146}.tar'``) are
-fetched whole into the node's shard cache (``common/shardcache.py``) on first touch: the
+fetched whole into the node's shard cache (``common/storage/shardcache.py``) on first touch: the
 image table's paths are then those of a local folder standing for the remote one, and the
 manifest records the URL, so a trainer on another node fetches the same shards into its own.
 """

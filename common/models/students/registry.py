@@ -64,7 +64,7 @@ for _spec in (
     StudentSpec("vit_b16", "vit_base_patch16_224", 16, 768),
     StudentSpec("vit_l16", "vit_large_patch16_224", 16, 1024),
     # Convolutional and hybrid backbones for detectors, segmenters and phones (stride 32;
-    # the dense width is the last feature map's). tests/common/test_students.py checks these
+    # the dense width is the last feature map's). tests/common/models/test_students.py checks these
     # numbers against the built models.
     StudentSpec("resnet18", "resnet18", 32, 512, kind="convnet"),
     StudentSpec("resnet50", "resnet50", 32, 2048, kind="convnet"),

@@ -83,7 +83,7 @@ for _name, _arch, _dim, _patch, _depth in (
 # PE core their attention-pooled (MAP) output ("map"), models without a class token (AIMv2,
 # the gigantic PE-spatial/lang) the average of their final tokens ("avg"). Patch targets are
 # always the final normed tokens after the prefix (class and register) tokens.
-# tests/common/teachers/test_catalog.py checks every number against timm's architecture and
+# tests/common/models/teachers/test_catalog.py checks every number against timm's architecture and
 # pretrained config.
 _HALF = (0.5, 0.5, 0.5)
 _NORMALISATION = {  # per family; DINOv3's SAT-493M models have their own
