@@ -1,4 +1,4 @@
-"""A cache on an object store, read through the node's shard cache (``common/storage/shardcache.py``).
+"""A cache on an object store, read through the node's shard cache (``storage/shardcache.py``).
 
 Opening one lists the objects once and copies the metadata (manifest, tables, codec state:
 small; not the per-shard markers) into the shard cache's folder for its URL, which then is an
