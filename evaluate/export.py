@@ -26,6 +26,7 @@ from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.version import __version__
 from proteus.evaluate.check import DEFAULT_TOLERANCE, ExportCheck, compare, sample_images
 from proteus.evaluate.models import TrainedStudent, load_trained_student
+from proteus.evaluate.onnx_model import write_onnx
 
 FORMATS = ("timm", "onnx")
 
@@ -61,8 +62,6 @@ def run_export(
         if fmt == "timm":
             files, check = _write_timm(trained, out, tolerance)
         else:
-            from proteus.evaluate.onnx_model import write_onnx
-
             files, check = write_onnx(trained, out / "model.onnx", heads, tolerance)
     except OSError as exc:
         raise ProteusError(f"--out {out}: cannot write ({exc.strerror or exc})") from exc

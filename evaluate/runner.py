@@ -12,6 +12,7 @@ from proteus.evaluate.features import FeatureSet, folder_features
 from proteus.evaluate.knn import knn_predict, topk_accuracy
 from proteus.evaluate.linear import linear_probe
 from proteus.evaluate.models import FeatureSource, load_source
+from proteus.evaluate.protocol import dinov2_linear, feature_sets
 
 
 def _features(cfg: ProbeConfig, blocks: int = 0) -> tuple[FeatureSource, FeatureSet, FeatureSet]:
@@ -78,8 +79,6 @@ def run_linear(cfg: ProbeConfig) -> dict:
 
 
 def _run_dinov2_linear(cfg: ProbeConfig) -> dict:
-    from proteus.evaluate.protocol import dinov2_linear, feature_sets
-
     source, train, val = _features(cfg, blocks=4)
     if train.blocks is None or val.blocks is None:  # asked for with blocks=4
         raise ProteusError("the DINOv2 protocol needs the last blocks' class tokens")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from proteus.common.cache.manifest import Manifest
+from proteus.common.views.records import AugPolicy
 
 
 def info_lines(path: Path | str, m: Manifest) -> list[str]:
@@ -96,8 +97,6 @@ def _stats_lines(m: Manifest) -> list[str]:
 
 
 def _augment(policy: dict) -> str:
-    from proteus.common.views.records import AugPolicy
-
     p = AugPolicy.from_dict(policy)
     if p.randaug_layers:
         std = f"-mstd{p.randaug_std:g}" if p.randaug_std else ""

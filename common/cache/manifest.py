@@ -91,6 +91,7 @@ class Manifest:
         }
 
     def codec_of(self, name: str):
+        # Imported here: codecs need torch, reading a manifest (`proteus cache info`) does not.
         from proteus.common.cache.codec import TargetCodec
 
         return TargetCodec.from_manifest(name, self.targets[name], self.encoding[name])

@@ -35,6 +35,7 @@ from proteus.common.cache.layout import (
 )
 from proteus.common.cache.shards import shard_problem
 from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.files import atomic_write_bytes
 from proteus.common.storage.objectstore import ObjectStore
 from proteus.common.storage.shardcache import (
     DamagedFile,
@@ -237,8 +238,6 @@ def _same_size(path: Path, size: int) -> bool:
 
 
 def _write(path: Path, data: bytes) -> None:
-    from proteus.common.runtime.files import atomic_write_bytes
-
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, data)
 

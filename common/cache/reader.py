@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from proteus.common.cache.alignment import views_digest
 from proteus.common.cache.codec import TargetCodec
 from proteus.common.cache.layout import (
     load_codec,
@@ -26,6 +27,7 @@ from proteus.common.cache.layout import (
 from proteus.common.cache.manifest import SEALED, Manifest
 from proteus.common.cache.mirror import CacheMirror, shard_stored
 from proteus.common.cache.shards import ShardedTargets
+from proteus.common.cache.verify import check_seal
 from proteus.common.data.dataset import resolve_root
 from proteus.common.data.images import read_encoded
 from proteus.common.data.table import STATUS_OK, ImageTable
@@ -73,8 +75,6 @@ class Cache:
                 "extraction is unfinished — re-run the same `proteus extract` command to finish it"
             )
         if require_sealed:
-            from proteus.common.cache.verify import check_seal
-
             problems = check_seal(self.path, self.manifest)
             if problems:
                 raise ProteusError(
@@ -107,8 +107,6 @@ class Cache:
 
     def views_digest(self) -> str:
         """What two caches must share to be trained together (``alignment.py``)."""
-        from proteus.common.cache.alignment import views_digest
-
         if self._views_digest is None:
             self._views_digest = views_digest(self.images, self.views, self.manifest.image_size)
         return self._views_digest
