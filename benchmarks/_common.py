@@ -83,7 +83,13 @@ def synthetic_cache(
     target but cls as K PCA coefficients, as ``extract --pca K`` does (basis fitted on the
     random tokens themselves)."""
     from proteus.common.cache.codec import TargetCodec, fit_pca
-    from proteus.common.cache.manifest import CREATING, FORMAT_VERSION, Manifest
+    from proteus.common.cache.manifest import (
+        CREATING,
+        FORMAT_VERSION,
+        DatasetRecord,
+        Manifest,
+        RendererRecord,
+    )
     from proteus.common.cache.reader import Cache
     from proteus.common.cache.stats import StatsSums
     from proteus.common.cache.writer import CacheWriter
@@ -126,7 +132,7 @@ def synthetic_cache(
         image_size=224,
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
-        renderer={"name": "dali"},
+        renderer=RendererRecord("dali"),
         policy=AugPolicy().to_dict(),
         seed=seed,
         views_per_image=1,
@@ -135,7 +141,7 @@ def synthetic_cache(
         dtype=dtype,
         codec="",
         shard_views=shard_views,
-        dataset={"kind": "flat", "root": str(folder), "fingerprint": "", "classes": []},
+        dataset=DatasetRecord("flat", str(folder), ""),
         counts={"images": views, "views": views},
         encoding={n: c.to_manifest() for n, c in codecs.items()},
         arrays={

@@ -21,7 +21,9 @@ from proteus.common.cache.manifest import (
     CREATING,
     FORMAT_VERSION,
     SEALED,
+    DatasetRecord,
     Manifest,
+    RendererRecord,
     describe_mismatch,
     teacher_fields,
 )
@@ -203,10 +205,10 @@ def _prepare(
 
 
 def _check_same_data(cfg: ExtractConfig, images: ImageList, source: Cache) -> dict:
-    if images.fingerprint() != source.manifest.dataset.get("fingerprint"):
+    if images.fingerprint() != source.manifest.dataset.fingerprint:
         raise ProteusError(
             f"--data {cfg.data}: not the images --views-from {source.name} was extracted from "
-            f"({source.manifest.dataset.get('root')}: paths, labels or file sizes differ); "
+            f"({source.manifest.dataset.root}: paths, labels or file sizes differ); "
             "views can only be reused on the same data"
         )
     return {
@@ -256,7 +258,7 @@ def _create(
             cfg.batch_size,
             manifest.shard_views,
         )
-        pca_names = [n for n, e in manifest.encoding.items() if e.get("pca_k")]
+        pca_names = [n for n, e in manifest.encoding.items() if e.pca_k]
         bases, manifest.pca = fit_bases(
             teacher,
             feed,
@@ -296,7 +298,7 @@ def _new_manifest(
         proteus_version=__version__,
         teacher=cfg.teacher,
         **teacher_fields(teacher, sha),
-        renderer={"name": "dali", "dali_version": dali_version(), "device": render_device(device)},
+        renderer=RendererRecord("dali", dali_version(), render_device(device)),
         policy=cfg.policy.to_dict(),
         seed=cfg.seed,
         views_per_image=cfg.resolved_views(),
@@ -305,12 +307,7 @@ def _new_manifest(
         dtype=cfg.dtype,
         codec=TARGET_CODEC,
         shard_views=cfg.shard_views,
-        dataset={
-            "kind": images.kind,
-            "root": images.recorded_root(),
-            "fingerprint": images.fingerprint(),
-            "classes": list(images.classes),
-        },
+        dataset=DatasetRecord.of(images),
         extract={"batch_size": cfg.batch_size, "device": device},
         encoding={name: c.to_manifest() for name, c in codecs.items()},
         arrays={

@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from proteus.common.cache.manifest import FORMAT_VERSION, Manifest, teacher_fields
+from proteus.common.cache.manifest import (
+    FORMAT_VERSION,
+    DatasetRecord,
+    Manifest,
+    RendererRecord,
+    teacher_fields,
+)
 from proteus.common.data.dataset import ImageList, scan_images
 from proteus.common.data.images import read_encoded
 from proteus.common.data.probe import probe_images
@@ -85,7 +91,7 @@ class OnlineTeacher:
             proteus_version=__version__,
             teacher=name,
             **teacher_fields(t, sha),
-            renderer={"name": "dali", "dali_version": dali_version()},
+            renderer=RendererRecord("dali", dali_version()),
             policy=self.policy.to_dict(),
             seed=self.seed,
             views_per_image=0,
@@ -94,12 +100,7 @@ class OnlineTeacher:
             dtype="none",
             codec="none (computed every step)",
             shard_views=0,
-            dataset={
-                "kind": self.images_list.kind,
-                "root": self.images_list.recorded_root(),
-                "fingerprint": self.images_list.fingerprint(),
-                "classes": list(self.images_list.classes),
-            },
+            dataset=DatasetRecord.of(self.images_list),
             counts={"images": len(self.images), "usable_images": len(self.usable)},
             skipped=skipped,
         )

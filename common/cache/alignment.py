@@ -53,7 +53,7 @@ def check_aligned(caches: Sequence) -> str:
             )
             if getattr(a, key) != getattr(b, key)
         ]
-        if a.dataset.get("fingerprint") != b.dataset.get("fingerprint"):
+        if a.dataset.fingerprint != b.dataset.fingerprint:
             reasons.append("the images differ (dataset fingerprints)")
         why = "; ".join(reasons) or "their image or view tables differ"
         raise ProteusError(

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from proteus.common.cache.manifest import Encoding, Manifest
+
 STORAGE_KINDS = ("float16", "float32", "int8")
 
 
@@ -76,11 +78,16 @@ class TargetCodec:
         return self.fitted
 
     @classmethod
-    def from_manifest(cls, name: str, shape, encoding: dict) -> TargetCodec:
-        return cls(name, tuple(shape), encoding["kind"], encoding.get("pca_k"))
+    def from_manifest(cls, name: str, shape, encoding: Encoding) -> TargetCodec:
+        return cls(name, tuple(shape), encoding.kind, encoding.pca_k)
 
-    def to_manifest(self) -> dict:
-        return {"kind": self.kind, "pca_k": self.pca_k}
+    @classmethod
+    def of(cls, manifest: Manifest, name: str) -> TargetCodec:
+        """Target ``name``'s codec as the manifest describes it (no fitted state)."""
+        return cls.from_manifest(name, manifest.targets[name], manifest.encoding[name])
+
+    def to_manifest(self) -> Encoding:
+        return Encoding(self.kind, self.pca_k)
 
     @property
     def stored_shape(self) -> tuple[int, ...]:

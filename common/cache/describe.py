@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from proteus.common.cache.manifest import Manifest
+from proteus.common.cache.manifest import Encoding, Manifest
 from proteus.common.views.records import AugPolicy
 
 
 def info_lines(path: Path | str, m: Manifest) -> list[str]:
     policy = ", ".join(f"{k}={_short(v)}" for k, v in m.policy.items())
     targets = ", ".join(
-        f"{name} {'×'.join(map(str, shape))} {_encoding(m.encoding.get(name, {}))}"
+        f"{name} {'×'.join(map(str, shape))} {_encoding(m.encoding.get(name))}"
         for name, shape in m.targets.items()
     )
     grid = "×".join(map(str, m.grid))
@@ -27,8 +27,7 @@ def info_lines(path: Path | str, m: Manifest) -> list[str]:
         f"weights    {m.weights_source}",
         f"           sha256 {m.weights_sha256}",
         f"pixels     {m.image_size}px, mean {_floats(m.mean)}, std {_floats(m.std)}, "
-        f"{m.renderer.get('name')} {m.renderer.get('dali_version')} on "
-        f"{m.renderer.get('device')}",
+        f"{m.renderer.name} {m.renderer.dali_version} on {m.renderer.device}",
         f"views      K={m.views_per_image} per image, seed {m.seed}",
         f"policy     {policy}",
         f"augment    {_augment(m.policy)}",
@@ -46,9 +45,8 @@ def info_lines(path: Path | str, m: Manifest) -> list[str]:
         *_stats_lines(m),
         f"compute    {m.precision} on {m.extract.get('device', '?')}, "
         f"{m.extract.get('batch_size', '?')} views per forward",
-        f"dataset    {dataset.get('kind')} at {dataset.get('root')}, "
-        f"{len(dataset.get('classes', []))} classes",
-        f"           fingerprint {dataset.get('fingerprint')}",
+        f"dataset    {dataset.kind} at {dataset.root}, {len(dataset.classes)} classes",
+        f"           fingerprint {dataset.fingerprint}",
     ]
     return lines + _count_lines(m)
 
@@ -111,9 +109,10 @@ def _augment(policy: dict) -> str:
     )
 
 
-def _encoding(enc: dict) -> str:
-    kind = enc.get("kind", "?")
-    return f"({kind}, PCA {enc['pca_k']})" if enc.get("pca_k") else f"({kind})"
+def _encoding(enc: Encoding | None) -> str:
+    if enc is None:
+        return "(?)"
+    return f"({enc.kind}, PCA {enc.pca_k})" if enc.pca_k else f"({enc.kind})"
 
 
 def _bytes(n: float) -> str:

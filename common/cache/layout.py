@@ -157,7 +157,9 @@ def read_codec_state(root: zarr.Group, name: str, keys) -> dict:
 
 def load_codec(root: zarr.Group, manifest: Manifest, name: str):
     """Target ``name``'s codec as the manifest describes it, its fitted state loaded."""
-    codec = manifest.codec_of(name)
+    from proteus.common.cache.codec import TargetCodec
+
+    codec = TargetCodec.of(manifest, name)
     if codec.state_keys:
         codec = codec.with_state_arrays(read_codec_state(root, name, codec.state_keys))
     return codec

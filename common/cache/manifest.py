@@ -8,16 +8,82 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from proteus.common.data.dataset import ImageList
 from proteus.common.runtime.errors import ProteusError
 
 FORMAT_VERSION = 1
 MANIFEST_KEY = "proteus"
 
 CREATING, WRITING, SEALED = "creating", "writing", "sealed"
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A typed part of the manifest. Keys this proteus does not know are kept in ``extra``
+    and written back, so a part writes exactly what it read (the seal digest covers it)."""
+
+    extra: dict[str, Any] = field(default_factory=dict, kw_only=True, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]):
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+        return cls(**known, extra={k: v for k, v in data.items() if k not in names})
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            f.name: _plain(getattr(self, f.name))
+            for f in fields(self)
+            if f.name != "extra" and not (f.name in self.OPTIONAL and getattr(self, f.name) is None)
+        }
+        return out | self.extra
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ()  # written only when set (older caches lack them)
+
+
+@dataclass(frozen=True)
+class DatasetRecord(_Part):
+    """What the images were: kind (folder, list, tars), root as given, fingerprint (path,
+    label and size of every image), class names."""
+
+    kind: str
+    root: str
+    fingerprint: str
+    classes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, images: ImageList) -> DatasetRecord:
+        return cls(images.kind, images.recorded_root(), images.fingerprint(), tuple(images.classes))
+
+
+@dataclass(frozen=True)
+class RendererRecord(_Part):
+    """What rendered the views: a different DALI may resample differently, and ``revision``
+    names which version of proteus's operations a cache's pixels came from."""
+
+    name: str = "dali"
+    dali_version: str | None = None
+    device: str | None = None  # cpu | gpu
+    revision: int | None = None  # None: a cache from before revisions were recorded (1)
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("dali_version", "device", "revision")
+
+
+@dataclass(frozen=True)
+class Encoding(_Part):
+    """How one target is stored (common/cache/codec.py): float16 | float32 | int8 (a scale per
+    token), optionally as ``pca_k`` principal-component coefficients."""
+
+    kind: str
+    pca_k: int | None = None
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 @dataclass
@@ -38,7 +104,7 @@ class Manifest:
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    renderer: dict[str, Any]  # {"name": "dali", "dali_version": …, "device": cpu|gpu}
+    renderer: RendererRecord
     policy: dict[str, Any]  # AugPolicy.to_dict()
     seed: int
     views_per_image: int
@@ -49,12 +115,12 @@ class Manifest:
     codec: str  # how each view's chunk is encoded
     shard_views: int  # views per shard file: the unit of writing, resuming and rank split
     # Data.
-    dataset: dict[str, Any]  # kind, root, fingerprint, classes
+    dataset: DatasetRecord
     counts: dict[str, int] = field(default_factory=dict)  # images, usable, skipped, views, …
     skipped: list[dict[str, Any]] = field(default_factory=list)  # {image, path, reason}
     extract: dict[str, Any] = field(default_factory=dict)  # device, precision, batch size
-    # How each target is stored (TargetCodec): {"kind": float16|float32|int8, "pca_k": K|None}
-    encoding: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # How each target is stored (TargetCodec).
+    encoding: dict[str, Encoding] = field(default_factory=dict)
     # The stored arrays under targets/: name -> {"shape": per-view shape, "dtype": …}
     arrays: dict[str, dict[str, Any]] = field(default_factory=dict)
     # PCA-coded targets: name -> {"k", "variance_kept", "sample_views"}
@@ -86,15 +152,9 @@ class Manifest:
     def identity(self) -> dict[str, Any]:
         data = self.to_dict()
         return {key: data[key] for key in self.IDENTITY} | {
-            "dataset_fingerprint": self.dataset.get("fingerprint"),
+            "dataset_fingerprint": self.dataset.fingerprint,
             "views_from": self.views_from.get("views_sha256"),
         }
-
-    def codec_of(self, name: str):
-        # Imported here: codecs need torch, reading a manifest (`proteus cache info`) does not.
-        from proteus.common.cache.codec import TargetCodec
-
-        return TargetCodec.from_manifest(name, self.targets[name], self.encoding[name])
 
     @property
     def num_shards(self) -> int:
@@ -110,8 +170,16 @@ class Manifest:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, _Part):
+                value = value.to_json()
+            elif f.name == "encoding":
+                value = {name: e.to_json() for name, e in value.items()}
+            data[f.name] = value
         # JSON round trip turns tuples into lists, so comparisons see one form.
-        return json.loads(json.dumps(asdict(self)))
+        return json.loads(json.dumps(data))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: Path | str = "cache") -> Manifest:
@@ -133,6 +201,9 @@ class Manifest:
         kwargs = {k: v for k, v in data.items() if k in names}
         for key in ("grid", "layers", "mean", "std"):
             kwargs[key] = tuple(kwargs[key])
+        kwargs["dataset"] = DatasetRecord.from_json(kwargs["dataset"])
+        kwargs["renderer"] = RendererRecord.from_json(kwargs["renderer"])
+        kwargs["encoding"] = {n: Encoding.from_json(e) for n, e in kwargs["encoding"].items()}
         return cls(**kwargs)
 
 

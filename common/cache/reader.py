@@ -84,7 +84,7 @@ class Cache:
         self.images: ImageTable = read_image_table(root)
         self.views: ViewTable = read_view_table(root)
         # A URL (tar shards on an object store) stands for a local folder they are fetched to.
-        self.data_root = resolve_root(data_root or self.manifest.dataset["root"], shard_cache)
+        self.data_root = resolve_root(data_root or self.manifest.dataset.root, shard_cache)
         if reader not in ("shards", "tensorstore"):
             raise ValueError(f"reader must be shards or tensorstore, not {reader!r}")
         self.reader = reader
@@ -118,7 +118,7 @@ class Cache:
 
     def arrays_of(self, names) -> list[str]:
         """The stored arrays behind these targets (e.g. patch and patch_scale for int8)."""
-        return [a for name in names for a in self.manifest.codec_of(name).arrays()]
+        return [a for name in names for a in TargetCodec.of(self.manifest, name).arrays()]
 
     def check_shards(self, names: tuple[str, ...]) -> None:
         """Every shard file of these targets exists: a missing one would read as zeros."""

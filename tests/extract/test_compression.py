@@ -40,7 +40,7 @@ def test_compressed_caches_decode_close_to_float16(world, tmp_path, options, bou
         got, want = comp.read(name, ids), ref.read(name, ids)
         assert got.shape == want.shape and got.dtype == np.float32
         if options.get("pca") and name != "cls":
-            assert m.pca[name]["k"] == 16 and m.encoding[name]["pca_k"] == 16
+            assert m.pca[name]["k"] == 16 and m.encoding[name].pca_k == 16
             assert _rel_mse(got, want) <= 1 - m.pca[name]["variance_kept"] + bound
         else:
             assert _rel_mse(got, want) < bound

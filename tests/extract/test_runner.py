@@ -37,8 +37,8 @@ def test_manifest_tables_and_targets(cache, image_folder, tiny_weights):
     assert m.weights_sha256 == teacher.weights_sha256() and len(m.weights_sha256) == 64
     assert m.targets == {"cls": [32], "patch": [4, 32], "layer_1": [5, 32]}
     assert m.counts["images"] == 6 and m.counts["views"] == 18 and m.num_shards == 4
-    assert m.dataset["classes"] == ["class0", "class1"] and m.dataset["kind"] == "imagefolder"
-    assert m.renderer["name"] == "dali" and m.renderer["dali_version"]
+    assert m.dataset.classes == ("class0", "class1") and m.dataset.kind == "imagefolder"
+    assert m.renderer.name == "dali" and m.renderer.dali_version
     assert m.policy == AugPolicy().to_dict() and m.dtype == "float16"
 
     root = zarr.open_group(str(cache), mode="r")
@@ -157,12 +157,12 @@ def test_flat_folder_and_list_file(tmp_path, tiny_weights):
     for i in range(3):
         imagegen.save(imagegen.photo(30, 40, i), flat / f"{i}.jpg")
     m = extract(flat, tmp_path / "c1", tiny_weights, views=1)
-    assert m.dataset["kind"] == "flat" and m.counts["views"] == 3
+    assert m.dataset.kind == "flat" and m.counts["views"] == 3
     listing = tmp_path / "list.txt"
     listing.write_text("flat/2.jpg\t7\n# comment\nflat/0.jpg\t3\n")
     m = extract(listing, tmp_path / "c2", tiny_weights, views=2)
     c = Cache(tmp_path / "c2")
-    assert m.dataset["kind"] == "list" and c.images.label.tolist() == [3, 7]
+    assert m.dataset.kind == "list" and c.images.label.tolist() == [3, 7]
 
 
 def test_killed_while_laying_out_is_redone(image_folder, tiny_weights, tmp_path):

@@ -246,8 +246,8 @@ def test_tar_shards_on_the_server_extract_and_train_on_another_node(env, tmp_pat
     # Another node: its own, empty shard cache; the tars come from the store again.
     monkeypatch.setenv("PROTEUS_SHARD_CACHE", str(tmp_path / "node2"))
     cache, reference = Cache(url), Cache(tmp_path / "local")
-    assert cache.manifest.dataset["root"] == f"s3://{BUCKET}/imagenet-like"
-    assert cache.manifest.dataset["fingerprint"] == reference.manifest.dataset["fingerprint"]
+    assert cache.manifest.dataset.root == f"s3://{BUCKET}/imagenet-like"
+    assert cache.manifest.dataset.fingerprint == reference.manifest.dataset.fingerprint
     ours, theirs = _all_targets(cache), _all_targets(reference)
     assert all(np.array_equal(ours[n], theirs[n]) for n in theirs)
     assert cache.images.path.tolist() == reference.images.path.tolist()

@@ -69,7 +69,7 @@ def test_a_cache_from_shards_replays_its_views_from_the_tars(shards, tmp_path, t
     extract(shards, tmp_path / "cache", tiny_weights, views=2)
     cache = Cache(tmp_path / "cache")
     m = cache.manifest
-    assert m.dataset["kind"] == "webdataset" and m.counts["usable_images"] == 6
+    assert m.dataset.kind == "webdataset" and m.counts["usable_images"] == 6
     ids = cache.usable_views()
     views = cache.views[ids]
     pixels = Renderer(RenderConfig.from_manifest(m, max_batch=16)).render(
