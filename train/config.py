@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from proteus.common.models.heads import Hint
 from proteus.common.runtime.errors import ProteusError
+from proteus.common.views.records import AugPolicy
 from proteus.train.recipe import Recipe, get_recipe
 
 PerTeacher = float | tuple[float, ...] | None  # one value for every teacher, or one per cache
@@ -38,6 +39,8 @@ class TrainConfig:
     teacher: str | None = None  # online: registry name or timm:<model>, run at every step
     weights: Path | None = None  # online: the teacher's local weights file
     image_size: int | None = None  # online: input size [default: the teacher's]
+    # Online: how each use's fresh view is drawn (a cache keeps the policy it was extracted with).
+    policy: AugPolicy = field(default_factory=AugPolicy)
     # The named set of defaults (train/recipe.py) for every option below left at None.
     recipe: str = "proteus"
     epochs: int = 300  # Proteus recipe length; --max-steps overrides it

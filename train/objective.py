@@ -32,33 +32,6 @@ LOSS_PARTS = ("token", "fea", "patch", "hint")
 LOSS_KINDS = ("mse", "cosine-smooth-l1")
 
 
-def resolve_hints(hints: tuple[Hint, ...], depth: int, caches: list) -> tuple[Hint, ...]:
-    """Check each hint against the student's depth and the :class:`Cache` it targets; a
-    negative block counts from the end. Returns the hints with block indices resolved."""
-    out = []
-    for hint in hints:
-        if not -depth <= hint.block < depth:
-            raise ProteusError(
-                f"--hint {hint}: the student has {depth} blocks, so a block is 0..{depth - 1} "
-                "(or negative, from the end)"
-            )
-        if hint.teacher >= len(caches):
-            raise ProteusError(f"--hint {hint}: there are only {len(caches)} --cache")
-        cache = caches[hint.teacher]
-        stored = sorted(n for n in cache.manifest.targets if n.startswith("layer_"))
-        if hint.target not in stored:
-            raise ProteusError(
-                f"--hint {hint}: --cache {cache.path} stores no {hint.target} (it has "
-                f"{', '.join(stored) or 'no intermediate layers'}); extract with "
-                f"--layers {hint.layer}"
-            )
-        resolved = Hint(hint.block % depth, hint.layer, hint.teacher)
-        if resolved in out:
-            raise ProteusError(f"--hint {hint}: given twice")
-        out.append(resolved)
-    return tuple(out)
-
-
 @dataclass(frozen=True)
 class Objective:
     """One teacher's share of the loss: its λ and the hints that target its layers."""

@@ -7,21 +7,17 @@ uninterrupted run's losses exactly on CPU.
 
 from __future__ import annotations
 
-import functools
 import math
 import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from proteus.common.cache.alignment import check_aligned
-from proteus.common.cache.reader import Cache
 from proteus.common.cache.stats import TargetStats
 from proteus.common.models.heads import Hint
 from proteus.common.models.students import build_student, get_student_spec, student_style
@@ -41,17 +37,15 @@ from proteus.common.runtime.errors import Interrupted, ProteusError
 from proteus.common.runtime.faults import failpoint
 from proteus.common.runtime.progress import progress_bar
 from proteus.common.runtime.version import __version__
-from proteus.common.storage.shardcache import ShardCacheConfig
-from proteus.common.views.records import AugPolicy
 from proteus.common.views.renderer import RenderConfig, Renderer
 from proteus.train.config import TrainConfig
 from proteus.train.distiller import Distiller, param_groups
 from proteus.train.ema import EMA
-from proteus.train.loader import TrainBatch, TrainBatches
-from proteus.train.objective import LOSS_PARTS, Objective, resolve_hints, resolve_lambdas
-from proteus.train.online import OnlineBatch, OnlineBatches, OnlineTeacher
+from proteus.train.loader import Batches, TrainBatch
+from proteus.train.objective import LOSS_PARTS, Objective, resolve_lambdas
 from proteus.train.sampler import ViewSampler
 from proteus.train.schedule import CosineSchedule, EpochCosineSchedule, scaled_lr
+from proteus.train.sources import Rows, open_sources, resolve_hints
 from proteus.train.subset import Subset, select_images
 from proteus.train.targets import StudentTargets
 
@@ -72,8 +66,8 @@ def run_train(cfg: TrainConfig) -> TrainResult:
         return trainer.run()
     finally:
         if trainer is not None:
-            for cache in trainer.caches:
-                cache.close()  # a remote cache's background fetches: cancelled, not awaited
+            for source in trainer.sources:
+                source.close()  # a remote cache's background fetches: cancelled, not awaited
         close_distributed(info)
 
 
@@ -87,57 +81,33 @@ class _Trainer:
         cfg = self.cfg
         self.device = torch.device(f"cuda:{info.local_rank}" if device == "cuda" else "cpu")
         cfg.check_source()
-        self.online: OnlineTeacher | None = None
-        # Where remote shards (a remote cache's targets, tar shards of remote --data) go.
-        shard_cache = ShardCacheConfig.from_env(cfg.shard_cache, cfg.shard_cache_gb)
-        if cfg.teacher is not None and cfg.data is not None:  # online (check_source: both given)
-            self.online = OnlineTeacher(
-                cfg.teacher,
-                cfg.data,
-                weights=cfg.weights,
-                image_size=cfg.image_size,
-                layers=tuple(sorted({h.layer for h in cfg.hints})),
-                policy=AugPolicy(),
-                seed=cfg.seed,
-                device=self.device,
-                progress=cfg.progress and info.is_main,
-                shard_cache=shard_cache,
-            )
-            self.caches: list[Any] = [self.online]  # a teacher stands where a cache would
-        else:
-            # Only the first cache's images are rendered, so only it needs --data.
-            self.caches = [
-                Cache(path, data_root=cfg.data if i == 0 else None, shard_cache=shard_cache)
-                for i, path in enumerate(cfg.caches)
-            ]
-        self.cache = self.caches[0]
-        m = self.cache.manifest
-        self.views_sha256 = check_aligned(self.caches) if len(self.caches) > 1 else None
+        self.sources, self.views_sha256 = open_sources(
+            cfg, self.device, progress=cfg.progress and info.is_main
+        )
+        first = self.sources[0].info  # whose views are rendered, whose mean/std feed the student
         torch.manual_seed(cfg.seed)  # initialisation: the same on every rank
         self.student_style = student_style(
-            m.teacher_family, self.recipe.reference_students, get_student_spec(cfg.student).kind
+            first.family, self.recipe.reference_students, get_student_spec(cfg.student).kind
         )
         student = build_student(
             cfg.student,
-            m.image_size,
+            first.image_size,
             drop_path=self.values.drop_path,
             style=self.student_style,
-            grid=m.grid,
+            grid=first.grid,
         )
         self.student_grid = student.grid
-        hints = resolve_hints(cfg.hints, student.depth, self.caches)
-        self.objectives = [self._objective(i, hints) for i in range(len(self.caches))]
+        hints = resolve_hints(cfg.hints, student.depth, self.sources)
+        self.objectives = [self._objective(i, hints) for i in range(len(self.sources))]
         self.standardize, self.target_stats = self._target_stats()
-        usable, labels = self._usable()
+        self.rows = self._rows()
         subset = Subset(cfg.subset_classes, cfg.subset_per_class, cfg.subset_fraction)
         self.subset_info: dict = {}
         if subset.active:
-            rows, self.subset_info = select_images(labels, subset, cfg.seed)
-            usable = usable[rows]
-            if self.online:
-                self.online.usable = self.online.usable[rows]
+            chosen, self.subset_info = select_images(self.rows.labels, subset, cfg.seed)
+            self.rows = self.rows.take(chosen)
         self.sampler = ViewSampler(
-            usable,
+            self.rows.view_ids,
             cfg.seed,
             cfg.batch_size,
             info.world,
@@ -151,7 +121,7 @@ class _Trainer:
         heads = [
             (t.dim, o, t.hint_dims) for t, o in zip(self._teachers(), self.objectives, strict=True)
         ]
-        if cfg.balance_teachers and len(self.caches) < 2:
+        if cfg.balance_teachers and len(self.sources) < 2:
             raise ProteusError("--balance-teachers weighs several teachers: give several --cache")
         self.model = Distiller(student, heads, balance=cfg.balance_teachers).to(self.device)
         self.parts = ("loss", *self.model.part_names())
@@ -172,22 +142,12 @@ class _Trainer:
         self._stop_signal: int | None = None
 
     # ----------------------------------------------------------------------- set-up
-    def _usable(self) -> tuple[np.ndarray, np.ndarray]:
-        """(I, K) view ids of each usable image (K = 0 online: every use is a new view) and
-        the images' labels."""
-        if self.online:
-            return np.zeros((len(self.online.usable), 0), np.int64), self.online.labels()
-        # Views whose image rendered for every teacher.
-        usable = functools.reduce(np.intersect1d, [c.usable_views() for c in self.caches])
-        k = self.cache.manifest.views_per_image
-        usable = usable.reshape(-1, k)
-        if self.cfg.views is not None:
-            if not 0 < self.cfg.views <= k:
-                raise ProteusError(
-                    f"--views {self.cfg.views}: the cache holds {k} views per image; pick 1 to that"
-                )
-            usable = usable[:, : self.cfg.views]
-        return usable, self.cache.images.label[self.cache.views.image[usable[:, 0]]]
+    def _rows(self) -> Rows:
+        """The images every source can train on (aligned caches: those no teacher failed)."""
+        rows = self.sources[0].rows(self.cfg.views)
+        for other in self.sources[1:]:
+            rows = rows.common(other.rows(self.cfg.views))
+        return rows
 
     def _schedule(self) -> CosineSchedule | EpochCosineSchedule:
         values, per_epoch = self.values, self.sampler.steps_per_epoch
@@ -208,45 +168,31 @@ class _Trainer:
         and, per teacher, the statistics its targets are standardised with."""
         on = self.cfg.standardize
         if on is None:
-            on = len(self.caches) > 1
+            on = len(self.sources) > 1
         if not on:
-            return False, [None] * len(self.caches)
-        if self.online:
-            raise ProteusError(
-                "--standardize needs the statistics a cache records at extraction; online "
-                "training has none: extract a cache, or drop --standardize"
-            )
+            return False, [None] * len(self.sources)
         return True, [
-            TargetStats.from_manifest(c.manifest.stats, o.needed_targets(), f"--cache {c.name}")
-            for c, o in zip(self.caches, self.objectives, strict=True)
+            s.statistics(o.needed_targets())
+            for s, o in zip(self.sources, self.objectives, strict=True)
         ]
 
     def _objective(self, index: int, hints: tuple[Hint, ...]) -> Objective:
-        cache, cfg = self.caches[index], self.cfg
-        m = cache.manifest
+        source, cfg = self.sources[index], self.cfg
         own = tuple(h for h in hints if h.teacher == index)
         token, fea, patch, hint = (cfg.per_teacher(n, index) for n in LOSS_PARTS)
         try:
-            lambdas = resolve_lambdas(m.teacher_family, token, fea, patch, hint, hints=bool(own))
+            lambdas = resolve_lambdas(source.info.family, token, fea, patch, hint, hints=bool(own))
         except ProteusError as exc:
-            if len(self.caches) == 1:
+            if len(self.sources) == 1:
                 raise
-            raise ProteusError(f"{exc} (for --cache {cache.name}, teacher {index + 1})") from None
+            raise ProteusError(f"{exc} (for --cache {source.name}, teacher {index + 1})") from None
         if own and not lambdas.hint:
             raise ProteusError(
-                f"--lambda-hint 0 turns off the hints of --cache {cache.name} "
+                f"--lambda-hint 0 turns off the hints of --cache {source.name} "
                 f"({', '.join(map(str, own))}); drop those --hint options instead"
             )
         objective = Objective(lambdas, own, loss=cfg.loss)
-        missing = [t for t in objective.needed_targets() if t not in m.targets]
-        if missing:
-            raise ProteusError(
-                f"--cache {cache.name}: the chosen losses need {', '.join(missing)} targets, "
-                f"which this cache lacks (it has {', '.join(m.targets)}); set their --lambda-* "
-                "to 0 or re-extract"
-            )
-        if not self.online:
-            cache.check_shards(objective.needed_targets())
+        source.check(objective.needed_targets())
         return objective
 
     def _check_masking(self) -> None:
@@ -297,23 +243,24 @@ class _Trainer:
         )
 
     def _teachers(self) -> list[TeacherRecord]:
-        """Per cache: the teacher, its cache identity, its λ and hints (config and checkpoint)."""
+        """Per source: the teacher, its source's identity, its λ and hints (config and
+        checkpoint)."""
         out = []
-        for cache, objective in zip(self.caches, self.objectives, strict=True):
-            m = cache.manifest
+        for source, objective in zip(self.sources, self.objectives, strict=True):
+            t = source.info
             out.append(
                 TeacherRecord(
-                    dim=m.embed_dim,
+                    dim=t.dim,
                     lambdas=objective.lambdas,
-                    source=SourceIdentity(cache.name, m.teacher, m.weights_sha256, m.digest()),
-                    name=m.teacher,
-                    family=m.teacher_family,
-                    grid=(int(m.grid[0]), int(m.grid[1])),
-                    image_size=m.image_size,
-                    mean=tuple(m.mean),
-                    std=tuple(m.std),
+                    source=SourceIdentity(source.name, t.name, t.weights_sha256, t.digest),
+                    name=t.name,
+                    family=t.family,
+                    grid=t.grid,
+                    image_size=t.image_size,
+                    mean=tuple(t.mean),
+                    std=tuple(t.std),
                     hints=objective.hints,
-                    hint_dims={h.key: m.targets[h.target][-1] for h in objective.hints},
+                    hint_dims={h.key: t.targets[h.target][-1] for h in objective.hints},
                     targets_read=objective.needed_targets(),
                 )
             )
@@ -321,7 +268,7 @@ class _Trainer:
 
     # ----------------------------------------------------------------- checkpoints
     def _checkpoint(self, next_step: int) -> Checkpoint:
-        m = self.cache.manifest
+        m = self.sources[0].info
         return Checkpoint(
             step=next_step,
             student_name=self.cfg.student,
@@ -361,10 +308,9 @@ class _Trainer:
     # ------------------------------------------------------------------- the loop
     def run(self) -> TrainResult:
         self._prepare_run_folder()
-        m = self.cache.manifest
         renderer = Renderer(
             RenderConfig.from_manifest(
-                m,
+                self.sources[0].info,
                 self.device,
                 device_id=self.info.local_rank,
                 threads=self.cfg.render_threads,
@@ -372,15 +318,12 @@ class _Trainer:
             )
         )
         names = [o.needed_targets() for o in self.objectives]
-        loader: OnlineBatches | TrainBatches
-        if self.online:
-            loader = OnlineBatches(self.online, self.sampler, renderer, names[0], self.info.rank)
-        else:
-            loader = TrainBatches(self.caches, self.sampler, renderer, names, self.info.rank)
-        self.loader = loader
-        grids = [c.manifest.grid for c in self.caches]
+        self.loader = Batches(
+            self.sources, self.rows, self.sampler, renderer, names, self.info.rank
+        )
+        grids = [s.info.grid for s in self.sources]
         self.targets = StudentTargets(
-            loader, grids, self.student_grid, self.device, stats=self.target_stats
+            self.loader, grids, self.student_grid, self.device, stats=self.target_stats
         )
         log = (
             RunLog(Path(self.cfg.out), self.start_step, self.cfg.tensorboard)
@@ -399,7 +342,7 @@ class _Trainer:
         try:
             with self._signals():
                 tick = time.perf_counter()
-                for batch in loader.iterate(self.start_step, self.total_steps):
+                for batch in self.loader.iterate(self.start_step, self.total_steps):
                     parts = self._step(batch)
                     now = time.perf_counter()
                     last = self._record(batch.step, parts, now - tick)
@@ -425,7 +368,7 @@ class _Trainer:
                 log.close()
         return TrainResult(Path(self.cfg.out), step, last)
 
-    def _step(self, batch: TrainBatch | OnlineBatch) -> dict[str, float]:
+    def _step(self, batch: TrainBatch) -> dict[str, float]:
         cfg, step = self.cfg, batch.step
         # Drop path draws from the global RNG: seed it from the step, so resuming needs no
         # RNG state and every step is reproducible on its own.

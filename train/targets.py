@@ -1,9 +1,9 @@
 """Targets as the losses read them: per teacher, decoded to float on the training device,
 token grids on the student's, keyed by target name (``cls``, ``patch``, ``layer_<i>``).
 
-Where they come from differs (a cache's stored bytes, decoded on the device by the loader;
-an online teacher's forward), what the losses get does not: :class:`StudentTargets` is the
-one path between the two, for cached, aligned-cache and online training alike.
+Where they come from differs (a cache's stored bytes, decoded on the device; an online
+teacher's forward: ``train/sources/``), what the losses get does not: :class:`StudentTargets`
+is the one path between the two, for cached, aligned-cache and online training alike.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from proteus.common.cache.stats import TargetStats
 from proteus.common.models.grid import resize_layer_targets, resize_patch_targets
 
 
-class TargetSource(Protocol):
-    """A batch's targets per teacher, decoded to float on ``device`` (the loader, or the
-    online teacher's batches)."""
+class BatchTargets(Protocol):
+    """A batch's targets per teacher, float on ``device`` (the loader, ``Batches``)."""
 
     def targets(self, batch, device: torch.device) -> list[dict[str, torch.Tensor]]: ...
 
@@ -31,7 +30,7 @@ class StudentTargets:
 
     def __init__(
         self,
-        source: TargetSource,
+        source: BatchTargets,
         teacher_grids: Sequence[tuple[int, int]],
         student_grid: tuple[int, int],
         device: torch.device,

@@ -36,8 +36,9 @@ class RenderConfig:
 
     @classmethod
     def from_manifest(cls, manifest, on: torch.device | str = "cpu", **kwargs) -> RenderConfig:
-        """The renderer of a cache's (or an online teacher's) views, on the device ``on``
-        (a torch device: CUDA renders on that GPU)."""
+        """The renderer of the views ``manifest`` describes (a cache's manifest, or anything
+        with its policy, image_size, mean and std: a training source's TeacherInfo), on the
+        device ``on`` (a torch device: CUDA renders on that GPU)."""
         on = torch.device(on)
         if on.type == "cuda":
             kwargs = {"device_id": on.index or 0} | kwargs

@@ -17,9 +17,9 @@ from proteus.common.cache.reader import Cache
 from proteus.common.runs.checkpoint import load_checkpoint
 from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.views.records import AugPolicy, view_records
+from proteus.common.views.records import AugPolicy
 from proteus.common.views.renderer import RenderConfig, Renderer
-from proteus.train.online import OnlineTeacher
+from proteus.train.sources import OnlineTeacher
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +76,10 @@ def test_online_views_are_the_cache_views_with_more_indices(world):
         device=torch.device("cpu"),
         progress=False,
     )
-    assert online.manifest.targets == cache.manifest.targets
+    assert online.info.targets == {k: tuple(v) for k, v in cache.manifest.targets.items()}
     ids = np.array([0, 5, 6, 11])
     cached = cache.views[ids]
-    sizes = np.stack([online.images.height[cached.image], online.images.width[cached.image]], 1)
-    fresh = view_records(online.policy, 0, cached.image, cached.view, sizes, 28)
+    fresh = online.views(cached.image, cached.view, ids)
     for name in cached.FIELDS:
         np.testing.assert_array_equal(getattr(fresh, name), getattr(cached, name), err_msg=name)
     m = cache.manifest

@@ -19,8 +19,9 @@ from proteus.common.runs.checkpoint import load_checkpoint
 from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.views.renderer import RenderConfig, Renderer
-from proteus.train.loader import TrainBatches
+from proteus.train.loader import Batches
 from proteus.train.sampler import ViewSampler
+from proteus.train.sources import CacheSource
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +75,15 @@ def test_the_trainer_renders_the_pixels_the_teacher_saw(world):
     m = cache.manifest
     sampler = ViewSampler(cache.usable_views().reshape(-1, 2), 0, 4, 1, 0.5, 0.5, 4)
     renderer = Renderer(RenderConfig.for_policy(m.policy, m.image_size, m.mean, m.std, max_batch=4))
-    loader = TrainBatches([cache], sampler, renderer, [("cls", "patch")], rank=0)
+    source = CacheSource(cache)
+    loader = Batches([source], source.rows(None), sampler, renderer, [("cls", "patch")], rank=0)
     teacher = build_teacher(m.teacher, weights=world / "w.safetensors")
     for step in (0, 5):
         batch = loader.batch(step)
         out = teacher(batch.images)
+        (read,) = loader.targets(batch, torch.device("cpu"))
         for name in ("cls", "patch"):
-            read = loader.decode(batch, name, torch.device("cpu"))
-            torch.testing.assert_close(read, out[name], rtol=1e-3, atol=2e-3)
+            torch.testing.assert_close(read[name], out[name], rtol=1e-3, atol=2e-3)
 
 
 def test_token_only_run_never_reads_patch_targets(world, tmp_path):

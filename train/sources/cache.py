@@ -1,0 +1,107 @@
+"""Targets from a sealed cache: the recorded views rendered again, their stored targets read
+in the loader's thread and decoded on the training device."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from proteus.common.cache.reader import Cache
+from proteus.common.cache.stats import TargetStats
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.views.records import AugPolicy, ViewTable
+from proteus.train.sources.base import Rows, TargetSource, TeacherInfo
+
+
+class CacheSource(TargetSource):
+    kind = "cache"
+
+    def __init__(self, cache: Cache):
+        self.cache = cache
+        self.name = cache.name
+        m = cache.manifest
+        self.info = TeacherInfo(
+            name=m.teacher,
+            family=m.teacher_family,
+            dim=m.embed_dim,
+            grid=(int(m.grid[0]), int(m.grid[1])),
+            image_size=m.image_size,
+            mean=m.mean,
+            std=m.std,
+            weights_sha256=m.weights_sha256,
+            targets={name: tuple(shape) for name, shape in m.targets.items()},
+            policy=AugPolicy.from_dict(m.policy),
+            seed=m.seed,
+            digest=m.digest(),
+        )
+
+    def rows(self, views: int | None) -> Rows:
+        k = self.cache.manifest.views_per_image
+        usable = self.cache.usable_views().reshape(-1, k)
+        if views is not None:
+            if not 0 < views <= k:
+                raise ProteusError(
+                    f"--views {views}: the cache holds {k} views per image; pick 1 to that"
+                )
+            usable = usable[:, :views]
+        images = self.cache.views.image[usable[:, 0]].astype(np.int64)
+        return Rows(images, usable, self.cache.images.label[images])
+
+    def check(self, names: tuple[str, ...]) -> None:
+        super().check(names)
+        self.cache.check_shards(names)
+
+    def statistics(self, names: tuple[str, ...]) -> TargetStats:
+        return TargetStats.from_manifest(self.cache.manifest.stats, names, f"--cache {self.name}")
+
+    def views(self, images: np.ndarray, uses: np.ndarray, view_ids: np.ndarray | None) -> ViewTable:
+        return self.cache.views[_planned(view_ids)]
+
+    def encoded(self, image: int) -> np.ndarray:
+        try:
+            return self.cache.encoded(image)
+        except OSError as exc:
+            raise ProteusError(
+                f"{self.cache.image_path(image)}: cannot read an image the cache was extracted "
+                f"from ({exc.strerror}); pass --data with the folder the images live in now"
+            ) from exc
+
+    def fetch(self, names: tuple[str, ...], view_ids: np.ndarray | None) -> dict:
+        """The stored (undecoded) arrays of each target: bytes travel, decoding happens on
+        the training device."""
+        ids = _planned(view_ids)
+        return {name: self.cache.read_stored(name, ids) for name in names}
+
+    def targets(
+        self, fetched: object, pixels: torch.Tensor, device: torch.device
+    ) -> dict[str, torch.Tensor]:
+        assert isinstance(fetched, dict)
+        return {name: self.decode(name, stored, device) for name, stored in fetched.items()}
+
+    def decode(self, name: str, stored: dict[str, np.ndarray], device: torch.device):
+        arrays = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in stored.items()}
+        return self.cache.codec(name).to(device).decode(arrays)
+
+    def render_failed(self, step: int, reason: str) -> ProteusError:
+        return ProteusError(
+            f"step {step}: rendering failed ({reason}); an image changed since extraction "
+            f"under {self.cache.data_root} (`proteus cache verify` and the dataset "
+            "fingerprint tell which)"
+        )
+
+    @property
+    def remote(self) -> bool:
+        return self.cache.mirror is not None
+
+    def prefetch(self, names: tuple[str, ...], view_ids: np.ndarray) -> None:
+        self.cache.prefetch(names, view_ids)
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def _planned(view_ids: np.ndarray | None) -> np.ndarray:
+    # The sampler plans recorded views whenever its rows have them, and a cache's always do.
+    if view_ids is None:
+        raise ValueError("a cached step was planned without recorded views")
+    return view_ids

@@ -1,0 +1,136 @@
+"""Online targets: the teacher in the loop on a fresh view of every sample (no cache).
+
+The reference trains this way. It is the control that tells what a K-view cache costs, and
+the mode for those who would rather not store targets. Everything else is shared with cached
+training: the view policy and its records (every use of an image draws a new view index, so
+its record is a pure function of (seed, image, use) and resuming needs only the step), the
+renderer, sampler, objective, heads, logs, checkpoints and DDP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from proteus.common.cache.stats import TargetStats
+from proteus.common.data.dataset import ImageList, scan_images
+from proteus.common.data.images import read_encoded
+from proteus.common.data.probe import probe_images
+from proteus.common.data.table import STATUS_OK
+from proteus.common.models.teachers import Teacher, build_teacher
+from proteus.common.runtime.errors import ProteusError
+from proteus.common.storage.shardcache import ShardCacheConfig
+from proteus.common.views.records import AugPolicy, ViewTable, view_records
+from proteus.train.sources.base import Rows, TargetSource, TeacherInfo
+
+ONLINE = "online"  # how records name a teacher in the loop: online:<teacher>
+
+
+class OnlineTeacher(TargetSource):
+    """The teacher, the images and their view policy."""
+
+    kind = "teacher"
+
+    @property
+    def option(self) -> str:
+        return f"--teacher {self.info.name}"
+
+    def __init__(
+        self,
+        teacher: str,
+        data: Path | str,
+        *,
+        weights: Path | None,
+        image_size: int | None,
+        layers: tuple[int, ...],
+        policy: AugPolicy,
+        seed: int,
+        device: torch.device,
+        progress: bool,
+        shard_cache: ShardCacheConfig | None = None,
+    ):
+        self.images_list: ImageList = scan_images(data, shard_cache=shard_cache)
+        self.images, self.skipped = probe_images(self.images_list, progress=progress)
+        self.usable = np.flatnonzero(self.images.status == STATUS_OK)
+        if not len(self.usable):
+            raise ProteusError(f"--data {data}: none of its {len(self.images)} images is readable")
+        self.teacher: Teacher = build_teacher(
+            teacher, image_size=image_size, layers=layers, weights=weights
+        )
+        sha = self.teacher.weights_sha256()
+        self.teacher.to(device)
+        self.precision = "bfloat16" if device.type == "cuda" else "float32"
+        self.name = f"{ONLINE}:{teacher}"
+        self.data_root = self.images_list.root
+        t, size = self.teacher, self.teacher.image_size
+        probe = self.forward(torch.zeros(1, 3, size, size, device=_device_of(t)))
+        self.info = TeacherInfo(
+            name=teacher,
+            family=t.spec.family,
+            dim=t.spec.embed_dim,
+            grid=(int(t.grid[0]), int(t.grid[1])),
+            image_size=size,
+            mean=t.spec.mean,
+            std=t.spec.std,
+            weights_sha256=sha,
+            targets={k: tuple(v.shape[1:]) for k, v in probe.items()},
+            policy=policy,
+            seed=seed,
+        )
+
+    def rows(self, views: int | None) -> Rows:
+        images = self.usable.astype(np.int64)
+        return Rows(images, np.zeros((len(images), 0), np.int64), self.images.label[images])
+
+    def statistics(self, names: tuple[str, ...]) -> TargetStats:
+        raise ProteusError(
+            "--standardize needs the statistics a cache records at extraction; online "
+            "training has none: extract a cache, or drop --standardize"
+        )
+
+    def views(self, images: np.ndarray, uses: np.ndarray, view_ids: np.ndarray | None) -> ViewTable:
+        """The u-th use of an image is its view u: the record a cache of these images stores
+        as view u, so online and cached runs see the same pixels for u < K."""
+        sizes = np.stack([self.images.height[images], self.images.width[images]], 1)
+        info = self.info
+        return view_records(info.policy, info.seed, images, uses, sizes, info.image_size)
+
+    def encoded(self, image: int) -> np.ndarray:
+        path = self.data_root / str(self.images.path[image])
+        try:
+            return read_encoded(path, bool(self.images.transcode[image]))
+        except OSError as exc:
+            raise ProteusError(f"{path}: cannot read it ({exc.strerror})") from exc
+
+    def fetch(self, names: tuple[str, ...], view_ids: np.ndarray | None) -> tuple[str, ...]:
+        return names  # nothing to read ahead: the teacher needs the step's pixels
+
+    def targets(
+        self, fetched: object, pixels: torch.Tensor, device: torch.device
+    ) -> dict[str, torch.Tensor]:
+        assert isinstance(fetched, tuple)
+        out = self.forward(pixels.to(device, non_blocking=True))
+        return {name: out[name] for name in fetched}
+
+    def render_failed(self, step: int, reason: str) -> ProteusError:
+        return ProteusError(
+            f"step {step}: rendering failed ({reason}); an image under {self.data_root} "
+            "cannot be decoded — remove it or convert it"
+        )
+
+    @torch.no_grad()
+    def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The targets by name (cls, patch, layer_<i>) as float32, on the teacher's device."""
+        with torch.autocast(
+            pixels.device.type, torch.bfloat16, enabled=self.precision == "bfloat16"
+        ):
+            out = self.teacher(pixels)
+        targets = {"cls": out["cls"], "patch": out["patch"]}
+        targets |= {f"layer_{i}": layer for i, layer in out["layers"].items()}
+        return {k: v.float() for k, v in targets.items()}
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
