@@ -29,7 +29,8 @@ from proteus.common.cache.manifest import (
 )
 from proteus.common.cache.publisher import CachePublisher
 from proteus.common.cache.reader import Cache
-from proteus.common.cache.writer import CacheWriter, check_writable
+from proteus.common.cache.sink import CacheSink, FolderSink
+from proteus.common.cache.writer import CacheWriter
 from proteus.common.data.dataset import ImageList, data_root, scan_images
 from proteus.common.data.probe import probe_images
 from proteus.common.data.table import STATUS_FAILED, STATUS_OK
@@ -73,24 +74,31 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
         cfg = _with_views_of(cfg, source.manifest)
     cfg = replace(cfg, views=cfg.resolved_views())
     precision = _resolve_precision(cfg.precision, device)
-    # An s3://, gs:// or file:// --out is written in local staging and uploaded shard by shard.
-    publisher = CachePublisher(str(cfg.out), cfg.staging, info.rank) if is_url(cfg.out) else None
+    sink = open_sink(cfg, info.rank)
     teacher, sha = _placed_teacher(cfg, device, info)
     if info.is_main:
         try:
-            _prepare(cfg, teacher, precision, device, sha, source, publisher)
+            _prepare(cfg, teacher, precision, device, sha, source, sink)
         except Exception as exc:  # any failure: the other ranks must not wait forever
             share_outcome(info, str(exc) or type(exc).__name__)
             raise
     share_outcome(info, None)
 
-    manifest = publisher.laid_out() if publisher else CacheWriter.laid_out(Path(cfg.out))
+    manifest = sink.laid_out()
     assert manifest is not None  # _prepare laid it out
     if manifest.state == SEALED:
         if info.is_main and cfg.progress:
             print(f"{cfg.out}: already complete (sealed); nothing to do")
         return manifest
-    return _fill_and_seal(cfg, manifest, teacher, info, publisher)
+    return _fill_and_seal(cfg, manifest, teacher, info, sink)
+
+
+def open_sink(cfg: ExtractConfig, rank: int) -> CacheSink:
+    """Where --out is: an s3://, gs:// or file:// URL is written in local staging and
+    uploaded shard by shard; anything else is a folder."""
+    if is_url(cfg.out):
+        return CachePublisher(str(cfg.out), cfg.staging, rank)
+    return FolderSink(Path(cfg.out))
 
 
 def _fill_and_seal(
@@ -98,42 +106,22 @@ def _fill_and_seal(
     manifest: Manifest,
     teacher: Teacher,
     info: DistInfo,
-    publisher: CachePublisher | None,
+    sink: CacheSink,
 ) -> Manifest:
     """This process's unfinished shards; then rank 0 seals once every rank is done."""
-    writer, done = _open_writer(cfg, manifest, publisher)
+    writer, done = sink.open_writer(manifest)
     mine = [s for s in range(manifest.num_shards) if s % info.world == info.rank and s not in done]
     started = time.perf_counter()
     if mine:
-        _fill_shards(cfg, manifest, writer, teacher, mine, info, publisher)
+        _fill_shards(cfg, manifest, writer, teacher, mine, info, sink)
     barrier(info)
     if info.is_main:
-        manifest = _seal(writer, publisher)
+        manifest = sink.seal(writer)
         if cfg.progress:
             elapsed = time.perf_counter() - started
             print("\n".join(summary_lines(cfg.out, manifest, elapsed=elapsed)))
     barrier(info)
-    if publisher is not None:
-        publisher.remove_staging()  # everything is on the store now
-    return manifest
-
-
-def _open_writer(
-    cfg: ExtractConfig, manifest: Manifest, publisher: CachePublisher | None
-) -> tuple[CacheWriter, set[int]]:
-    """The writer of the laid-out cache, and the shards already done."""
-    if publisher is None:
-        writer = CacheWriter(Path(cfg.out), manifest)
-        return writer, writer.done_shards()
-    return CacheWriter(publisher.pull_metadata(), manifest), publisher.done_shards()
-
-
-def _seal(writer: CacheWriter, publisher: CachePublisher | None) -> Manifest:
-    if publisher is None:
-        return writer.seal()
-    publisher.pull_progress()  # markers and statistics of every rank's shards
-    manifest = writer.seal(target_bytes=publisher.target_bytes())
-    publisher.publish_seal(manifest)
+    sink.finish()
     return manifest
 
 
@@ -180,15 +168,11 @@ def _prepare(
     device: str,
     sha: str,
     source: Cache | None,
-    publisher: CachePublisher | None,
+    sink: CacheSink,
 ) -> None:
     """Create the cache, or check that the existing one was asked for with these options."""
-    if publisher is not None:
-        existing = publisher.laid_out()
-        publisher.check_writable()
-    else:
-        existing = CacheWriter.laid_out(Path(cfg.out))
-        check_writable(Path(cfg.out))
+    existing = sink.laid_out()
+    sink.check_writable()
     images = scan_images(cfg.data)
     manifest = _new_manifest(cfg, teacher, precision, device, images, sha)
     if source is not None:
@@ -201,7 +185,7 @@ def _prepare(
                 "use a new --out folder, or the original options to resume it"
             )
         return
-    _create(cfg, manifest, images, teacher, source, publisher)
+    _create(cfg, manifest, images, teacher, source, sink)
 
 
 def _check_same_data(cfg: ExtractConfig, images: ImageList, source: Cache) -> dict:
@@ -224,7 +208,7 @@ def _create(
     images: ImageList,
     teacher: Teacher,
     source: Cache | None,
-    publisher: CachePublisher | None,
+    sink: CacheSink,
 ) -> None:
     if source is None:
         table, skipped = probe_images(images, progress=cfg.progress)
@@ -269,11 +253,7 @@ def _create(
             manifest.precision,
             cfg.progress,
         )
-    if publisher is None:
-        CacheWriter.create(Path(cfg.out), manifest, table, views, bases)
-        return
-    CacheWriter.create(publisher.fresh_staging(), manifest, table, views, bases)
-    publisher.publish_layout()
+    sink.create(manifest, table, views, bases)
 
 
 def _new_manifest(
@@ -337,7 +317,7 @@ def _fill_shards(
     teacher: Teacher,
     shards: list[int],
     info: DistInfo,
-    publisher: CachePublisher | None,
+    sink: CacheSink,
 ) -> None:
     images, views = writer.tables()
     device = next(teacher.parameters()).device
@@ -372,17 +352,16 @@ def _fill_shards(
                 if batch.last:
                     if pending is not None:
                         pending.result()  # at most one shard in flight: bounded memory
-                    pending = pool.submit(_write_shard, writer, shard, publisher)
+                    pending = pool.submit(_write_shard, writer, shard, sink)
             if pending is not None:
                 pending.result()
     finally:
         bar.close()  # an error message then starts on a fresh line
 
 
-def _write_shard(writer: CacheWriter, shard: ShardBuffer, publisher: CachePublisher | None):
+def _write_shard(writer: CacheWriter, shard: ShardBuffer, sink: CacheSink) -> None:
     writer.write_shard(shard.index, shard.arrays, shard.failed_images(), shard.stats)
-    if publisher is not None:
-        publisher.publish_shard(writer.manifest, shard.index)
+    sink.shard_written(writer, shard.index)
 
 
 def _resolve_precision(precision: str, device: str) -> str:

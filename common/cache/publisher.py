@@ -33,15 +33,19 @@ from proteus.common.cache.layout import (
 )
 from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, Manifest
 from proteus.common.cache.mirror import copy_objects, is_metadata
+from proteus.common.cache.sink import CacheSink
+from proteus.common.cache.writer import CacheWriter
+from proteus.common.data.table import ImageTable
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.faults import failpoint
 from proteus.common.storage.objectstore import ObjectStore
+from proteus.common.views.records import ViewTable
 
 ENV_STAGING = "PROTEUS_STAGING"
 _WRITE_TEST = ".proteus-write-test-"  # a probe object a kill may leave behind: not foreign
 
 
-class CachePublisher:
+class CachePublisher(CacheSink):
     """The cache at ``url``, written through ``staging`` (this process's own folder)."""
 
     def __init__(self, url: str, staging_root: Path | None, rank: int):
@@ -169,6 +173,28 @@ class CachePublisher:
         stats = [self._key(shard_stats_path(self.staging, s)) for s in range(manifest.num_shards)]
         present = self.store.list(f"{PROGRESS_DIR}/")
         self.store.delete([k for k in stats if k in present])
+
+    # -- the sink interface --------------------------------------------------------------
+    def create(
+        self, manifest: Manifest, images: ImageTable, views: ViewTable, fitted: dict | None
+    ) -> None:
+        CacheWriter.create(self.fresh_staging(), manifest, images, views, fitted)
+        self.publish_layout()
+
+    def open_writer(self, manifest: Manifest) -> tuple[CacheWriter, set[int]]:
+        return CacheWriter(self.pull_metadata(), manifest), self.done_shards()
+
+    def shard_written(self, writer: CacheWriter, shard: int) -> None:
+        self.publish_shard(writer.manifest, shard)
+
+    def seal(self, writer: CacheWriter) -> Manifest:
+        self.pull_progress()  # markers and statistics of every rank's shards
+        manifest = writer.seal(target_bytes=self.target_bytes())
+        self.publish_seal(manifest)
+        return manifest
+
+    def finish(self) -> None:
+        self.remove_staging()  # everything is on the store now
 
     def _key(self, path: Path) -> str:
         return path.relative_to(self.staging).as_posix()
