@@ -193,7 +193,7 @@ def target_loop_speed(
     a cold start), asking for the next 4 steps' shards ahead as the trainer does."""
     import torch
 
-    from proteus.common.models.heads import Lambdas
+    from proteus.common.models.parts import Lambdas
     from proteus.common.models.students import build_student
     from proteus.common.runtime.prefetch import prefetch
     from proteus.train.distiller import Distiller

@@ -25,7 +25,7 @@ import torch
 from _common import synthetic_cache, table, timed
 from torch.utils.flop_counter import FlopCounterMode
 
-from proteus.common.models.heads import Lambdas
+from proteus.common.models.parts import Lambdas
 from proteus.common.models.students import StudentSpec, build_student, register_student
 from proteus.common.runtime.prefetch import prefetch
 from proteus.train.distiller import Distiller

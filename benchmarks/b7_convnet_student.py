@@ -18,7 +18,7 @@ import torch
 from _common import table, timed
 from torch.utils.flop_counter import FlopCounterMode
 
-from proteus.common.models.heads import Lambdas
+from proteus.common.models.parts import Lambdas
 from proteus.common.models.students import build_student
 from proteus.train.distiller import Distiller
 from proteus.train.objective import Objective

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -61,7 +62,7 @@ class HintPair(click.ParamType):
     name = "S:T[@C]"
 
     def convert(self, value, param, ctx):
-        from proteus.common.models.heads import Hint
+        from proteus.common.models.parts import Hint
         from proteus.common.runtime.errors import ProteusError
 
         if isinstance(value, Hint):
@@ -127,3 +128,86 @@ def checkpoint_option(required: bool) -> Callable[[Callable], Callable]:
         default=None,
         help="A run folder (its latest checkpoint) or a checkpoint file.",
     )
+
+
+def config_options(config: type, exclude: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+    """The click options of every field of the dataclass ``config`` that declares one
+    (common/runtime/options.py), in field order: each option's name, type, default and help
+    come from its field, so the command line and the library cannot drift apart."""
+    import dataclasses
+    import typing
+
+    from proteus.common.runtime.options import option_of
+
+    hints = typing.get_type_hints(config)
+    decorators = []
+    for f in dataclasses.fields(config):
+        spec = option_of(f)
+        if spec is not None and f.name not in exclude:
+            decorators.append(_click_option(f, spec, hints[f.name]))
+
+    def apply(func: Callable) -> Callable:
+        for decorate in reversed(decorators):
+            func = decorate(func)
+        return func
+
+    return apply
+
+
+_KIND_TYPES: dict[str, Callable[[], click.ParamType]] = {
+    "location": Location,
+    "per_teacher": PerTeacherFloat,
+    "hint": HintPair,
+    "int_list": IntList,
+    "file": lambda: click.Path(dir_okay=False, path_type=Path),
+    "dir": lambda: click.Path(file_okay=False, path_type=Path),
+}
+
+
+def _click_option(f, spec, annotation) -> Callable[[Callable], Callable]:
+    import dataclasses
+
+    flag = spec.flag or "--" + f.name.replace("_", "-")
+    default = None if f.default is dataclasses.MISSING else f.default
+    base = _base_type(annotation)
+    kwargs: dict[str, Any] = {"help": spec.help, "required": spec.required}
+    if spec.metavar:
+        kwargs["metavar"] = spec.metavar
+    if base is bool and spec.kind is None:
+        name = flag.removeprefix("--")
+        decls = [f"{flag}/--no-{name}"] if spec.negatable else [flag]
+        if not spec.negatable:
+            kwargs["is_flag"] = True
+        show = spec.show_default and default is not None and spec.negatable
+        return click.option(*decls, f.name, default=default, show_default=show, **kwargs)
+    kwargs |= {"type": _param_type(spec, base), "multiple": spec.multiple}
+    if spec.multiple:
+        default = tuple(default or ())
+    show = spec.show_default and default not in (None, ())
+    if not spec.required:
+        kwargs["default"] = default
+    return click.option(flag, f.name, show_default=show, **kwargs)
+
+
+def _param_type(spec, base) -> Any:
+    if spec.kind is not None:
+        return _KIND_TYPES[spec.kind]()
+    if spec.choices:
+        return click.Choice(list(spec.choices))
+    if base in (int, float) and (spec.min is not None or spec.max is not None):
+        kind = click.IntRange if base is int else click.FloatRange
+        return kind(min=spec.min, max=spec.max, min_open=spec.min_open)
+    if base is Path:
+        return click.Path(path_type=Path)
+    return base
+
+
+def _base_type(annotation) -> Any:
+    """The one type of a field's annotation that is not None (the first of a union)."""
+    import types
+    import typing
+
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return next(a for a in args if a is not type(None))
+    return annotation

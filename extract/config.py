@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from proteus.common.runtime.options import option
 from proteus.common.views.records import AugPolicy
 
 AUTO_MAX_VIEWS = 8  # docs/QUALITY.md: where more views stopped paying for their bytes
@@ -12,44 +13,136 @@ AUTO_MAX_VIEWS = 8  # docs/QUALITY.md: where more views stopped paying for their
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    teacher: str  # registry name or timm:<model>
-    # ImageFolder tree, flat folder of images, a text file of image paths, or tar shards
-    # (local, or a URL on an object store).
-    data: Path | str
-    # Cache folder, or an s3:// / gs:// / file:// URL; re-running the same command resumes it.
-    out: Path | str
-    # K recorded views per image: storage and teacher time grow linearly. None: one view
-    # per planned epoch (each image is used once per epoch), at most AUTO_MAX_VIEWS.
-    views: int | None = None
-    epochs: int = 300  # the epochs training will run (the reference's 300), for views=None
-    image_size: int | None = None  # None: the teacher's default (224 for the shipped ViTs)
-    layers: tuple[int, ...] = ()  # intermediate blocks stored as layer_<i> (for hint losses)
-    registers: bool = False  # also store the register tokens (DINOv3, RADIO) as "registers"
-    batch_size: int = 64  # views per teacher forward
-    weights: Path | None = None  # local weights file instead of the model hub
+    """Every option of ``proteus extract``: each field's default and help text are the
+    command line's (cli/options.py builds the options from them)."""
+
+    teacher: str = option(
+        help="Registry name (see `proteus teachers`) or timm:<model> for any timm model."
+    )
+    # Local, or a URL on an object store.
+    data: Path | str = option(
+        help="Images: an ImageFolder tree (class sub-folders, labels kept), a flat folder, a "
+        "text file with one image path per line, or webdataset tar shards (a folder of .tar "
+        "files, one .tar, or a brace pattern such as 'train-{000000..000146}.tar'; labels "
+        "from each sample's .cls). Views replay straight from the tars. Shards may be on an "
+        "object store (s3://, gs://, file:// URL of a folder, a .tar or a pattern): each is "
+        "fetched whole into the shard cache ($PROTEUS_SHARD_CACHE) on first use.",
+        kind="location",
+    )
+    out: Path | str = option(
+        help="Cache to write (Zarr v3): a folder, or an s3://, gs:// or file:// URL (each "
+        "finished shard is uploaded whole from --staging; endpoint and credentials come from "
+        "the usual AWS_*/GOOGLE_* variables). Running the same command again resumes it.",
+        kind="location",
+    )
+    weights: Path | None = option(
+        None,
+        help="Local weights file (safetensors, or a torch state dict loaded with "
+        "weights_only=True) instead of the model hub. Needed for synclr_*.",
+        kind="file",
+    )
+    image_size: int | None = option(
+        None,
+        help="Square input size in pixels, a multiple of the patch size. [default: the "
+        "teacher's, 224 for the shipped ViTs]",
+        min=1,
+    )
+    # K recorded views per image: storage and teacher time grow linearly. None: one view per
+    # planned epoch (each image is used once per epoch), at most AUTO_MAX_VIEWS.
+    views: int | None = option(
+        None,
+        help="K augmented views recorded per image; training uses every one before repeating "
+        "any. Size grows linearly: DINOv2-g at 224 px is ~0.79 MB per view in float16 "
+        "(--dtype int8 halves it). [default: one per planned --epochs, at most 8]",
+        min=1,
+    )
+    epochs: int = option(
+        300,
+        help="The epochs you plan to train (each uses every image once); sets the default --views.",
+        min=1,
+    )
+    layers: tuple[int, ...] = option(
+        (),
+        help="Intermediate teacher blocks to store as layer_<i> targets, e.g. 19,39 or -1.",
+        kind="int_list",
+        show_default=False,
+    )
+    registers: bool = option(
+        False,
+        help="Also store the register tokens (DINOv3: 4, C-RADIO: 7 or 9) as a 'registers' "
+        "target. No loss reads them; they are kept for your own analyses.",
+        negatable=True,
+    )
+    # Each process under torchrun uses GPUs local_rank × G … + G − 1
+    # (common/models/teachers/placement.py).
+    gpus_per_teacher: int = option(
+        1,
+        help="Spread the teacher's blocks over this many GPUs per process, for a teacher that "
+        "does not fit one (dinov3_7b in bfloat16 fits one 80 GB GPU; smaller GPUs need 2+). "
+        "Under torchrun use --nproc_per_node = GPUs per node / this.",
+        min=1,
+    )
+    batch_size: int = option(64, help="Views per teacher forward pass.", min=1)
+    seed: int = option(
+        0, help="Seed of the view sampler; views are a pure function of (seed, image, view)."
+    )
+    # How views are drawn; the command line builds it from --aug/--no-aug.
+    policy: AugPolicy = field(default_factory=AugPolicy)
     pretrained: bool = True  # False: random-init teacher (tests, benchmarks); never downloads
-    seed: int = 0  # view parameters are a pure function of (seed, image index, view index)
-    policy: AugPolicy = field(default_factory=AugPolicy)  # how views are drawn
-    # Reuse this sealed cache's images and view records (its policy, seed, K and image size
-    # replace the ones above), so two teachers' targets describe the same pixels.
-    views_from: Path | str | None = None
-    # With a URL --out: each process's local folder its shards are written in before upload.
-    staging: Path | None = None  # None: $PROTEUS_STAGING or ~/.cache/proteus/staging
-    device: str = "auto"  # cpu | cuda | auto
-    # GPUs one teacher's blocks are spread over (common/models/teachers/placement.py); each process
-    # under torchrun uses GPUs local_rank × G … + G − 1.
-    gpus_per_teacher: int = 1
-    precision: str = "auto"  # float32 | bfloat16 (autocast); auto = bfloat16 on cuda only
-    dtype: str = "float16"  # storage of the targets: float16 | float32 | int8 (per-token scale)
-    pca: int | None = None  # keep K principal components of token targets (patch, layers)
-    pca_sample: int = 2048  # views whose teacher tokens the PCA basis is fitted on
+    device: str = option(
+        "auto",
+        help="Where the model runs; auto picks cuda when a GPU is visible.",
+        choices=("auto", "cpu", "cuda"),
+    )
+    precision: str = option(
+        "auto",
+        help="Teacher compute; auto is bfloat16 autocast on cuda and float32 on cpu.",
+        choices=("auto", "float32", "bfloat16"),
+    )
+    dtype: str = option(
+        "float16",
+        help="Storage of the targets; int8 keeps one float16 scale per token (about half of "
+        "float16's bytes; fidelity in docs/PERFORMANCE.md).",
+        choices=("float16", "float32", "int8"),
+    )
+    pca: int | None = option(
+        None,
+        help="Store K principal components of every token target (patch, layers) instead of "
+        "all D values; the basis is fitted on a sample of views and kept in the cache.",
+        min=1,
+    )
+    pca_sample: int = option(
+        2048, help="Views whose teacher tokens the PCA basis is fitted on.", min=1
+    )
     # 256 views of DINOv2-g patch targets is ~200 MB: big files for object stores and
     # parallel file systems, small enough to hold one in memory while the next is built.
-    shard_views: int = 256
-    render_threads: int = 4  # DALI CPU threads
-    progress: bool = (
-        True  # on rank 0: bars on a terminal, plain lines off one (common/runtime/progress.py)
+    shard_views: int = option(
+        256,
+        help="Views per shard file: the unit of writing, resuming and splitting work across "
+        "processes.",
+        min=1,
     )
+    # Its policy, seed, K and image size replace the ones above.
+    views_from: Path | str | None = option(
+        None,
+        help="A sealed cache whose images and view records to reuse exactly (its views, seed, "
+        "augmentation and image size), so this teacher's targets describe the same pixels "
+        "and `proteus train --cache OTHER --cache OUT` can distil both. --data must be the "
+        "same images.",
+        kind="location",
+    )
+    staging: Path | None = option(
+        None,
+        help="With a URL --out: the local folder each process writes a shard in before "
+        "uploading it (the shard's files are deleted after their upload). [default: "
+        "$PROTEUS_STAGING or ~/.cache/proteus/staging]",
+        kind="dir",
+    )
+    render_threads: int = option(
+        4, help="DALI CPU threads for decoding and augmenting.", flag="--threads", min=1
+    )
+    # On rank 0: bars on a terminal, plain lines off one (common/runtime/progress.py).
+    progress: bool = True
 
     def resolved_views(self) -> int:
         return self.views if self.views is not None else min(self.epochs, AUTO_MAX_VIEWS)

@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from proteus.common.models.heads import Hint
+from proteus.common.models.parts import LOSS_KINDS, Hint
 from proteus.common.runtime.errors import ProteusError
+from proteus.common.runtime.options import option
 from proteus.common.views.records import AugPolicy
 from proteus.train.recipe import Recipe, get_recipe
 
@@ -28,66 +29,220 @@ class RecipeValues:
     repeated_aug: int
 
 
+_LAMBDA_HELP = (
+    "Weight of the {} loss: one value, or one per --cache (e.g. 1,0.5). "
+    "[default: 1; for CLIP teachers token 1, others 0]"
+)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
+    """Every option of ``proteus train``: each field's default and help text are the
+    command line's (cli/options.py builds the options from them)."""
+
     # A sealed cache written by `proteus extract`, or several aligned ones (one per teacher,
     # same views: `extract --views-from`); the first one's images and mean/std are rendered.
     # None: online training with `teacher` in the loop on `data`.
-    cache: Path | str | tuple[Path | str, ...] | None  # str: an s3://, gs:// or file:// URL
-    student: str  # a registered student (`proteus students`) or timm:<any timm backbone>
-    out: Path  # run folder: checkpoints, logs, resolved config
-    teacher: str | None = None  # online: registry name or timm:<model>, run at every step
-    weights: Path | None = None  # online: the teacher's local weights file
-    image_size: int | None = None  # online: input size [default: the teacher's]
-    # Online: how each use's fresh view is drawn (a cache keeps the policy it was extracted with).
-    policy: AugPolicy = field(default_factory=AugPolicy)
-    # The named set of defaults (train/recipe.py) for every option below left at None.
-    recipe: str = "proteus"
-    epochs: int = 300  # Proteus recipe length; --max-steps overrides it
-    max_steps: int | None = None  # stop after this many optimizer steps (smoke tests, sweeps)
-    batch_size: int = 128  # per process; the global batch is this × world size
-    lr: float | None = None  # None: the recipe's lr per 512 × global batch / 512
-    min_lr: float | None = None  # floor of the cosine schedule
-    warmup_lr: float | None = None  # where the warm-up starts (epoch schedule)
-    weight_decay: float | None = None
-    warmup_epochs: float | None = None
-    drop_path: float | None = None
-    ema_decay: float | None = None  # EMA of the student weights; 0 turns it off
-    # Use only the first this many recorded views of each image: a K-view cache holds the
-    # views of every smaller K (records are a pure function of seed, image and view index).
-    views: int | None = None
-    # Each image this many times per epoch, each time another view (DeiT's RASampler).
-    repeated_aug: int | None = None
-    grad_clip: float | None = None  # max gradient norm; None: no clipping
-    lambda_token: PerTeacher = None  # None: 1, or per the teacher (CLIP: 1/0/0)
-    lambda_fea: PerTeacher = None
-    lambda_patch: PerTeacher = None
-    lambda_hint: PerTeacher = None  # None: 1; weight of each hint's MSE
-    hints: tuple[Hint, ...] = ()  # student block ↔ teacher layer_<i> pairs
-    loss: str = "mse"  # mse (Proteus) | cosine-smooth-l1 (RADIO): how each part compares
-    # Learn (t − mean) / std per channel with the caches' statistics. None: on with several
-    # --cache (no teacher dominates by scale), off with one (Proteus distils raw features).
-    standardize: bool | None = None
-    balance_teachers: bool = False  # weigh teachers so their losses pull equally (detached)
-    mask_probability: float = 0.5  # share of each batch (the first samples) that is masked
-    mask_ratio: float = 0.5  # share of patches masked in a masked sample
-    device: str = "auto"  # cpu | cuda | auto
-    seed: int = 0
-    resume: bool = False  # continue from the run folder's latest checkpoint
-    checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
-    # Cached: where the cache's images are now, if they moved. Online: the images.
-    data: Path | str | None = None
-    # A remote --cache is read through this node's shard cache (common/cache/mirror.py).
-    shard_cache: Path | None = None  # None: $PROTEUS_SHARD_CACHE or ~/.cache/proteus/shards
-    shard_cache_gb: float | None = None  # None: $PROTEUS_SHARD_CACHE_GB or 100
-    tensorboard: bool = True  # also write TensorBoard scalars next to log.jsonl
-    render_threads: int = 4  # DALI CPU threads
-    progress: bool = (
-        True  # on rank 0: a bar on a terminal, plain lines off one (common/runtime/progress.py)
+    cache: Path | str | tuple[Path | str, ...] | None = option(
+        help="A sealed cache written by `proteus extract`: a folder, or an s3://, gs:// or "
+        "file:// URL (read through this node's --shard-cache). Repeat it to distil several "
+        "teachers at once (one head set each); their views must be aligned (`extract "
+        "--views-from`).",
+        kind="location",
+        multiple=True,
+        required=False,
     )
-    subset_classes: int | None = None  # train on a seeded choice of this many classes
-    subset_per_class: int | None = None  # at most this many images per class (seeded)
-    subset_fraction: float | None = None  # a seeded share of the (remaining) images
+    student: str = option(
+        help="A ViT (vit_ti14, vit_s14, vit_b14, vit_l14, their *16 variants), a convnet "
+        "(resnet18, resnet50, convnext_t, convnext_s, efficientnet_b0, mobilenetv4_s, "
+        "fastvit_t8, efficientvit_b1), or timm:<any timm backbone>. `proteus students` lists "
+        "them. A convnet's dense features are resampled to the teacher's patch grid; its "
+        "masked cells are painted with a learned mask colour.",
+    )
+    out: Path = option(
+        help="Run folder: checkpoints, per-step JSONL log, TensorBoard, resolved config.",
+    )
+    # A remote --cache is read through this node's shard cache (common/cache/mirror.py).
+    shard_cache: Path | None = option(
+        None,
+        help="With a remote --cache (or tar shards on an object store): the node-local folder "
+        "their shards are fetched into, checked and kept, shared by every process of the "
+        "node. [default: $PROTEUS_SHARD_CACHE or ~/.cache/proteus/shards]",
+        kind="dir",
+    )
+    shard_cache_gb: float | None = option(
+        None,
+        help="Most gigabytes of shards the --shard-cache keeps; the least recently used go "
+        "first. [default: $PROTEUS_SHARD_CACHE_GB or 100]",
+        min=0,
+        min_open=True,
+    )
+    teacher: str | None = option(
+        None,
+        help="Train online instead of from a cache: this teacher (registry name or "
+        "timm:<model>) runs on a fresh view of every sample; needs --data.",
+    )
+    weights: Path | None = option(
+        None, help="With --teacher: a local weights file instead of the model hub.", kind="file"
+    )
+    image_size: int | None = option(
+        None,
+        help="With --teacher: input size, a multiple of its patch. [default: the teacher's]",
+        min=1,
+    )
+    # Online: how each use's fresh view is drawn (a cache keeps the policy it was extracted
+    # with); the command line builds it from --aug/--no-aug.
+    policy: AugPolicy = field(default_factory=AugPolicy)
+    recipe: str = option(
+        "proteus",
+        help="Defaults for every option marked [recipe]: proteus = the reference recipe "
+        "(Proteus-pytorch pretrain/), legacy = proteus 0.1's. Options you give win.",
+    )
+    epochs: int = option(
+        300,
+        help="Passes over the images (as many samples as images; recorded views are used in "
+        "turn, every one before any repeats).",
+        min=1,
+    )
+    max_steps: int | None = option(
+        None, help="Stop after this many optimizer steps (overrides --epochs).", min=1
+    )
+    batch_size: int = option(
+        128, help="Images per process and step; the global batch is this × processes.", min=1
+    )
+    lr: float | None = option(
+        None,
+        help="Peak learning rate. [recipe: 5e-4 × global batch / 512 from a global batch of "
+        "512 up; proteus: 5e-4 × √(batch / 512) below, legacy: linear below too]",
+    )
+    weight_decay: float | None = option(
+        None,
+        help="AdamW decay (proteus: on every matrix, position embedding and token too). "
+        "[recipe: 0.05]",
+    )
+    warmup_epochs: float | None = option(
+        None, help="Linear warm-up before the cosine schedule. [recipe: 5]"
+    )
+    warmup_lr: float | None = option(
+        None, help="Learning rate the warm-up starts from. [recipe: proteus 1e-6, legacy 0]"
+    )
+    drop_path: float | None = option(
+        None, help="Stochastic depth rate of the student. [recipe: proteus 0, legacy 0.1]"
+    )
+    ema_decay: float | None = option(
+        None,
+        help="Decay of the EMA student (0 turns EMA off). [recipe: proteus 0.99996, legacy "
+        "0.9999 with warm-up]",
+    )
+    # A K-view cache holds the views of every smaller K (records are a pure function of
+    # seed, image and view index).
+    views: int | None = option(
+        None,
+        help="Use only the first N recorded views of each image (a K-view cache holds the "
+        "views of every smaller K). [default: all of them]",
+        min=1,
+    )
+    repeated_aug: int | None = option(
+        None,
+        help="Take each image this many times per epoch, each time as another view (DeiT's "
+        "RASampler; 1 turns it off). [recipe: proteus 3, legacy 1]",
+        min=1,
+    )
+    grad_clip: float | None = option(None, help="Clip gradients to this norm.")
+    lambda_token: PerTeacher = option(None, help=_LAMBDA_HELP.format("token"), kind="per_teacher")
+    lambda_fea: PerTeacher = option(None, help=_LAMBDA_HELP.format("feature"), kind="per_teacher")
+    lambda_patch: PerTeacher = option(None, help=_LAMBDA_HELP.format("patch"), kind="per_teacher")
+    hints: tuple[Hint, ...] = option(
+        (),
+        help="Intermediate-layer hint: student block S (a convnet's stage S; 0-based, negative "
+        "from the end) learns the cache's layer_T target through its own LayerNorm+Linear "
+        "head (MSE); @C picks the C-th --cache. Repeatable, e.g. --hint 5:19 --hint 11:39.",
+        flag="--hint",
+        kind="hint",
+        multiple=True,
+    )
+    lambda_hint: PerTeacher = option(
+        None,
+        help="Weight of each hint's MSE: one value, or one per --cache. [default: 1]",
+        kind="per_teacher",
+    )
+    loss: str = option(
+        "mse",
+        help="How predictions meet targets: mse (Proteus), or cosine-smooth-l1 (RADIO: 1 − "
+        "cosine on the summary token, 0.9·(1 − cosine) + 0.1·smooth-L1 on spatial tokens). "
+        "Recorded in config.json.",
+        choices=LOSS_KINDS,
+    )
+    # None: on with several --cache (no teacher dominates by scale), off with one (Proteus
+    # distils raw features).
+    standardize: bool | None = option(
+        None,
+        help="Distil per-channel standardised targets, (t − mean) / std with the statistics "
+        "each cache recorded at extraction, so no teacher dominates by the scale of its "
+        "features; eval agreement and export map predictions back to teacher units. "
+        "[default: on with several --cache, off with one]",
+        negatable=True,
+    )
+    balance_teachers: bool = option(
+        False,
+        help="With several --cache: weigh each teacher's loss by (mean of the teachers' "
+        "losses) / (its own), without gradient, so each pulls with the same magnitude; "
+        "--lambda-* still weigh the parts inside each teacher's loss.",
+        negatable=True,
+    )
+    mask_probability: float = option(
+        0.5, help="Share of each batch (its first samples) that gets a patch mask.", min=0, max=1
+    )
+    mask_ratio: float = option(
+        0.5, help="Share of patches masked in a masked sample.", min=0, max=1
+    )
+    device: str = option(
+        "auto",
+        help="Where the model runs; auto picks cuda when a GPU is visible.",
+        choices=("auto", "cpu", "cuda"),
+    )
+    seed: int = option(0, help="Seed of initialisation, view choice, and masks.")
+    resume: bool = option(False, help="Continue from the run folder's latest checkpoint.")
+    min_lr: float | None = option(
+        None, help="Floor of the cosine schedule. [recipe: proteus 1e-5, legacy 1e-6]"
+    )
+    checkpoint_every: int = option(
+        500,
+        help="Steps between checkpoints; one is always written at the end and on SIGTERM.",
+        min=1,
+    )
+    # Cached: where the cache's images are now, if they moved. Online: the images.
+    data: Path | str | None = option(
+        None,
+        help="With --teacher: the images (ImageFolder tree, folder, list file or tar shards, "
+        "local or on an object store). With --cache: where its images live now, if they "
+        "moved (a folder, or the URL of the tar shards' folder). [default: the root recorded "
+        "in the cache]",
+        kind="location",
+    )
+    tensorboard: bool = option(
+        True, help="Also write TensorBoard scalars to RUN/tensorboard.", negatable=True
+    )
+    render_threads: int = option(
+        4, help="DALI CPU threads for decoding and augmenting.", flag="--threads", min=1
+    )
+    # On rank 0: a bar on a terminal, plain lines off one (common/runtime/progress.py).
+    progress: bool = True
+    subset_classes: int | None = option(
+        None,
+        help="Train on a seeded choice of this many classes of the cache (no re-extraction).",
+        min=1,
+    )
+    subset_per_class: int | None = option(
+        None, help="Keep at most this many images of each class (seeded).", min=1
+    )
+    subset_fraction: float | None = option(
+        None,
+        help="Keep a seeded share of the images (after the class filters).",
+        min=0,
+        max=1,
+        min_open=True,
+    )
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values (paths as text, tuples as lists): config.json's "config", the

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from proteus.common.models.heads import ProteusHeads, make_heads
+from proteus.common.models.parts import LOSS_PARTS
 from proteus.common.models.students import Student
-from proteus.train.objective import LOSS_PARTS, Objective, StudentOutput, losses
+from proteus.train.objective import Objective, StudentOutput, losses
 
 
 class Distiller(nn.Module):

@@ -22,14 +22,9 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F
 
-from proteus.common.models.heads import Hint, Lambdas, ProteusHeads
+from proteus.common.models.heads import ProteusHeads
+from proteus.common.models.parts import LOSS_KINDS, LOSS_PARTS, Hint, Lambdas
 from proteus.common.runtime.errors import ProteusError
-
-# The one table of loss parts: λ names (Lambdas' fields), logged as loss_<part>, in this order.
-LOSS_PARTS = ("token", "fea", "patch", "hint")
-# How a prediction is compared with its target (--loss): Proteus's MSE, or RADIO's
-# cosine (+ smooth-L1 on spatial tokens).
-LOSS_KINDS = ("mse", "cosine-smooth-l1")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from proteus.common.cache.stats import TargetStats
-from proteus.common.models.heads import Hint
+from proteus.common.models.parts import LOSS_PARTS, Hint
 from proteus.common.models.students import build_student, get_student_spec, student_style
 from proteus.common.runs.checkpoint import Checkpoint
 from proteus.common.runs.folder import RunFolder
@@ -42,7 +42,7 @@ from proteus.train.config import TrainConfig
 from proteus.train.distiller import Distiller, param_groups
 from proteus.train.ema import EMA
 from proteus.train.loader import Batches, TrainBatch
-from proteus.train.objective import LOSS_PARTS, Objective, resolve_lambdas
+from proteus.train.objective import Objective, resolve_lambdas
 from proteus.train.sampler import ViewSampler
 from proteus.train.schedule import CosineSchedule, EpochCosineSchedule, scaled_lr
 from proteus.train.sources import Rows, open_sources, resolve_hints

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from proteus.common.models.heads import Hint, Lambdas
+from proteus.common.models.parts import Hint, Lambdas
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from extract_helpers import extract
 from train_helpers import train
 
 from proteus.app import main
-from proteus.common.models.heads import Hint
+from proteus.common.models.parts import Hint
 from proteus.common.runs.checkpoint import Checkpoint
 from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError

@@ -9,7 +9,7 @@ from extract_helpers import run_cli, tiny_cache
 from train_helpers import train, train_args
 
 from proteus.common.models.grid import resize_layer_targets
-from proteus.common.models.heads import Hint, Lambdas
+from proteus.common.models.parts import Hint, Lambdas
 from proteus.common.models.students import build_student
 from proteus.common.runs.checkpoint import load_checkpoint
 from proteus.common.runs.logs import read_log

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from proteus.common.models.grid import resize_patch_targets
-from proteus.common.models.heads import Lambdas, ProteusHeads
+from proteus.common.models.heads import ProteusHeads
+from proteus.common.models.parts import LOSS_PARTS, Lambdas
 from proteus.common.runtime.errors import ProteusError
-from proteus.train.objective import LOSS_PARTS, StudentOutput, losses, resolve_lambdas
+from proteus.train.objective import StudentOutput, losses, resolve_lambdas
 
 B, N, DS, DT, NM = 4, 6, 5, 3, 2
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from proteus.common.models.heads import Lambdas
+from proteus.common.models.parts import Lambdas
 from proteus.common.models.students import build_student, student_style
 from proteus.train.config import TrainConfig
 from proteus.train.distiller import Distiller, param_groups

@@ -19,7 +19,7 @@ from proteus.common.cache.layout import seal_path
 from proteus.common.cache.manifest import Manifest
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.stats import TargetStats
-from proteus.common.models.heads import Lambdas
+from proteus.common.models.parts import Lambdas
 from proteus.common.models.students import build_student
 from proteus.common.runs.checkpoint import Checkpoint
 from proteus.common.runtime.errors import ProteusError

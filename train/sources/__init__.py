@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from proteus.common.cache.alignment import check_aligned
 from proteus.common.cache.reader import Cache
-from proteus.common.models.heads import Hint
+from proteus.common.models.parts import Hint
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.storage.shardcache import ShardCacheConfig
 from proteus.train.config import TrainConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from proteus.common.models.heads import Lambdas
+from proteus.common.models.parts import Lambdas
 from proteus.common.runs.checkpoint import FORMAT, Checkpoint, load_checkpoint, run_finished
 from proteus.common.runs.folder import RunFolder
 from proteus.common.runs.records import SourceIdentity, TeacherRecord
