@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from proteus.common.runs.checkpoint import run_finished
 from proteus.common.runs.folder import RunFolder
 from proteus.common.runtime.errors import Interrupted, ProteusError
 from proteus.options import HintPair
@@ -229,7 +228,7 @@ def _train(variant: Variant) -> bool:
     run = RunFolder(variant.out)
     if run.has_checkpoint():
         _check_same_options(variant, run.read_config().get("config", {}))
-        if run_finished(run):
+        if run.finished():
             click.echo(f"{variant.name}: already trained, skipping")
             return False
         click.echo(f"{variant.name}: resuming from its checkpoint")

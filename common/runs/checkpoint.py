@@ -18,12 +18,11 @@ from typing import Any
 
 import torch
 
-from proteus.common.runs.folder import RunFolder
 from proteus.common.runs.records import TeacherRecord
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.faults import failpoint
 
-CHECKPOINT = RunFolder.CHECKPOINT
+CHECKPOINT = "checkpoint.pt"  # its name in a run folder (folder.py: RunFolder.checkpoint)
 FORMAT = 2  # 2: per-teacher heads ("teachers", heads under "i."); 1: one teacher's at the top
 
 
@@ -122,14 +121,6 @@ class Checkpoint:
 def checkpoint_step(path: Path) -> int:
     """The step a checkpoint resumes at, without loading its tensors."""
     return int(load_checkpoint(path, mmap=True)["step"])
-
-
-def run_finished(run: RunFolder) -> bool:
-    """The run's checkpoint has reached the planned number of steps."""
-    if not (run.has_checkpoint() and run.is_run()):
-        return False
-    total = run.read_config().get("total_steps")
-    return total is not None and checkpoint_step(run.checkpoint) >= total
 
 
 def save_checkpoint(run: Path, state: dict[str, Any]) -> Path:

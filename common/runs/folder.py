@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from proteus.common.runs.checkpoint import CHECKPOINT, checkpoint_step
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.files import atomic_write_text
 
@@ -26,7 +27,7 @@ class RunFolder:
     path: Path
 
     CONFIG = "config.json"
-    CHECKPOINT = "checkpoint.pt"
+    CHECKPOINT = CHECKPOINT
     LOG = "log.jsonl"
     TENSORBOARD = "tensorboard"
     EVAL = "eval"
@@ -78,3 +79,10 @@ class RunFolder:
             atomic_write_text(self.config, json.dumps(values, indent=2) + "\n")
         except OSError as exc:
             raise ProteusError(f"--out {self.path}: cannot write ({exc.strerror or exc})") from exc
+
+    def finished(self) -> bool:
+        """Its checkpoint has reached the planned number of steps."""
+        if not (self.has_checkpoint() and self.is_run()):
+            return False
+        total = self.read_config().get("total_steps")
+        return total is not None and checkpoint_step(self.checkpoint) >= total

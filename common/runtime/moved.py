@@ -75,9 +75,13 @@ class _Alias(importlib.abc.Loader):
 
 
 class MovedModules(importlib.abc.MetaPathFinder):
-    """Consulted after the normal finders, which no longer find the old paths."""
+    """Consulted before the normal finders: once an old package is imported (it is the new
+    package itself), the path finder would find ``old.submodule`` under the new package's
+    folder and load a second copy of it under the old name."""
 
     def find_spec(self, fullname, path, target=None):
+        if not fullname.startswith(("proteus.common.", "proteus.train.", "proteus.extract.")):
+            return None
         moved = new_name(fullname)
         if moved is None:
             return None
@@ -86,4 +90,4 @@ class MovedModules(importlib.abc.MetaPathFinder):
 
 def install() -> None:
     if not any(isinstance(finder, MovedModules) for finder in sys.meta_path):
-        sys.meta_path.append(MovedModules())
+        sys.meta_path.insert(0, MovedModules())

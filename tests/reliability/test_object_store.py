@@ -209,6 +209,7 @@ def test_two_trainers_share_one_shard_cache(world, remote, env, tmp_path):
             "no credentials found",
         ),
     ],
+    ids=["missing-bucket", "unreachable-endpoint", "no-credentials"],  # the same in every worker
 )
 def test_bad_store_settings_get_one_line_errors(world, env, url, change, message):
     """Writing (extract --out) and reading (train --cache) both say what is wrong."""

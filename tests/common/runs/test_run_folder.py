@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from proteus.common.models.parts import Lambdas
-from proteus.common.runs.checkpoint import FORMAT, Checkpoint, load_checkpoint, run_finished
+from proteus.common.runs.checkpoint import FORMAT, Checkpoint, load_checkpoint
 from proteus.common.runs.folder import RunFolder
 from proteus.common.runs.records import SourceIdentity, TeacherRecord
 from proteus.common.runtime.errors import ProteusError
@@ -68,15 +68,15 @@ def test_a_dict_without_a_student_is_named_not_a_checkpoint():
 
 def test_the_run_folder_knows_when_a_run_is_finished(tmp_path):
     run = RunFolder(tmp_path / "run")
-    assert not run.is_run() and not run_finished(run)
+    assert not run.is_run() and not run.finished()
     with pytest.raises(ProteusError, match=r"not a training run folder \(no config\.json\)"):
         run.read_config()
     run.write_config({"total_steps": 4})
-    assert run.read_config() == {"total_steps": 4} and not run_finished(run)
+    assert run.read_config() == {"total_steps": 4} and not run.finished()
     _checkpoint(step=3).save(run.path)
-    assert run.has_checkpoint() and not run_finished(run)
+    assert run.has_checkpoint() and not run.finished()
     _checkpoint(step=4).save(run.path)
-    assert run_finished(run)
+    assert run.finished()
     assert run.eval_result("knn") == run.path / "eval" / "knn.json"
     run.config.write_text("{broken")
     with pytest.raises(ProteusError, match=r"config\.json: not valid JSON"):
