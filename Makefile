@@ -9,7 +9,7 @@ STAMP := $(VENV)/.proteus-installed
 DALI_EXTRA ?= cuda130
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint typecheck format clean
+.PHONY: install demo test test-fast lint typecheck format clean
 
 install: $(STAMP)
 
@@ -22,10 +22,23 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(BIN)/proteus demo
 
-# pytest exits 5 when it collected nothing: that is a broken suite, so it fails too.
-test: install
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+# Tests run on every core (pytest-xdist, JOBS workers); a file's tests stay on one worker,
+# so its module fixtures (tiny caches, the S3 server) are built once. pytest exits 5 when it
+# collected nothing: that is a broken suite, so it fails too.
+JOBS ?= auto
+PYTEST = $(BIN)/python -m pytest -n $(JOBS) --dist loadfile
+define run_pytest
+	@$(PYTEST) $(1) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
+endef
+
+test: install
+	$(call run_pytest,)
+
+# The edit-test loop: all but the tests marked slow (real CLI processes killed and resumed,
+# the S3 server, SLURM scripts, the GPU-proof rehearsal). .ci/run runs everything.
+test-fast: install
+	$(call run_pytest,-m "not slow")
 
 # The formatter is the style authority: no line opts out of it.
 lint: install typecheck

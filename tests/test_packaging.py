@@ -23,6 +23,13 @@ def test_stages_import_under_the_proteus_namespace():
         assert importlib.util.find_spec(name) is not None, name
 
 
+def test_every_module_imports():
+    """Each module by its installed name (a module only some commands reach must import too)."""
+    for module in _modules():
+        if module != "proteus.__main__":  # running it is the command line itself
+            importlib.import_module(module)
+
+
 def test_wheel_installs_only_the_proteus_package(tmp_path):
     # No build isolation: the venv already has setuptools, and CI needs no extra download.
     subprocess.run(
