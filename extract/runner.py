@@ -50,6 +50,7 @@ from proteus.common.runtime.progress import progress_bar
 from proteus.common.runtime.version import __version__
 from proteus.common.storage.objectstore import is_url
 from proteus.common.views.records import AugPolicy, sample_views
+from proteus.common.views.renderer import REVISION as RENDER_REVISION
 from proteus.common.views.renderer import RenderConfig, Renderer, dali_version, render_device
 from proteus.extract.config import ExtractConfig
 from proteus.extract.encode import ShardBuffer, ShardEncoder, fit_bases, forward
@@ -278,7 +279,9 @@ def _new_manifest(
         proteus_version=__version__,
         teacher=cfg.teacher,
         **teacher_fields(teacher, sha),
-        renderer=RendererRecord("dali", dali_version(), render_device(device)),
+        renderer=RendererRecord(
+            "dali", dali_version(), render_device(device), revision=RENDER_REVISION
+        ),
         policy=cfg.policy.to_dict(),
         seed=cfg.seed,
         views_per_image=cfg.resolved_views(),

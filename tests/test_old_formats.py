@@ -6,6 +6,7 @@ Old import paths (plugins written against 0.2) keep working for one release too.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import shutil
@@ -13,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from extract_helpers import run_cli
@@ -42,6 +44,34 @@ def test_an_old_cache_trains_as_0_2_trained_on_it(inputs, tmp_path):
     run = run_cli("train", *args, "--out", str(out))
     assert run.returncode == 0, run.stderr
     assert _losses(out) == pytest.approx(_losses(FIXTURE / "run"), rel=1e-5)
+
+
+def test_an_old_cache_renders_its_views_byte_for_byte_as_0_2_did(inputs):
+    """Its targets were computed on revision 1's pixels (ColorIncreasing wrapping in uint8),
+    so it replays those; today's kernels change only the view that drew ColorIncreasing."""
+    from dataclasses import replace
+
+    from proteus.common.cache.reader import Cache
+    from proteus.common.views.randaugment import OPS
+    from proteus.common.views.renderer import REVISION, RenderConfig, Renderer
+
+    data, _ = inputs
+    cache = Cache(FIXTURE / "cache", data_root=data)
+    assert cache.manifest.render_revision == 1
+    config = RenderConfig.from_manifest(cache.manifest, "cpu", threads=1, max_batch=18)
+    encoded = [cache.encoded(i) for i in cache.views.image]
+
+    def digests(cfg: RenderConfig) -> tuple[str, list[str]]:
+        pixels = Renderer(cfg).render(encoded, cache.views).numpy()
+        whole = hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
+        return whole, [hashlib.sha256(p.tobytes()).hexdigest()[:16] for p in pixels]
+
+    whole, per_view = digests(config)
+    assert whole == EXPECTED["pixels_sha256"]
+    _, today = digests(replace(config, revision=REVISION))
+    color = [i for i, ops in enumerate(cache.views.ra_op) if OPS.index("ColorIncreasing") in ops]
+    changed = [i for i, (a, b) in enumerate(zip(per_view, today, strict=True)) if a != b]
+    assert color and changed == color
 
 
 def test_an_old_checkpoint_resumes_to_the_losses_0_2_gave(inputs, tmp_path):

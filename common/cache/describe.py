@@ -27,7 +27,8 @@ def info_lines(path: Path | str, m: Manifest) -> list[str]:
         f"weights    {m.weights_source}",
         f"           sha256 {m.weights_sha256}",
         f"pixels     {m.image_size}px, mean {_floats(m.mean)}, std {_floats(m.std)}, "
-        f"{m.renderer.name} {m.renderer.dali_version} on {m.renderer.device}",
+        f"{m.renderer.name} {m.renderer.dali_version} on {m.renderer.device}, ops revision "
+        f"{m.render_revision}" + ("" if m.renderer.revision else " (recorded before revisions)"),
         f"views      K={m.views_per_image} per image, seed {m.seed}",
         f"policy     {policy}",
         f"augment    {_augment(m.policy)}",

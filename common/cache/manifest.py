@@ -157,6 +157,12 @@ class Manifest:
         }
 
     @property
+    def render_revision(self) -> int:
+        """Which renderer kernels drew its views (renderer.REVISIONS); caches from before
+        revisions were recorded are revision 1."""
+        return self.renderer.revision or 1
+
+    @property
     def num_shards(self) -> int:
         views = self.counts["views"]
         return -(-views // self.shard_views)

@@ -8,7 +8,7 @@ kernel takes a uint8 HWC batch and the layer's per-sample inputs by name; ``sele
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import nvidia.dali.math as dmath
@@ -18,13 +18,15 @@ from nvidia.dali.auto_aug.core import select
 from proteus.common.views.randaugment import FILL
 
 
-def apply_randaugment(img, layer_inputs: Sequence[Mapping]):
+def apply_randaugment(img, layer_inputs: Sequence[Mapping], revision: int):
     """Inside a pipeline built with ``enable_conditionals=True``: the layers one after the
-    other; ``layer_inputs[i]`` holds layer i's external sources by feed name."""
+    other; ``layer_inputs[i]`` holds layer i's external sources by feed name. ``revision``:
+    which kernels (renderer.REVISIONS)."""
+    kernels = kernels_of(revision)
     for inputs in layer_inputs:
         args = {k: v for k, v in inputs.items() if k != "kernel"}
         # select() is typed for @augmentation objects; it calls plain kernels the same way.
-        img = select(cast("list[Any]", KERNELS), inputs["kernel"], img, **args)
+        img = select(kernels, inputs["kernel"], img, **args)
     return img
 
 
@@ -78,10 +80,22 @@ def _solarize_add(img, scalar, **_):
     return _to_uint8(img + (img < 128) * scalar)
 
 
-def _color(img, scalar, **_):
-    gray = fn.color_space_conversion(
+def _grey(img):
+    return fn.color_space_conversion(
         img, image_type=types.DALIImageType.RGB, output_type=types.DALIImageType.GRAY
     )
+
+
+def _color(img, scalar, **_):
+    """PIL ImageEnhance.Color: blend with the greyscale image, in float."""
+    gray = fn.cast(_grey(img), dtype=types.DALIDataType.FLOAT)
+    return _to_uint8(gray + (fn.cast(img, dtype=types.DALIDataType.FLOAT) - gray) * scalar)
+
+
+def _color_wrapping(img, scalar, **_):
+    """Revision 1's Color (proteus ≤ 0.2), kept so its caches replay their pixels: img - gray
+    is computed in uint8, so negative differences wrap mod 256."""
+    gray = _grey(img)
     return _to_uint8(gray + (img - gray) * scalar)
 
 
@@ -102,6 +116,7 @@ def _sharpness(img, kernel3, **_):
 
 
 # By kernel index (randaugment._KERNEL): 0 = identity, 1 = every geometric op.
+_COLOR = 8
 KERNELS = [
     _identity,
     _warp,
@@ -116,3 +131,10 @@ KERNELS = [
     _brightness,
     _sharpness,
 ]
+
+
+def kernels_of(revision: int) -> list[Any]:
+    """The kernels of a renderer revision: revision 1 had the wrapping Color."""
+    if revision == 1:
+        return [*KERNELS[:_COLOR], _color_wrapping, *KERNELS[_COLOR + 1 :]]
+    return KERNELS

@@ -19,6 +19,15 @@ from proteus.common.views.records import AugPolicy, ViewTable
 
 _INTERP = {"linear": "INTERP_LINEAR", "cubic": "INTERP_CUBIC"}
 
+# What the RandAugment kernels render, by revision. A cache records the revision its views
+# were rendered with (manifest renderer.revision; caches from before it was recorded are 1),
+# and both stages render that one, so targets and student inputs keep the same pixels.
+#   1  proteus ≤ 0.2: ColorIncreasing subtracted two uint8 images, so negative differences
+#      wrapped mod 256 (about 6.6% of default views differ from timm's by ~80 levels)
+#   2  proteus 0.3: ColorIncreasing blends in float, as PIL's ImageEnhance.Color does
+REVISION = 2
+REVISIONS = (1, 2)
+
 
 @dataclass(frozen=True)
 class RenderConfig:
@@ -33,12 +42,13 @@ class RenderConfig:
     interpolation: str = "linear"  # cubic | linear resampling of the crop (antialiased)
     randaug_layers: int = 0  # RandAugment layers in the records; 0 builds no RandAugment
     erase_mode: str = "const"  # const: erase to the mean colour | pixel: N(0, 1) noise
+    revision: int = REVISION  # which kernels render the records (REVISIONS)
 
     @classmethod
     def from_manifest(cls, manifest, on: torch.device | str = "cpu", **kwargs) -> RenderConfig:
         """The renderer of the views ``manifest`` describes (a cache's manifest, or anything
-        with its policy, image_size, mean and std: a training source's TeacherInfo), on the
-        device ``on`` (a torch device: CUDA renders on that GPU)."""
+        with its policy, image_size, mean, std and render_revision: a training source's
+        TeacherInfo), on the device ``on`` (a torch device: CUDA renders on that GPU)."""
         on = torch.device(on)
         if on.type == "cuda":
             kwargs = {"device_id": on.index or 0} | kwargs
@@ -48,6 +58,7 @@ class RenderConfig:
             manifest.mean,
             manifest.std,
             device=render_device(on),
+            revision=manifest.render_revision,
             **kwargs,
         )
 
@@ -107,6 +118,11 @@ class Renderer:
     def __init__(self, cfg: RenderConfig):
         if cfg.device not in ("cpu", "gpu"):
             raise ProteusError(f"renderer device must be cpu or gpu, not {cfg.device!r}")
+        if cfg.revision not in REVISIONS:
+            raise ProteusError(
+                f"renderer revision {cfg.revision}: this proteus renders {REVISIONS} (a newer "
+                "proteus wrote this cache?); upgrade proteus to read it"
+            )
         if cfg.interpolation not in _INTERP or cfg.erase_mode not in ("const", "pixel"):
             raise ProteusError(
                 f"renderer: interpolation {cfg.interpolation!r} / erase mode {cfg.erase_mode!r} "
@@ -180,7 +196,7 @@ class Renderer:
                     }
                     for layer in range(cfg.randaug_layers)
                 ]
-                img = apply_randaugment(img, layers)
+                img = apply_randaugment(img, layers, cfg.revision)
             img = fn.crop_mirror_normalize(
                 img,
                 mean=[255 * m for m in cfg.mean],

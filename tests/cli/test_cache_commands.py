@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from extract_helpers import edit_manifest, extract, writable_copy
@@ -43,6 +45,7 @@ def test_info_prints_the_manifest(sealed):
         "sha256 ",
         "RandAugment rand-m9-mstd0.5-inc1: 2 layers",
         "erasing p 0.25 (pixel)",
+        "ops revision 2",
     )
     for text in expected:
         assert text in result.output, text
@@ -100,3 +103,10 @@ def test_not_a_cache(tmp_path):
     result = CliRunner().invoke(main, ["cache", "info", str(tmp_path / "plain")])
     assert result.exit_code == 1 and "not a proteus cache" in result.output
     assert result.output.count("\n") == 1
+
+
+def test_info_names_the_renderer_revision_of_a_cache_from_0_2():
+    fixture = Path(__file__).parents[1] / "fixtures" / "v0_2" / "cache"
+    result = CliRunner().invoke(main, ["cache", "info", str(fixture)])
+    assert result.exit_code == 0, result.output
+    assert "ops revision 1 (recorded before revisions)" in result.output

@@ -15,7 +15,7 @@ from proteus.common.data.table import STATUS_OK
 from proteus.common.models.teachers import build_teacher
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.views.records import AugPolicy, sample_views
-from proteus.common.views.renderer import RenderConfig, Renderer
+from proteus.common.views.renderer import REVISION, RenderConfig, Renderer
 
 
 @pytest.fixture
@@ -39,6 +39,7 @@ def test_manifest_tables_and_targets(cache, image_folder, tiny_weights):
     assert m.counts["images"] == 6 and m.counts["views"] == 18 and m.num_shards == 4
     assert m.dataset.classes == ("class0", "class1") and m.dataset.kind == "imagefolder"
     assert m.renderer.name == "dali" and m.renderer.dali_version
+    assert m.renderer.revision == REVISION and m.render_revision == REVISION  # today's kernels
     assert m.policy == AugPolicy().to_dict() and m.dtype == "float16"
 
     root = zarr.open_group(str(cache), mode="r")

@@ -7,7 +7,16 @@ import subprocess
 import imagegen
 import numpy as np
 import pytest
-from extract_helpers import cli_args, cli_env, extract, run_cli, torchrun_cli
+from extract_helpers import (
+    cli_args,
+    cli_env,
+    edit_manifest,
+    extract,
+    reseal,
+    run_cli,
+    torchrun_cli,
+    writable_copy,
+)
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
@@ -98,6 +107,17 @@ def test_misaligned_caches_are_refused(world, tmp_path):
         train((world / "a", world / "b"), tmp_path / "r3", lambda_token=(1.0, 1.0, 1.0))
     with pytest.raises(ProteusError, match=r"all zero, nothing to train \(for --cache .*b, "):
         train((world / "a", world / "b"), tmp_path / "r4", lambda_token=(1.0, 0.0))
+
+
+def test_caches_rendered_by_other_kernels_are_not_aligned(world, tmp_path):
+    # Same records, but b's views were rendered by revision 1's kernels (a cache from
+    # proteus 0.2): its targets describe other pixels wherever ColorIncreasing was drawn.
+    old = writable_copy(world / "b", tmp_path / "b")
+    renderer = edit_manifest(old)["renderer"]
+    edit_manifest(old, renderer={k: v for k, v in renderer.items() if k != "revision"})
+    reseal(old)
+    with pytest.raises(ProteusError, match=r"not aligned \(renderer revision 2 vs 1"):
+        train((world / "a", old), tmp_path / "run")
 
 
 def test_two_teachers_with_a_hint_under_ddp_follow_one_process(world, tmp_path):

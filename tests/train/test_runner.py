@@ -10,7 +10,15 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from extract_helpers import cli_env, edit_manifest, run_cli, tiny_cache, torchrun_cli, writable_copy
+from extract_helpers import (
+    cli_env,
+    edit_manifest,
+    reseal,
+    run_cli,
+    tiny_cache,
+    torchrun_cli,
+    writable_copy,
+)
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
@@ -193,16 +201,7 @@ def test_losses_needing_targets_the_cache_lacks_are_refused(world, tmp_path):
     cache = writable_copy(world / "cache", tmp_path / "cache")
     targets = edit_manifest(cache)["targets"]
     edit_manifest(cache, targets={k: v for k, v in targets.items() if k != "patch"})  # cls only
-    _reseal(cache)
+    reseal(cache)
     with pytest.raises(ProteusError, match="need patch targets, which this cache lacks"):
         train(cache, tmp_path / "r")
     train(cache, tmp_path / "r", lambda_fea=0.0, lambda_patch=0.0, max_steps=2)
-
-
-def _reseal(cache):
-    """Record the edited manifest's digest, as if the cache had been written that way."""
-    from proteus.common.cache.layout import read_manifest, seal_path
-
-    seal = seal_path(cache)
-    seal.chmod(0o644)
-    seal.write_text(json.dumps({"manifest_sha256": read_manifest(cache).digest()}))

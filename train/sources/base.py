@@ -40,6 +40,9 @@ class TeacherInfo:
     targets: dict[str, tuple[int, ...]]  # every target it gives: name -> per-view shape
     policy: AugPolicy  # how its views are drawn
     seed: int  # the view seed: records are a pure function of (seed, image, view)
+    render_revision: (
+        int  # which renderer kernels draw its views (a cache: the ones it was made with)
+    )
     digest: str | None = None  # a cache's manifest digest; None for a teacher in the loop
 
 

@@ -32,6 +32,7 @@ class CacheSource(TargetSource):
             targets={name: tuple(shape) for name, shape in m.targets.items()},
             policy=AugPolicy.from_dict(m.policy),
             seed=m.seed,
+            render_revision=m.render_revision,
             digest=m.digest(),
         )
 

@@ -23,6 +23,7 @@ from proteus.common.models.teachers import Teacher, build_teacher
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.storage.shardcache import ShardCacheConfig
 from proteus.common.views.records import AugPolicy, ViewTable, view_records
+from proteus.common.views.renderer import REVISION as RENDER_REVISION
 from proteus.train.sources.base import Rows, TargetSource, TeacherInfo
 
 ONLINE = "online"  # how records name a teacher in the loop: online:<teacher>
@@ -78,6 +79,7 @@ class OnlineTeacher(TargetSource):
             targets={k: tuple(v.shape[1:]) for k, v in probe.items()},
             policy=policy,
             seed=seed,
+            render_revision=RENDER_REVISION,  # no cache to match: today's kernels
         )
 
     def rows(self, views: int | None) -> Rows:
