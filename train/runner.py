@@ -35,7 +35,7 @@ from proteus.common.runtime.distributed import (
 )
 from proteus.common.runtime.errors import Interrupted, ProteusError
 from proteus.common.runtime.faults import failpoint
-from proteus.common.runtime.progress import progress_bar
+from proteus.common.runtime.progress import notice, progress_bar
 from proteus.common.runtime.version import __version__
 from proteus.common.views.renderer import RenderConfig, Renderer
 from proteus.train.config import TrainConfig
@@ -101,6 +101,8 @@ class _Trainer:
         self.objectives = [self._objective(i, hints) for i in range(len(self.sources))]
         self.standardize, self.target_stats = self._target_stats()
         self.rows = self._rows()
+        # What this run changed from what was asked, and why: printed at start, recorded.
+        self.adjustments: list[str] = []
         subset = Subset(cfg.subset_classes, cfg.subset_per_class, cfg.subset_fraction)
         self.subset_info: dict = {}
         if subset.active:
@@ -114,7 +116,7 @@ class _Trainer:
             cfg.mask_probability,
             cfg.mask_ratio,
             student.grid[0] * student.grid[1],
-            repeats=self.values.repeated_aug,
+            repeats=self._repeats(),
         )
         self._check_masking()
         self.total_steps = cfg.max_steps or cfg.epochs * self.sampler.steps_per_epoch
@@ -148,6 +150,19 @@ class _Trainer:
         for other in self.sources[1:]:
             rows = rows.common(other.rows(self.cfg.views))
         return rows
+
+    def _repeats(self) -> int:
+        """--repeated-aug, unless it is more than the recorded views: the r copies of an image
+        in a step must be r different views, so with K < r views it takes each image K times."""
+        asked, k = self.values.repeated_aug, self.rows.view_ids.shape[1]
+        if k and asked > k:
+            self.adjustments.append(
+                f"--repeated-aug {asked} needs {asked} different views of an image per step and "
+                f"the cache has {k}: each image is taken {k} times per epoch instead (extract "
+                f"--views {asked} or more to keep {asked})"
+            )
+            return k
+        return asked
 
     def _schedule(self) -> CosineSchedule | EpochCosineSchedule:
         values, per_epoch = self.values, self.sampler.steps_per_epoch
@@ -240,6 +255,8 @@ class _Trainer:
             teachers=self._teachers(),
             views_sha256=self.views_sha256,
             proteus_version=__version__,
+            repeated_aug=self.sampler.repeats,
+            adjustments=list(self.adjustments),
         )
 
     def _teachers(self) -> list[TeacherRecord]:
@@ -308,6 +325,9 @@ class _Trainer:
     # ------------------------------------------------------------------- the loop
     def run(self) -> TrainResult:
         self._prepare_run_folder()
+        if self.info.is_main:
+            for line in self.adjustments:
+                notice(line)
         renderer = Renderer(
             RenderConfig.from_manifest(
                 self.sources[0].info,

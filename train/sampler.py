@@ -13,7 +13,8 @@ known in closed form.)
 
 **Views.** The u-th use of image i (u = cycle·r + copy) is its view ``(offset_i + u) mod K``
 (``offset_i`` seeded per image): the sampler walks every recorded view before repeating one,
-and the r copies in a batch are r different views when K ≥ r. Online (no cache), u itself
+and the r copies in a batch are r different views (the sampler refuses r > K; the trainer
+lowers r to K and says so). Online (no cache), u itself
 names a fresh view record.
 
 **Ranks.** Global batches are consecutive slices of the epoch's order (an incomplete last one
@@ -72,6 +73,13 @@ class ViewSampler:
         if images < repeats:
             raise ProteusError(
                 f"--repeated-aug {repeats}: more than the {images} usable images; lower it"
+            )
+        if 0 < k < repeats:
+            # The r copies of an image in a step are its next r views: with fewer recorded
+            # views some copies would be the very same sample (the trainer lowers r to K).
+            raise ProteusError(
+                f"--repeated-aug {repeats}: more than the {k} recorded views per image, so "
+                "copies of an image in one step would repeat a view; lower it"
             )
         self.per_epoch = images // repeats  # distinct images an epoch takes
         if self.per_epoch * repeats < self.global_batch:

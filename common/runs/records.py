@@ -121,6 +121,8 @@ class RunRecord:
     teachers: list[TeacherRecord]
     views_sha256: str | None = None  # the shared views of several aligned caches
     proteus_version: str = ""
+    repeated_aug: int | None = None  # copies of each image per epoch the sampler took
+    adjustments: list[str] = field(default_factory=list)  # what the run changed, and why
 
     def to_json(self) -> dict[str, Any]:
         teachers = [t.to_json() for t in self.teachers]
@@ -149,4 +151,6 @@ class RunRecord:
             },
             "teachers": teachers,
             "views_sha256": self.views_sha256,
+            "repeated_aug": self.repeated_aug,
+            "adjustments": self.adjustments,
         }

@@ -148,3 +148,9 @@ def _duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
+
+
+def notice(text: str) -> None:
+    """One line to the person running the command (stderr, so it survives pipes): what the
+    run changed from what was asked, and why."""
+    print(f"proteus: {text}", file=sys.stderr, flush=True)

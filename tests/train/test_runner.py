@@ -205,3 +205,16 @@ def test_losses_needing_targets_the_cache_lacks_are_refused(world, tmp_path):
     with pytest.raises(ProteusError, match="need patch targets, which this cache lacks"):
         train(cache, tmp_path / "r")
     train(cache, tmp_path / "r", lambda_fea=0.0, lambda_patch=0.0, max_steps=2)
+
+
+def test_repeats_above_the_recorded_views_are_lowered_and_said(world, tmp_path, capfd):
+    # The world cache has K = 2 views per image; the recipe asks 3 copies per image.
+    train(world / "cache", tmp_path / "run", max_steps=2)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["resolved"]["repeated_aug"] == 3 and config["repeated_aug"] == 2
+    (said,) = config["adjustments"]
+    assert "--repeated-aug 3" in said and "each image is taken 2 times" in said
+    assert f"proteus: {said}" in capfd.readouterr().err
+    train(world / "cache", tmp_path / "one", max_steps=2, repeated_aug=1)
+    config = json.loads((tmp_path / "one" / "config.json").read_text())
+    assert config["repeated_aug"] == 1 and config["adjustments"] == []

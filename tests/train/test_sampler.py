@@ -97,3 +97,27 @@ def test_online_plans_name_uses_not_cached_views():
         for row, use in zip(p.rows, p.uses, strict=True):
             uses.setdefault(int(row), []).append(int(use))
     assert all(u == [0, 1, 2] for u in uses.values())  # a fresh view index every epoch
+
+
+def _duplicates(k: int, repeats: int) -> int:
+    """Image-steps whose copies share a view, in the issue's setting: 1,438 images, 4 ranks
+    of 16, 3 epochs."""
+    views = np.arange(1438 * k).reshape(1438, k)
+    sampler = ViewSampler(views, 0, 16, 4, 0.5, 0.5, num_patches=16, repeats=repeats)
+    count = 0
+    for step in range(3 * sampler.steps_per_epoch):
+        ids = sampler.global_views(step)
+        for image in np.unique(ids // k):
+            mine = ids[ids // k == image]
+            count += len(np.unique(mine)) < len(mine)
+    return count
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 8])
+def test_copies_of_an_image_in_a_step_are_never_the_same_view(k):
+    # With K < 3 recorded views the trainer takes each image K times (0.2 took it 3 times,
+    # and 1,407 (K = 1) or 1,365 (K = 2) image-steps held identical samples).
+    assert _duplicates(k, min(3, k)) == 0
+    if k < 3:
+        with pytest.raises(ProteusError, match=f"more than the {k} recorded views per image"):
+            _duplicates(k, 3)
