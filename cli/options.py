@@ -130,6 +130,38 @@ def checkpoint_option(required: bool) -> Callable[[Callable], Callable]:
     )
 
 
+def view_options(func: Callable) -> Callable:
+    """--aug and --no-aug: single settings of the view policy, on top of --aug-preset (a
+    config field); ``view_policy`` turns them into the policy."""
+    from proteus.common.views.records import AUG_FIELDS
+
+    func = click.option(
+        "--no-aug",
+        is_flag=True,
+        help="No augmentation at all: one centred square crop per view (use with --views 1).",
+    )(func)
+    return click.option(
+        "--aug",
+        "augs",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Change one setting of the --aug-preset, e.g. --aug erase_prob=0 --aug "
+        "crop_scale=0.25,1 (the value given here wins). Names: " + ", ".join(AUG_FIELDS) + ". "
+        "A probability of 0 turns that augmentation off.",
+    )(func)
+
+
+def view_policy(augs: tuple[str, ...], no_aug: bool, preset: str):
+    """The AugPolicy of --aug/--no-aug on --aug-preset; None when neither was given (the
+    config then uses the preset's policy)."""
+    from proteus.common.views.records import parse_policy
+
+    if not augs and not no_aug:
+        parse_policy((), preset=preset)  # an unknown preset: one line that lists the known
+        return None
+    return parse_policy(augs, no_aug, preset)
+
+
 def config_options(config: type, exclude: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
     """The click options of every field of the dataclass ``config`` that declares one
     (common/runtime/options.py), in field order: each option's name, type, default and help

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from proteus.common.runtime.options import option
-from proteus.common.views.records import AugPolicy
+from proteus.common.views.records import DEFAULT_PRESET, PRESETS, AugPolicy
 
 AUTO_MAX_VIEWS = 8  # docs/QUALITY.md: where more views stopped paying for their bytes
 
@@ -86,8 +86,18 @@ class ExtractConfig:
     seed: int = option(
         0, help="Seed of the view sampler; views are a pure function of (seed, image, view)."
     )
-    # How views are drawn; the command line builds it from --aug/--no-aug.
-    policy: AugPolicy = field(default_factory=AugPolicy)
+    aug_preset: str = option(
+        DEFAULT_PRESET,
+        help="The named view policy: reference = the reference's views (timm create_transform: "
+        "RandomResizedCrop 0.08–1, flip, RandAugment m9, erasing 0.25), made for ImageNet "
+        "photos; small = crops of 35% or more, no RandAugment, no erasing, for images a few "
+        "dozen pixels wide; glyphs = small without flips, for digits and characters. "
+        "--aug changes single values of it. Recorded in the manifest.",
+        choices=tuple(PRESETS),
+    )
+    # How views are drawn, when not the preset's: the command line builds it from --aug and
+    # --no-aug (and --views-from from the source cache). None: the preset's.
+    policy: AugPolicy | None = None
     pretrained: bool = True  # False: random-init teacher (tests, benchmarks); never downloads
     device: str = option(
         "auto",
@@ -143,6 +153,10 @@ class ExtractConfig:
     )
     # On rank 0: bars on a terminal, plain lines off one (common/runtime/progress.py).
     progress: bool = True
+
+    @property
+    def view_policy(self) -> AugPolicy:
+        return self.policy if self.policy is not None else PRESETS[self.aug_preset]
 
     def resolved_views(self) -> int:
         return self.views if self.views is not None else min(self.epochs, AUTO_MAX_VIEWS)

@@ -46,10 +46,10 @@ from proteus.common.runtime.distributed import (
 )
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.prefetch import prefetch
-from proteus.common.runtime.progress import progress_bar
+from proteus.common.runtime.progress import notice, progress_bar
 from proteus.common.runtime.version import __version__
 from proteus.common.storage.objectstore import is_url
-from proteus.common.views.records import AugPolicy, sample_views
+from proteus.common.views.records import AugPolicy, sample_views, small_image_advice
 from proteus.common.views.renderer import REVISION as RENDER_REVISION
 from proteus.common.views.renderer import RenderConfig, Renderer, dali_version, render_device
 from proteus.extract.config import ExtractConfig
@@ -156,6 +156,7 @@ def _with_views_of(cfg: ExtractConfig, source: Manifest) -> ExtractConfig:
     return replace(
         cfg,
         policy=AugPolicy.from_dict(source.policy),
+        aug_preset=source.aug_preset or cfg.aug_preset,
         seed=source.seed,
         views=source.views_per_image,
         image_size=source.image_size,
@@ -217,8 +218,12 @@ def _create(
         usable = np.flatnonzero(table.status == STATUS_OK)
         if not len(usable):
             raise ProteusError(f"--data {cfg.data}: none of the {len(images)} images is readable")
+        short = np.minimum(table.height, table.width)[usable]
+        advice = small_image_advice(short, manifest.image_size, cfg.view_policy)
+        if advice:
+            notice(f"--data {cfg.data}: {advice}")
         views = sample_views(
-            cfg.policy,
+            cfg.view_policy,
             cfg.seed,
             usable,
             np.stack([table.height, table.width], 1)[usable],
@@ -282,7 +287,8 @@ def _new_manifest(
         renderer=RendererRecord(
             "dali", dali_version(), render_device(device), revision=RENDER_REVISION
         ),
-        policy=cfg.policy.to_dict(),
+        policy=cfg.view_policy.to_dict(),
+        aug_preset=cfg.aug_preset,
         seed=cfg.seed,
         views_per_image=cfg.resolved_views(),
         precision=precision,

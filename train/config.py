@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from proteus.common.models.parts import LOSS_KINDS, Hint
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.options import option
-from proteus.common.views.records import AugPolicy
+from proteus.common.views.records import DEFAULT_PRESET, PRESETS, AugPolicy
 from proteus.train.recipe import Recipe, get_recipe
 
 PerTeacher = float | tuple[float, ...] | None  # one value for every teacher, or one per cache
@@ -90,9 +90,16 @@ class TrainConfig:
         help="With --teacher: input size, a multiple of its patch. [default: the teacher's]",
         min=1,
     )
-    # Online: how each use's fresh view is drawn (a cache keeps the policy it was extracted
-    # with); the command line builds it from --aug/--no-aug.
-    policy: AugPolicy = field(default_factory=AugPolicy)
+    aug_preset: str = option(
+        DEFAULT_PRESET,
+        help="With --teacher: the named policy fresh views are drawn from (reference, small, "
+        "glyphs: as `proteus extract --aug-preset`), so any cache's views can be reproduced "
+        "online; --aug/--no-aug change single values. A cache replays the views it recorded.",
+        choices=tuple(PRESETS),
+    )
+    # Online: how each use's fresh view is drawn, when not the preset's (the command line
+    # builds it from --aug/--no-aug). A cache keeps the policy it was extracted with.
+    policy: AugPolicy | None = None
     recipe: str = option(
         "proteus",
         help="Defaults for every option marked [recipe]: proteus = the reference recipe "
@@ -268,6 +275,10 @@ class TrainConfig:
         return RecipeValues(**{f: getattr(resolved, f) for f in self.RECIPE_FIELDS})
 
     @property
+    def view_policy(self) -> AugPolicy:
+        return self.policy if self.policy is not None else PRESETS[self.aug_preset]
+
+    @property
     def online(self) -> bool:
         return self.teacher is not None
 
@@ -291,6 +302,11 @@ class TrainConfig:
             raise ProteusError(
                 "--views picks recorded views of a cache; online training draws "
                 "a new view every time: drop --views"
+            )
+        if self.teacher is None and (self.policy is not None or self.aug_preset != DEFAULT_PRESET):
+            raise ProteusError(
+                "--aug, --no-aug and --aug-preset shape the fresh views of --teacher; a cache "
+                "replays the views it recorded (`proteus cache info` shows its policy)"
             )
         if self.teacher is None and (self.weights is not None or self.image_size is not None):
             raise ProteusError(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from proteus.options import config_options
+from proteus.options import config_options, view_options, view_policy
 from proteus.train.config import TrainConfig
 
 
 @click.command()
 @config_options(TrainConfig)
+@view_options
 def train(**kwargs) -> None:
     """Train a student with the Proteus token, feature and patch losses (and optional
     intermediate-layer hints), from a cache or with the teacher online.
@@ -31,7 +32,9 @@ def train_config(params: dict):
     """The TrainConfig of parsed `proteus train` options (also used by `proteus sweep`)."""
     caches = tuple(params.get("cache") or ())
     cache = caches[0] if len(caches) == 1 else (caches or None)
-    cfg = TrainConfig(**(params | {"cache": cache}))
+    params = dict(params)
+    policy = view_policy(params.pop("augs", ()), params.pop("no_aug", False), params["aug_preset"])
+    cfg = TrainConfig(**(params | {"cache": cache, "policy": policy}))
     cfg.check_source()
     cfg.recipe_of()  # an unknown name: one line that lists the known ones
     return cfg

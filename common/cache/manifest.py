@@ -130,6 +130,9 @@ class Manifest:
     # Per-channel statistics of each target over the usable views, in teacher units
     # (common/cache/stats.py): name -> {"mean": [D], "std": [D], "tokens": n}. Set at sealing.
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The named view policy the views were drawn from (--aug-preset; --aug may have changed
+    # single values of it: `policy` is what was drawn). None: recorded before presets.
+    aug_preset: str | None = None
 
     # What must be equal for a re-run to resume this cache instead of being refused.
     IDENTITY = (
@@ -170,8 +173,10 @@ class Manifest:
     def digest(self) -> str:
         """sha256 of the canonical JSON; recorded at sealing to notice later hand edits."""
         data = self.to_dict()
-        if not data["stats"]:  # caches sealed before statistics existed: their digest stands
-            del data["stats"]
+        # Fields added after caches were sealed without them: absent, their digest stands.
+        for key, absent in _ADDED_LATER.items():
+            if data[key] == absent:
+                del data[key]
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -198,7 +203,7 @@ class Manifest:
                 + ("; upgrade proteus to read it" if newer else "; re-extract it with this one")
             )
         names = {f.name for f in fields(cls)}
-        missing = names - set(data) - {"counts", "skipped", "extract", "views_from", "stats"}
+        missing = names - set(data) - {"counts", "skipped", "extract", "views_from", *_ADDED_LATER}
         if missing:
             raise ProteusError(
                 f"{where}: manifest lacks {', '.join(sorted(missing))}; it was edited or is "
@@ -211,6 +216,11 @@ class Manifest:
         kwargs["renderer"] = RendererRecord.from_json(kwargs["renderer"])
         kwargs["encoding"] = {n: Encoding.from_json(e) for n, e in kwargs["encoding"].items()}
         return cls(**kwargs)
+
+
+# Manifest fields later proteus versions added, with the value that means "absent": a cache
+# sealed before one existed digests without it.
+_ADDED_LATER: dict[str, Any] = {"stats": {}, "aug_preset": None}
 
 
 def teacher_fields(teacher, weights_sha256: str) -> dict[str, Any]:

@@ -87,13 +87,37 @@ NO_AUGMENTATION = AugPolicy(
     erase_prob=0.0,
 )
 
+# Named view policies (--aug-preset); --aug settings change single values of the chosen one.
+PRESETS = {
+    # The reference's views (timm create_transform as Proteus' datasets.py calls it), made for
+    # ImageNet photos: what the paper distils with, and the default.
+    "reference": AugPolicy(),
+    # Images a few dozen pixels wide: an 8% crop of them is a handful of pixels and RandAugment
+    # at magnitude 9 removes what is left, so crops of 35% or more, no RandAugment, no erasing.
+    "small": AugPolicy(crop_scale=(0.35, 1.0), randaug_layers=0, erase_prob=0.0),
+    # Digits, characters, icons: as "small", and no flip (a mirrored glyph is another symbol).
+    "glyphs": AugPolicy(crop_scale=(0.3, 1.0), flip_prob=0.0, randaug_layers=0, erase_prob=0.0),
+}
+DEFAULT_PRESET = "reference"
+# Images whose median short side is below this share of the render size get a word of advice.
+SMALL_SHARE = 0.5
+
 AUG_FIELDS = tuple(f.name for f in fields(AugPolicy))
 _CHOICES = {"interpolation": ("cubic", "linear"), "erase_mode": ("pixel", "const")}
 
 
-def parse_policy(settings: tuple[str, ...] | list[str], no_aug: bool = False) -> AugPolicy:
-    """``--aug name=value`` settings on top of the default (or of no augmentation)."""
-    base = NO_AUGMENTATION if no_aug else AugPolicy()
+def parse_policy(
+    settings: tuple[str, ...] | list[str], no_aug: bool = False, preset: str = DEFAULT_PRESET
+) -> AugPolicy:
+    """``--aug name=value`` settings on top of a preset (or of no augmentation): each --aug
+    changes one value of the preset, so the setting given on the command line wins."""
+    if preset not in PRESETS:
+        raise ProteusError(f"--aug-preset {preset!r}: one of {', '.join(PRESETS)}")
+    if no_aug and preset != DEFAULT_PRESET:
+        raise ProteusError(
+            f"--no-aug and --aug-preset {preset} each choose the whole view policy: give one"
+        )
+    base = NO_AUGMENTATION if no_aug else PRESETS[preset]
     changes: dict = {}
     for setting in settings:
         name, sep, text = setting.partition("=")
@@ -323,3 +347,21 @@ def _center_box(h: int, w: int, ratio) -> tuple[int, int, int, int]:
     else:
         bw, bh = w, h
     return (h - bh) // 2, (w - bw) // 2, bh, bw
+
+
+def small_image_advice(short_sides: np.ndarray, image_size: int, policy: AugPolicy) -> str | None:
+    """One line for images much smaller than the views rendered from them, when the views are
+    the reference's (made for ImageNet photos): the preset that suits them, or None."""
+    if policy != PRESETS[DEFAULT_PRESET] or not len(short_sides):
+        return None
+    median = float(np.median(short_sides))
+    if median >= SMALL_SHARE * image_size:
+        return None
+    smallest = median * math.sqrt(policy.crop_scale[0])
+    return (
+        f"the images' median short side is {median:.0f} px and views are rendered at "
+        f"{image_size} px, so every view upscales its crop at least {image_size / median:.1f}× "
+        f"(the {policy.crop_scale[0]:.0%} crops {image_size / smallest:.0f}×); the default "
+        "views are the reference's, made for ImageNet photos: for images this small pass "
+        "--aug-preset small (glyphs for digits and characters; docs/QUALITY.md)"
+    )

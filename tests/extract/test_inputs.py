@@ -159,3 +159,32 @@ def test_cli_summary_and_aug_settings(image_folder, tmp_path, tiny_weights):
     assert "per view" in result.output
     m = Cache(tmp_path / "c").manifest
     assert m.policy["erase_prob"] == 0 and m.policy["crop_scale"] == [0.5, 1.0]
+
+
+def test_small_images_are_told_which_preset_suits_them(tmp_path, tiny_weights, capfd):
+    # 10–12 px images rendered at the tiny teacher's 28 px: the reference views would upscale
+    # every crop 2.5× or more, its 8% crops 9×.
+    root = tmp_path / "small"
+    for i, side in enumerate((10, 11, 11, 12)):
+        imagegen.save(imagegen.photo(side, 12, i), root / f"c{i % 2}" / f"{i}.png")
+    extract(root, tmp_path / "ref", tiny_weights, views=1, layers=())
+    err = capfd.readouterr().err
+    (line,) = [e for e in err.splitlines() if e.startswith("proteus: --data")]
+    assert "median short side is 11 px" in line and "--aug-preset small" in line
+    assert Cache(tmp_path / "ref").manifest.aug_preset == "reference"
+    extract(root, tmp_path / "small-views", tiny_weights, views=1, layers=(), aug_preset="small")
+    assert "--aug-preset" not in capfd.readouterr().err
+    m = Cache(tmp_path / "small-views").manifest
+    assert m.aug_preset == "small" and m.policy["crop_scale"] == [0.35, 1.0]
+    assert m.policy["randaug_layers"] == 0
+
+
+def test_unknown_preset_and_conflicting_view_options_are_one_line_errors(tmp_path, tiny_weights):
+    base = cli_args(tmp_path, tmp_path / "c", tiny_weights)
+    runner = CliRunner()
+    unknown = runner.invoke(main, [*base, "--aug-preset", "tiny"])
+    assert unknown.exit_code == 2 and "'tiny' is not one of 'reference', 'small', 'glyphs'" in (
+        unknown.output
+    )
+    both = runner.invoke(main, [*base, "--aug-preset", "small", "--no-aug"])
+    assert both.exit_code == 1 and "--no-aug and --aug-preset small each choose" in both.output

@@ -10,14 +10,14 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from extract_helpers import cli_env, run_cli, tiny_cache, torchrun_cli
+from extract_helpers import cli_env, extract, run_cli, tiny_cache, torchrun_cli
 from train_helpers import train, train_args
 
 from proteus.common.cache.reader import Cache
 from proteus.common.runs.checkpoint import load_checkpoint
 from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.views.records import AugPolicy
+from proteus.common.views.records import AugPolicy, parse_policy
 from proteus.common.views.renderer import RenderConfig, Renderer
 from proteus.train.sources import OnlineTeacher
 
@@ -138,6 +138,8 @@ def test_online_two_processes_follow_one(world, tmp_path):
         ((), "no targets: pass --cache CACHE"),
         (("--cache", "c", "--recipe", "deit"), "--recipe 'deit': unknown; choose one of proteus"),
         (("--teacher", "tiny_dinov2", "--data", "d", "--views", "2"), "drop --views"),
+        (("--cache", "c", "--aug-preset", "small"), "a cache replays the views it recorded"),
+        (("--cache", "c", "--aug", "flip_prob=0"), "a cache replays the views it recorded"),
     ],
 )
 def test_source_refusals_are_one_line(tmp_path, args, message):
@@ -156,3 +158,39 @@ def test_online_refuses_a_data_folder_without_images(world, tmp_path):
             weights=world / "w.safetensors",
             data=tmp_path / "empty",
         )
+
+
+def test_online_views_follow_the_view_options_as_extraction_does(world, tmp_path):
+    """`train --teacher … --aug-preset glyphs --aug crop_scale=0.5,1` draws the views a cache
+    extracted with the same options would store."""
+    policy = parse_policy(("crop_scale=0.5,1",), preset="glyphs")
+    _online(world, tmp_path / "run", max_steps=2, aug_preset="glyphs", policy=policy)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["config"]["aug_preset"] == "glyphs"
+    assert config["config"]["policy"]["crop_scale"] == [0.5, 1.0]
+    assert config["config"]["policy"]["flip_prob"] == 0.0
+    online = OnlineTeacher(
+        "tiny_dinov2",
+        world / "data",
+        weights=world / "w.safetensors",
+        image_size=None,
+        layers=(),
+        policy=policy,
+        seed=0,
+        device=torch.device("cpu"),
+        progress=False,
+    )
+    images = online.rows(None).images
+    fresh = online.views(images, np.zeros(len(images), np.int64), None)
+    extract(
+        world / "data",
+        tmp_path / "cache",
+        world / "w.safetensors",
+        views=1,
+        layers=(),
+        aug_preset="glyphs",
+        policy=policy,
+    )
+    cache = Cache(tmp_path / "cache")
+    assert cache.manifest.aug_preset == "glyphs"
+    np.testing.assert_array_equal(fresh.crop, cache.views.crop[images])

@@ -36,7 +36,7 @@ def open_sources(cfg: TrainConfig, device, progress: bool) -> tuple[list[TargetS
             weights=cfg.weights,
             image_size=cfg.image_size,
             layers=tuple(sorted({h.layer for h in cfg.hints})),
-            policy=cfg.policy,
+            policy=cfg.view_policy,
             seed=cfg.seed,
             device=device,
             progress=progress,

@@ -7,14 +7,17 @@ import dataclasses
 import numpy as np
 import pytest
 
+from proteus.common.runtime.errors import ProteusError
 from proteus.common.views.randaugment import OPS, level_to_param
 from proteus.common.views.records import (
     LEGACY_POLICY,
     NO_AUGMENTATION,
+    PRESETS,
     AugPolicy,
     ViewTable,
     parse_policy,
     sample_views,
+    small_image_advice,
 )
 
 SIZES = np.array([[375, 500], [224, 224], [40, 1000], [1000, 40], [17, 23]] * 40)
@@ -161,3 +164,25 @@ def test_parse_policy_takes_named_choices():
 def test_policy_round_trips_through_a_dict():
     policy = AugPolicy(crop_scale=(0.3, 1.0), hue=0.1)
     assert AugPolicy.from_dict(policy.to_dict()) == policy
+
+
+def test_presets_and_what_aug_changes_on_them():
+    small = parse_policy((), preset="small")
+    assert small == PRESETS["small"] and small.randaug_layers == 0 and small.erase_prob == 0
+    assert small.crop_scale == (0.35, 1.0) and small.flip_prob == 0.5
+    glyphs = parse_policy(("flip_prob=0.25",), preset="glyphs")
+    assert glyphs.flip_prob == 0.25 and glyphs.crop_scale == (0.3, 1.0)  # --aug wins
+    assert parse_policy(()) == AugPolicy() == PRESETS["reference"]
+    with pytest.raises(ProteusError, match="--aug-preset 'tiny': one of reference, small, glyphs"):
+        parse_policy((), preset="tiny")
+    with pytest.raises(ProteusError, match="--no-aug and --aug-preset small each choose"):
+        parse_policy((), no_aug=True, preset="small")
+
+
+def test_small_images_get_one_line_of_advice_only_with_the_reference_views():
+    sides = np.array([24, 28, 28, 32])
+    advice = small_image_advice(sides, 64, AugPolicy())
+    assert advice is not None and "--aug-preset small" in advice and "\n" not in advice
+    assert "median short side is 28 px" in advice and "8% crops 8×" in advice
+    assert small_image_advice(sides, 64, PRESETS["small"]) is None  # chosen already
+    assert small_image_advice(np.array([200, 400]), 224, AugPolicy()) is None  # ImageNet-like
