@@ -166,17 +166,44 @@ class _Trainer:
 
     def _schedule(self) -> CosineSchedule | EpochCosineSchedule:
         values, per_epoch = self.values, self.sampler.steps_per_epoch
+        warmup_epochs = self._warmup_epochs(self.total_steps / per_epoch)
         if self.recipe.schedule == "epoch":
             return EpochCosineSchedule(
                 self.peak_lr,
                 math.ceil(self.total_steps / per_epoch),
                 per_epoch,
-                values.warmup_epochs,
+                warmup_epochs,
                 values.warmup_lr,
                 values.min_lr,
             )
-        warmup = round(values.warmup_epochs * per_epoch)
+        warmup = round(warmup_epochs * per_epoch)
         return CosineSchedule(self.peak_lr, self.total_steps, warmup, values.min_lr)
+
+    # A warm-up longer than this share of the run leaves the lr mostly below its peak; the
+    # recipe's (5 epochs, made for 300) is then cut to WARMUP_CUT_SHARE of the run.
+    WARMUP_MAX_SHARE, WARMUP_CUT_SHARE = 0.5, 0.25
+
+    def _warmup_epochs(self, epochs: float) -> float:
+        """The recipe's warm-up, unless it would cover most of a short run (then a quarter
+        of it, said and recorded); a warm-up given with --warmup-epochs is kept, with a
+        word when it covers most of the run."""
+        warmup = self.values.warmup_epochs
+        if warmup <= self.WARMUP_MAX_SHARE * epochs:
+            return warmup
+        share = f"{warmup / epochs:.0%} of this {epochs:.3g}-epoch run"
+        if self.given.warmup_epochs is not None:
+            self.adjustments.append(
+                f"--warmup-epochs {warmup:g} is {share}: the lr stays below its peak for most "
+                "of it (kept as given; lower --warmup-epochs to train at the peak)"
+            )
+            return warmup
+        cut = self.WARMUP_CUT_SHARE * epochs
+        self.adjustments.append(
+            f"the recipe's {warmup:g} warm-up epochs are {share}, so the lr would barely leave "
+            f"its warm-up: warming up for {cut:.3g} epochs, a quarter of the run, instead "
+            "(--warmup-epochs sets it)"
+        )
+        return cut
 
     def _target_stats(self) -> tuple[bool, list[TargetStats | None]]:
         """Whether targets are standardised (--standardize; default: with several caches)

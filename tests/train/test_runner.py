@@ -218,3 +218,24 @@ def test_repeats_above_the_recorded_views_are_lowered_and_said(world, tmp_path, 
     train(world / "cache", tmp_path / "one", max_steps=2, repeated_aug=1)
     config = json.loads((tmp_path / "one" / "config.json").read_text())
     assert config["repeated_aug"] == 1 and config["adjustments"] == []
+
+
+def test_a_warm_up_longer_than_the_run_is_cut_to_a_quarter_or_flagged(world, tmp_path, capfd):
+    # A 2-epoch run: the recipe's 5 warm-up epochs would be all of it.
+    # Batch 4 and 2 copies of each image: an epoch takes images / 2 twice, 4 at a time.
+    per_epoch = Cache(world / "cache").manifest.counts["usable_images"] // 4
+    train(world / "cache", tmp_path / "run", max_steps=2 * per_epoch, warmup_epochs=None)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["steps_per_epoch"] == per_epoch
+    assert config["warmup_steps"] == round(0.5 * per_epoch)  # a quarter of 2 epochs
+    cut = [a for a in config["adjustments"] if "warm-up" in a]
+    assert len(cut) == 1 and "warming up for 0.5 epochs, a quarter of the run" in cut[0]
+    assert "--warmup-epochs sets it" in capfd.readouterr().err
+    train(world / "cache", tmp_path / "given", max_steps=2 * per_epoch, warmup_epochs=5)
+    config = json.loads((tmp_path / "given" / "config.json").read_text())
+    assert config["warmup_steps"] == 5 * per_epoch  # as given, and said
+    assert any("--warmup-epochs 5 is 250%" in a for a in config["adjustments"])
+    train(world / "cache", tmp_path / "long", max_steps=10 * per_epoch, warmup_epochs=None)
+    config = json.loads((tmp_path / "long" / "config.json").read_text())
+    assert config["warmup_steps"] == 5 * per_epoch
+    assert not any("warm" in a for a in config["adjustments"])
