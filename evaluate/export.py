@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from proteus.common.models.students import STUDENT_STYLES, set_norm_eps
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.version import __version__
 from proteus.evaluate.check import DEFAULT_TOLERANCE, ExportCheck, compare, sample_images
@@ -99,6 +100,9 @@ def check_timm_export(trained: TrainedStudent, out: Path, tolerance: float) -> E
     import timm
 
     reloaded: Any = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    eps = _norm_eps(trained)
+    if eps is not None:  # what timm's arguments cannot say (config.json: proteus.norm_eps)
+        set_norm_eps(reloaded, eps)
     ours: Any = trained.student.backbone.eval()  # timm models: forward_features exists
     images = sample_images(2, trained.student.image_size)
     with torch.no_grad():
@@ -135,5 +139,13 @@ def _config(trained: TrainedStudent, fmt: str) -> dict[str, Any]:
             "teacher": saved.teachers[0].source.teacher,
             "teachers": [t.source.teacher for t in saved.teachers],
             "step": saved.step,
+            # Set every LayerNorm's eps to this after timm.create_model (timm builds them with
+            # 1e-6 and has no argument for it); null: timm's own.
+            "norm_eps": _norm_eps(trained),
         },
     }
+
+
+def _norm_eps(trained: TrainedStudent) -> float | None:
+    style = STUDENT_STYLES.get(trained.checkpoint.student_style)
+    return style.norm_eps if style is not None and trained.student.spec.kind == "vit" else None

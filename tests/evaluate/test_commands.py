@@ -267,3 +267,22 @@ def test_one_line_errors(world, tmp_path):
     assert "needs labels" in _error(
         ["eval", "knn", "--checkpoint", world / "run", "--train", flat, "--val", world / "val"]
     )
+
+
+def test_a_clip_student_exports_with_the_layernorm_eps_it_trained_with(tmp_path):
+    # CLIP students are built as the reference builds them (torch LayerNorms, eps 1e-5); timm
+    # builds its ViTs' LayerNorms with 1e-6, so the export says which eps to set, and its
+    # read-back check sets it: the exported model then reproduces the student exactly.
+    data = imagegen.image_folder(tmp_path / "data", classes=2, per_class=3)
+    weights = imagegen.save_teacher_weights("tiny_clip", tmp_path / "clip.safetensors")
+    extract(data, tmp_path / "cache", weights, teacher="tiny_clip", views=2, layers=())
+    train(tmp_path / "cache", tmp_path / "run", max_steps=2)
+    assert load_trained_student(tmp_path / "run").checkpoint.student_style == "clip-ref"
+    result = CliRunner().invoke(
+        main, ["export", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "e")]
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "e" / "config.json").read_text())
+    assert config["proteus"]["norm_eps"] == 1e-5
+    model = timm.create_model(f"local-dir:{tmp_path / 'e'}", pretrained=True)
+    assert {m.eps for m in model.modules() if isinstance(m, torch.nn.LayerNorm)} == {1e-6}

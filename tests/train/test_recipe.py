@@ -106,20 +106,52 @@ def test_weight_decay_covers_tokens_in_the_reference_only():
 
 def test_reference_students_per_teacher_family():
     assert student_style("dinov2", True) == "dinov2" and student_style("effnet", True) == "dinov2"
-    assert student_style("clip", True) == "clip" and student_style("synclr", True) == "synclr"
+    assert student_style("clip", True) == "clip-ref" and student_style("synclr", True) == "synclr"
     assert student_style("clip", False) == "arch"
     dino = build_student("tiny_vit14", 28, style="dinov2")
     assert torch.all(dino.vit.blocks[0].ls1.gamma == 1.0)  # LayerScale init 1.0
     assert torch.all(dino.mask_token == 0)  # dinov2: torch.zeros
     legacy = build_student("tiny_vit14", 28, style="arch")
     assert torch.all(legacy.vit.blocks[0].ls1.gamma == 1e-5) and legacy.mask_token.std() > 0
-    clip = build_student("tiny_vit14", 28, style="clip")
+    clip = build_student("tiny_vit14", 28, style="clip-ref")
     assert isinstance(clip.vit.norm_pre, torch.nn.LayerNorm)  # ln_pre
     assert isinstance(clip.vit.blocks[0].ls1, torch.nn.Identity)  # no LayerScale
     assert type(clip.vit.blocks[0].mlp.act).__name__ == "QuickGELU"
     synclr = build_student("tiny_vit14", 28, style="synclr")
     assert isinstance(synclr.vit.blocks[0].ls1, torch.nn.Identity)
     assert synclr.mask_token.std() > 0  # models_synclr.py: normal_(std=.02)
+
+
+def test_clip_students_are_built_as_the_reference_builds_them():
+    """Reference pretrain/models_clip.py: torch LayerNorms (eps 1e-5) for ln_pre, ln_1, ln_2,
+    ln_post; attention as nn.MultiheadAttention (in_proj_weight (3d, d) xavier-uniform, zero
+    in_proj_bias; out_proj is an nn.Linear, so init_weights_vit_timm gives it trunc-normal
+    0.02); ln_post on the class token only (x_norm_patchtokens = x[:, 1:], unnormed); a zero
+    mask token."""
+    torch.manual_seed(0)
+    student = build_student("vit_s14", 56, style="clip-ref")
+    vit, d = student.vit, 384
+    norms = [m for m in vit.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == 2 + 2 * len(vit.blocks) and all(m.eps == 1e-5 for m in norms)
+    bound = (6 / (d + 3 * d)) ** 0.5  # xavier_uniform_ on (3d, d)
+    for block in vit.blocks:
+        qkv = block.attn.qkv.weight.detach()
+        assert qkv.shape == (3 * d, d) and qkv.abs().max() <= bound
+        assert abs(float(qkv.std()) - bound / 3**0.5) < 0.02 * bound
+        assert torch.all(block.attn.qkv.bias == 0)
+        assert abs(float(block.attn.proj.weight.detach().std()) - 0.02) < 0.002
+    assert torch.all(student.mask_token == 0)
+    x = torch.randn(2, 3, 56, 56)
+    with torch.no_grad():
+        out = student(x)
+        tokens = vit.norm_pre(vit._pos_embed(vit.patch_embed(x)))
+        tokens = vit.blocks(tokens)
+    torch.testing.assert_close(out["patch"], tokens[:, 1:])  # raw: no ln_post on patches
+    torch.testing.assert_close(out["cls"], vit.norm(tokens)[:, 0])
+    # proteus 0.2's "clip" style is kept as it was, so its checkpoints rebuild as trained.
+    old = build_student("vit_s14", 56, style="clip")
+    assert {m.eps for m in old.modules() if isinstance(m, torch.nn.LayerNorm)} == {1e-6}
+    assert old.norm_patches
 
 
 def test_legacy_recipe_keeps_proteus_0_1_defaults():

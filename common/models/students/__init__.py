@@ -5,7 +5,7 @@ two kinds, ``build`` puts them together.
 """
 
 from proteus.common.models.students.base import Student
-from proteus.common.models.students.build import build_student
+from proteus.common.models.students.build import build_student, set_norm_eps
 from proteus.common.models.students.convnet import ConvStudent
 from proteus.common.models.students.registry import (
     KINDS,
@@ -33,5 +33,6 @@ __all__ = [
     "get_student_spec",
     "list_students",
     "register_student",
+    "set_norm_eps",
     "student_style",
 ]

@@ -14,6 +14,7 @@ from proteus.common.models.students.registry import (
     STUDENT_STYLES,
     TIMM_PREFIX,
     StudentSpec,
+    StudentStyle,
     get_student_spec,
 )
 from proteus.common.models.students.vit import ViTStudent
@@ -64,10 +65,31 @@ def _build_vit(spec: StudentSpec, image_size: int, drop_path: float, style: str)
     vit = cast("VisionTransformer", timm.create_model(spec.arch, pretrained=False, **kwargs))
     if not getattr(vit, "has_class_token", True) or getattr(vit, "cls_token", None) is None:
         raise ProteusError(f"--student {spec.name}: has no class token; the token loss needs one")
-    student = ViTStudent(spec, vit, image_size, chosen.mask_token_std)
+    _apply_style(vit, chosen)
+    student = ViTStudent(spec, vit, image_size, chosen.mask_token_std, chosen.norm_patches)
     # What rebuilds this backbone with timm alone (export); drop path is training-only.
     student.arch_kwargs = {k: v for k, v in kwargs.items() if k != "drop_path_rate"}
     return student
+
+
+def _apply_style(vit: VisionTransformer, style: StudentStyle) -> None:
+    """The parts of a style timm's constructor arguments cannot express."""
+    if style.norm_eps is not None:
+        set_norm_eps(vit, style.norm_eps)
+    if style.qkv_init == "xavier":
+        for block in vit.blocks:
+            qkv: torch.nn.Linear = cast(Any, block).attn.qkv
+            torch.nn.init.xavier_uniform_(qkv.weight)  # (3d, d), as in_proj_weight
+            if qkv.bias is not None:
+                torch.nn.init.zeros_(qkv.bias)
+
+
+def set_norm_eps(model: torch.nn.Module, eps: float) -> None:
+    """Every LayerNorm's eps (timm builds its ViTs' with 1e-6 and takes no argument for it):
+    a style's, and what an exported model needs to reproduce its student."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.eps = eps
 
 
 def _build_convnet(

@@ -90,6 +90,10 @@ class StudentStyle:
     name: str
     arch_kwargs: Mapping[str, Any]
     mask_token_std: float
+    # What timm's arguments cannot say, applied to the built model (build.py):
+    norm_eps: float | None = None  # every LayerNorm's eps (timm's ViTs use 1e-6)
+    qkv_init: str | None = None  # "xavier": qkv as nn.MultiheadAttention initialises it
+    norm_patches: bool = True  # False: the final norm is the class token's only (CLIP's ln_post)
 
 
 STUDENT_STYLES = {
@@ -102,8 +106,21 @@ STUDENT_STYLES = {
         # DinoVisionTransformer makes its mask token with torch.zeros.
         StudentStyle("dinov2", {"init_values": 1.0}, 0.0),
         # Reference models_clip.py: CLIP's VisionTransformer (ln_pre, QuickGELU, no
-        # LayerScale) with a zero mask token. (init_values 0, not None: timm drops None
-        # keyword arguments, and its DINOv2 archs default to 1e-5.)
+        # LayerScale) with a zero mask token; torch's LayerNorm (eps 1e-5), attention as
+        # nn.MultiheadAttention (in_proj xavier-uniform, zero bias; init_weights_vit_timm
+        # reaches the nn.Linear modules only), and ln_post on the class token alone: its
+        # x_norm_patchtokens are the transformer's raw output. (init_values 0, not None: timm
+        # drops None keyword arguments, and its DINOv2 archs default to 1e-5.)
+        StudentStyle(
+            "clip-ref",
+            {"init_values": 0.0, "pre_norm": True, "act_layer": "quick_gelu"},
+            0.0,
+            norm_eps=1e-5,
+            qkv_init="xavier",
+            norm_patches=False,
+        ),
+        # proteus 0.2's approximation of it (timm's eps 1e-6, timm's qkv init, every token
+        # through the final norm): what its checkpoints were trained as.
         StudentStyle(
             "clip", {"init_values": 0.0, "pre_norm": True, "act_layer": "quick_gelu"}, 0.0
         ),
@@ -119,7 +136,9 @@ def student_style(teacher_family: str, reference: bool, kind: str = "vit") -> st
     does a convnet (the styles describe the reference's ViTs)."""
     if not reference or kind == "convnet":
         return "arch"
-    return teacher_family if teacher_family in ("clip", "synclr") else "dinov2"
+    if teacher_family == "clip":
+        return "clip-ref"
+    return "synclr" if teacher_family == "synclr" else "dinov2"
 
 
 def get_student_spec(name: str) -> StudentSpec:

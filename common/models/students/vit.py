@@ -26,7 +26,10 @@ class ViTStudent(Student):
         vit: VisionTransformer,
         image_size: int,
         mask_token_std: float = 0.02,
+        norm_patches: bool = True,
     ):
+        """``norm_patches`` False: the final norm is the class token's alone (CLIP's ln_post);
+        the patch tokens are the last block's output as it is."""
         super().__init__()
         self.spec = spec
         self.image_size = image_size
@@ -35,6 +38,7 @@ class ViTStudent(Student):
         if mask_token_std:
             nn.init.normal_(self.mask_token, std=mask_token_std)
         self.num_prefix = vit.num_prefix_tokens
+        self.norm_patches = norm_patches
 
     @property
     def backbone(self) -> nn.Module:
@@ -79,9 +83,9 @@ class ViTStudent(Student):
             tokens = block(tokens)
             if index in wanted:
                 hidden[index] = tokens
-        tokens = vit.norm(tokens)
-        cls = tokens[:, 0]
-        patch = tokens[:, self.num_prefix :]
+        normed = vit.norm(tokens)
+        cls = normed[:, 0]
+        patch = (normed if self.norm_patches else tokens)[:, self.num_prefix :]
         # Hint layers: global token first, then patches (registers dropped), like teachers'.
         layer_out = {
             i: torch.cat([h[:, :1], h[:, self.num_prefix :]], 1) for i, h in hidden.items()
