@@ -29,8 +29,12 @@ class ProbeConfig:
     k: int = 20  # kNN neighbours (DINO protocol)
     temperature: float = 0.07  # kNN vote temperature
     holdout: float = 0.1  # linear probe: share of train held out to choose C (or the lr)
-    # linear: "sklearn" (logistic regression on standardised cls / cls + mean patch) or
-    # "dinov2" (DINOv2's linear protocol: SGD over an lr grid on the last 1 or 4 blocks).
+    # linear: "sklearn" (logistic regression on standardised cls / cls + mean patch),
+    # "dinov2" (DINOv2's linear protocol, evaluate/protocol.py: classifiers over an lr grid on
+    # the last 1 or 4 blocks, trained on fresh training views) or "dinov2-fast" (the same
+    # classifiers on frozen centre-crop features).
     protocol: str = "sklearn"
-    iterations: int = 1000  # dinov2 protocol: SGD steps per classifier
+    # dinov2: SGD iterations (None: DINOv2's 10 × 1250 = 12,500), each on --batch-size views;
+    # dinov2-fast: SGD steps on the frozen features (None: 1,000).
+    iterations: int | None = None
     progress: bool = True

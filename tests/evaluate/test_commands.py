@@ -102,39 +102,78 @@ def test_linear_probe(world, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "source",
+    ("source", "protocol"),
     [
-        ["--checkpoint", "RUN"],
-        ["--teacher", "tiny_dinov2"],
-        ["--student", "tiny_vit14", "--random-init"],
+        (["--checkpoint", "RUN"], "dinov2"),
+        (["--teacher", "tiny_dinov2"], "dinov2"),
+        (["--student", "tiny_vit14", "--random-init"], "dinov2"),
+        (["--checkpoint", "RUN"], "dinov2-fast"),
     ],
 )
-def test_dinov2_linear_protocol(world, tmp_path, source):
+def test_dinov2_linear_protocol(world, tmp_path, source, protocol):
     source = [world / "run" if a == "RUN" else a for a in source]
     if "--teacher" in source:
         source += ["--weights", world / "w.safetensors", "--image-size", 28]
     if "--random-init" in source:
         source += ["--image-size", 28]
-    out = _ok(
+    args = ["eval", "linear", "--protocol", protocol, "--iterations", 12, "--batch-size", 4]
+    out = _ok([*args, *source, *_splits(world), "--json", tmp_path / "d.json"])
+    assert f"{protocol} linear top-1" in out and "best on --val as the paper reports" in out
+    result = json.loads((tmp_path / "d.json").read_text())
+    # 13 learning rates × (last 1 | last 3 blocks (the tiny models' depth)) × (± avgpool)
+    features = {g["features"] for g in result["grid"]}
+    assert len(result["grid"]) == 13 * len(features) and "blocks1_avgpool" in features
+    assert result["top1_best_on_val"] >= result["top1"] and result["iterations"] == 12
+    assert result["protocol"] == protocol and result["holdout_images"] >= 1
+
+
+def test_the_dinov2_protocol_trains_on_fresh_views_of_every_batch(world, monkeypatch):
+    """Features are computed on the fly: the model runs once per iteration, on batches of
+    --batch-size training views, and never twice on the same view of an image."""
+    from proteus.evaluate import features as features_module
+    from proteus.evaluate.config import ProbeConfig, SourceConfig
+    from proteus.evaluate.runner import run_linear
+
+    drawn: list[tuple[int, int]] = []
+    original = features_module.view_records
+
+    def record(policy, seed, images, views, sizes, size):
+        drawn.extend(zip(images.tolist(), views.tolist(), strict=True))
+        assert policy == features_module.TRAIN_VIEWS
+        return original(policy, seed, images, views, sizes, size)
+
+    monkeypatch.setattr(features_module, "view_records", record)
+    train_dir, val_dir = _splits(world)[1], _splits(world)[3]
+    cfg = ProbeConfig(
+        SourceConfig(checkpoint=world / "run"),
+        train_dir,
+        val_dir,
+        batch_size=4,
+        device="cpu",
+        protocol="dinov2",
+        iterations=6,
+        progress=False,
+    )
+    result = run_linear(cfg)
+    assert result["protocol"] == "dinov2" and len(drawn) >= 6 * 4
+    assert len(set(drawn)) == len(drawn)  # (image, view) pairs: every view is a new one
+
+
+def test_too_few_images_for_the_protocols_batch_is_one_line(world, tmp_path):
+    result = CliRunner().invoke(
+        main,
         [
             "eval",
             "linear",
             "--protocol",
             "dinov2",
-            "--iterations",
-            20,
-            *source,
-            *_splits(world),
-            "--json",
-            tmp_path / "d.json",
-        ]
+            "--checkpoint",
+            str(world / "run"),
+            *map(str, _splits(world)),
+        ],
     )
-    assert "DINOv2 linear top-1" in out and "best on --val as the paper reports" in out
-    result = json.loads((tmp_path / "d.json").read_text())
-    # 15 learning rates × (last 1 | last 3 blocks (the tiny models' depth)) × (± avgpool)
-    features = {g["features"] for g in result["grid"]}
-    assert len(result["grid"]) == 15 * len(features) and "blocks1_avgpool" in features
-    assert result["top1_best_on_val"] >= result["top1"]
+    assert result.exit_code == 1 and "fewer than its batch of 128" in result.output
+    assert "--protocol dinov2-fast" in result.output and "Traceback" not in result.output
 
 
 def test_dinov2_protocol_features_are_the_normed_class_tokens_of_the_last_blocks(world):
