@@ -9,8 +9,9 @@ Rows: random init; online (the teacher in the loop on a fresh view of every samp
 cache at K = 1, 2, 4, 8, 16 (float16; one K=16 cache, smaller K use its first views: the
 records are the same); K = 16 as int8 and as PCA; proteus 0.1's defaults (its view policy,
 its recipe, K = 4) next to the new defaults (K = 16 here), and today's recipe on 0.1's views;
-and K = 16 with the demo's milder views for small glyphs. Results go to OUT/quality-DATA.json
-and a Markdown table on stdout (docs/QUALITY.md).
+K = 2 without repeated augmentation; and K = 16 with the view presets for small images
+(small, glyphs). Results go to OUT/quality-DATA.json and a Markdown table on stdout
+(docs/QUALITY.md). Rows run one at a time with --rows; a finished row's run is reused.
 
     python benchmarks/quality.py --data digits --out /tmp/q
     python benchmarks/quality.py --data skimage --out /tmp/q
@@ -38,9 +39,6 @@ LEGACY_AUG = (
     "erase_mode=const",
     "erase_ratio=0.3,3.3",
 )
-
-
-MILD_AUG = ("crop_scale=0.3,1", "flip_prob=0", "erase_prob=0", "randaug_layers=0")
 
 
 def main() -> None:
@@ -81,6 +79,12 @@ class Bench:
                 (f"cache K={k}", lambda k=k: self.train_row(f"k{k}", cache="k16", views=k))
                 for k in (1, 2, 4, 8, 16)
             ],
+            # --repeated-aug 1: no copies of an image in a step (K = 1 gets that anyway: the
+            # trainer lowers the recipe's 3 copies to K; at K = 2 it takes 2).
+            (
+                "cache K=2 r1",
+                lambda: self.train_row("k2-r1", cache="k16", views=2, repeated_aug=1),
+            ),
             ("cache K=16 int8", lambda: self.train_row("k16-int8", cache="k16-int8")),
             ("cache K=16 PCA", lambda: self.train_row("k16-pca", cache="k16-pca")),
             (
@@ -92,8 +96,10 @@ class Bench:
                 "proteus recipe on 0.1 views (K=4)",
                 lambda: self.train_row("recipe-legacy-views", cache="legacy-k4"),
             ),
-            # The demo's views for small glyphs: milder crops, no flip, RandAugment, erasing.
-            ("cache K=16 mild views", lambda: self.train_row("k16-mild", cache="k16-mild")),
+            # The view presets for small images (--aug-preset): small (crops of 35% or more,
+            # no RandAugment, no erasing) and glyphs (that without flips: the demo's views).
+            ("cache K=16 small", lambda: self.train_row("k16-small", cache="k16-small")),
+            ("cache K=16 glyphs", lambda: self.train_row("k16-glyphs", cache="k16-glyphs")),
         ]
         rows = []
         for name, fn in plan:
@@ -120,8 +126,8 @@ class Bench:
             kwargs = {"views_from": self.cache("k16"), "pca": 64}
         elif name == "legacy-k4":
             kwargs = {"views": 4, "policy": parse_policy(list(LEGACY_AUG))}
-        elif name == "k16-mild":
-            kwargs = {"views": 16, "policy": parse_policy(list(MILD_AUG))}
+        elif name in ("k16-small", "k16-glyphs"):
+            kwargs = {"views": 16, "aug_preset": name.removeprefix("k16-")}
         elif name == "val":
             kwargs = {"views": 1, "policy": AugPolicy()}
         data = self.test_dir if name == "val" else self.train_dir
@@ -146,6 +152,7 @@ class Bench:
         online: bool = False,
         views: int | None = None,
         recipe: str = "proteus",
+        repeated_aug: int | None = None,
     ) -> dict:
         from proteus.common.runs.folder import RunFolder
         from proteus.train.config import TrainConfig
@@ -165,6 +172,7 @@ class Bench:
             batch_size=self.args.batch_size,
             lr=self.args.lr,
             views=views,
+            repeated_aug=repeated_aug,
             teacher=TEACHER if online else None,
             data=self.train_dir if online else None,
             image_size=SIZE if online else None,
