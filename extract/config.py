@@ -56,6 +56,20 @@ class ExtractConfig:
         "(--dtype int8 halves it). [default: one per planned --epochs, at most 8]",
         min=1,
     )
+    holdout_views: int = option(
+        0,
+        help="Also record this many held-out views of every image, with targets, that "
+        "training never samples: `proteus train` scores the student on them every "
+        "--eval-every steps (loss on views it trained on vs views it never saw), which shows "
+        "overfitting to the recorded views as it happens. Storage grows as K + N views.",
+        min=0,
+    )
+    holdout_images: int = option(
+        0,
+        help="Hold this many images (a seeded choice) out of training altogether: their views "
+        "are recorded with targets, and `proteus train` scores the student on them too.",
+        min=0,
+    )
     epochs: int = option(
         300,
         help="The epochs you plan to train (each uses every image once); sets the default --views.",

@@ -49,7 +49,12 @@ from proteus.common.runtime.prefetch import prefetch
 from proteus.common.runtime.progress import notice, progress_bar
 from proteus.common.runtime.version import __version__
 from proteus.common.storage.objectstore import is_url
-from proteus.common.views.records import AugPolicy, sample_views, small_image_advice
+from proteus.common.views.records import (
+    HOLDOUT_VIEW,
+    AugPolicy,
+    layout_views,
+    small_image_advice,
+)
 from proteus.common.views.renderer import REVISION as RENDER_REVISION
 from proteus.common.views.renderer import RenderConfig, Renderer, dali_version, render_device
 from proteus.extract.config import ExtractConfig
@@ -157,6 +162,8 @@ def _with_views_of(cfg: ExtractConfig, source: Manifest) -> ExtractConfig:
         cfg,
         policy=AugPolicy.from_dict(source.policy),
         aug_preset=source.aug_preset or cfg.aug_preset,
+        holdout_views=source.holdout.get("views", 0),
+        holdout_images=source.holdout.get("images", 0),
         seed=source.seed,
         views=source.views_per_image,
         image_size=source.image_size,
@@ -222,12 +229,13 @@ def _create(
         advice = small_image_advice(short, manifest.image_size, cfg.view_policy)
         if advice:
             notice(f"--data {cfg.data}: {advice}")
-        views = sample_views(
+        manifest.segments, manifest.holdout_images = _holdout(cfg, usable)
+        views = layout_views(
             cfg.view_policy,
             cfg.seed,
             usable,
             np.stack([table.height, table.width], 1)[usable],
-            cfg.resolved_views(),
+            manifest.view_segments,
             manifest.image_size,
         )
     else:
@@ -235,6 +243,8 @@ def _create(
         # pass get their own chance here (this run records its own failures).
         table, views = replace(source.images), source.views
         table.status = np.where(table.status == STATUS_FAILED, STATUS_OK, table.status)
+        manifest.segments = source.manifest.segments
+        manifest.holdout_images = source.manifest.holdout_images
         manifest.skipped = [s for s in source.manifest.skipped if s.get("stage") == "probe"]
     manifest.counts = {"images": len(images), "views": len(views)}
     bases = None
@@ -260,6 +270,23 @@ def _create(
             cfg.progress,
         )
     sink.create(manifest, table, views, bases)
+
+
+def _holdout(cfg: ExtractConfig, usable: np.ndarray) -> tuple[list[list[int]], list[int]]:
+    """The view table's segments (K training views, then N held-out ones) and the held-out
+    images (a seeded choice among the usable)."""
+    segments = [[0, cfg.resolved_views()]]
+    if cfg.holdout_views:
+        segments.append([HOLDOUT_VIEW, cfg.holdout_views])
+    if cfg.holdout_images >= len(usable):
+        raise ProteusError(
+            f"--holdout-images {cfg.holdout_images}: --data has {len(usable)} usable images; "
+            "hold out fewer, so some are left to train on"
+        )
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0x401D]))
+    held = np.sort(rng.choice(usable, cfg.holdout_images, replace=False)).tolist()
+    # One block of training views is what caches without held-out views always recorded.
+    return (segments if len(segments) > 1 else []), [int(i) for i in held]
 
 
 def _new_manifest(
@@ -289,6 +316,7 @@ def _new_manifest(
         ),
         policy=cfg.view_policy.to_dict(),
         aug_preset=cfg.aug_preset,
+        holdout=_holdout_options(cfg),
         seed=cfg.seed,
         views_per_image=cfg.resolved_views(),
         precision=precision,
@@ -305,6 +333,12 @@ def _new_manifest(
             for array, (shape, dtype) in c.arrays().items()
         },
     )
+
+
+def _holdout_options(cfg: ExtractConfig) -> dict[str, int]:
+    """The manifest's record of --holdout-views/--holdout-images (empty: none)."""
+    held = {"views": cfg.holdout_views, "images": cfg.holdout_images}
+    return held if any(held.values()) else {}
 
 
 def _codecs(cfg: ExtractConfig, targets: dict[str, list[int]]) -> dict[str, TargetCodec]:

@@ -30,6 +30,7 @@ def info_lines(path: Path | str, m: Manifest) -> list[str]:
         f"{m.renderer.name} {m.renderer.dali_version} on {m.renderer.device}, ops revision "
         f"{m.render_revision}" + ("" if m.renderer.revision else " (recorded before revisions)"),
         f"views      K={m.views_per_image} per image, seed {m.seed}",
+        *_holdout_lines(m),
         f"policy     {policy}",
         f"augment    {_augment(m.policy)}",
         *(
@@ -56,6 +57,21 @@ def summary_lines(path: Path | str, m: Manifest, elapsed: float | None = None) -
     lines = [f"sealed {path}", *_count_lines(m)]
     if elapsed:
         lines.append(f"time       {elapsed:.1f} s for this run")
+    return lines
+
+
+def _holdout_lines(m: Manifest) -> list[str]:
+    """What training never samples: the gauge's views (`proteus train --eval-every`)."""
+    lines = []
+    if m.holdout_views:
+        lines.append(f"holdout    {m.holdout_views} held-out views per image (never trained on)")
+    if m.holdout_images:
+        lines.append(f"holdout    {len(m.holdout_images)} images held out of training")
+    for earlier in m.grown_from:
+        lines.append(
+            f"grown      from K={earlier['views_per_image']} ({earlier['views']} views, "
+            f"manifest {earlier['manifest_sha256'][:12]}…)"
+        )
     return lines
 
 

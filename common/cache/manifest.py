@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from proteus.common.data.dataset import ImageList
 from proteus.common.runtime.errors import ProteusError
+from proteus.common.views.records import HOLDOUT_VIEW
 
 FORMAT_VERSION = 1
 MANIFEST_KEY = "proteus"
@@ -133,6 +134,17 @@ class Manifest:
     # The named view policy the views were drawn from (--aug-preset; --aug may have changed
     # single values of it: `policy` is what was drawn). None: recorded before presets.
     aug_preset: str | None = None
+    # How the view table is laid out: [first view index, count] blocks of every image's
+    # views in turn (views/records.py: layout_views). Empty: one block of K training views.
+    segments: list[list[int]] = field(default_factory=list)
+    # What was held out of training (extract --holdout-views N --holdout-images M):
+    # {"views": N, "images": M}; empty: nothing.
+    holdout: dict[str, int] = field(default_factory=dict)
+    # The M images (table rows) whose views training never samples, chosen (seeded) among
+    # the usable ones when the cache was laid out.
+    holdout_images: list[int] = field(default_factory=list)
+    # Earlier states of a grown cache, oldest first: {views_per_image, views, manifest_sha256}.
+    grown_from: list[dict[str, Any]] = field(default_factory=list)
 
     # What must be equal for a re-run to resume this cache instead of being refused.
     IDENTITY = (
@@ -150,6 +162,7 @@ class Manifest:
         "shard_views",
         "mean",
         "std",
+        "holdout",
     )
 
     def identity(self) -> dict[str, Any]:
@@ -158,6 +171,20 @@ class Manifest:
             "dataset_fingerprint": self.dataset.fingerprint,
             "views_from": self.views_from.get("views_sha256"),
         }
+
+    @property
+    def view_segments(self) -> list[list[int]]:
+        """The view table's blocks: [first view index, count], every image's views in turn."""
+        return self.segments or [[0, self.views_per_image]]
+
+    @property
+    def holdout_views(self) -> int:
+        """Held-out views per image (extract --holdout-views): never trained on."""
+        return sum(count for start, count in self.view_segments if start >= HOLDOUT_VIEW)
+
+    @property
+    def training_segments(self) -> list[list[int]]:
+        return [[s, c] for s, c in self.view_segments if s < HOLDOUT_VIEW]
 
     @property
     def render_revision(self) -> int:
@@ -220,7 +247,14 @@ class Manifest:
 
 # Manifest fields later proteus versions added, with the value that means "absent": a cache
 # sealed before one existed digests without it.
-_ADDED_LATER: dict[str, Any] = {"stats": {}, "aug_preset": None}
+_ADDED_LATER: dict[str, Any] = {
+    "stats": {},
+    "aug_preset": None,
+    "segments": [],
+    "holdout": {},
+    "holdout_images": [],
+    "grown_from": [],
+}
 
 
 def teacher_fields(teacher, weights_sha256: str) -> dict[str, Any]:

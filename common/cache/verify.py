@@ -29,7 +29,7 @@ from proteus.common.cache.manifest import SEALED, Manifest
 from proteus.common.cache.mirror import CacheMirror, DamagedShard, shard_stored
 from proteus.common.data.table import STATUS_SKIPPED, ImageTable
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.views.records import AugPolicy, ViewTable, sample_views
+from proteus.common.views.records import AugPolicy, ViewTable, layout_views
 
 
 def verify_cache(
@@ -91,8 +91,8 @@ def _check_tables(m: Manifest, images: ImageTable, views: ViewTable) -> list[str
     # The view records are a pure function of policy, seed and image sizes: re-derive them.
     sampled = np.flatnonzero(images.status != STATUS_SKIPPED)
     sizes = np.stack([images.height, images.width], 1)[sampled]
-    expected = sample_views(
-        AugPolicy.from_dict(m.policy), m.seed, sampled, sizes, m.views_per_image, m.image_size
+    expected = layout_views(
+        AugPolicy.from_dict(m.policy), m.seed, sampled, sizes, m.view_segments, m.image_size
     )
     for name, column in expected.columns().items():
         stored = getattr(views, name)

@@ -158,6 +158,7 @@ class CacheWriter:
             )
         failed = self._collect_failures()
         images = read_image_table(self._root)
+        view_images = read_view_table(self._root).image
         status = images.status.copy()
         status[status == STATUS_FAILED] = STATUS_OK  # recomputed from markers: idempotent
         for item in failed:
@@ -171,7 +172,7 @@ class CacheWriter:
             m.counts |= {
                 "usable_images": usable,
                 "skipped_images": len(m.skipped),
-                "usable_views": usable * m.views_per_image,
+                "usable_views": int((status[view_images] == STATUS_OK).sum()),
                 "target_bytes": (
                     _tree_bytes(self.path / "targets") if target_bytes is None else target_bytes
                 ),

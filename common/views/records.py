@@ -231,6 +231,43 @@ class ViewTable:
     def columns(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in self.FIELDS}
 
+    @classmethod
+    def concat(cls, tables: list[ViewTable]) -> ViewTable:
+        return cls(
+            **{name: np.concatenate([getattr(t, name) for t in tables]) for name in cls.FIELDS}
+        )
+
+
+# View index of an image's first held-out view (extract --holdout-views): beyond any number
+# of training views a cache can grow to, so held-out records never become training records.
+HOLDOUT_VIEW = 1 << 30
+
+
+def layout_views(
+    policy: AugPolicy,
+    seed: int,
+    images: np.ndarray,
+    sizes: np.ndarray,
+    segments: list[tuple[int, int]] | list[list[int]],
+    out_size: int,
+) -> ViewTable:
+    """A cache's view table: for each segment (first view index, count), that many views of
+    every image in turn, the segments one after another. A cache starts with its K training
+    views (0, K), held-out views follow as (HOLDOUT_VIEW, N), and growing it appends (K, K'−K),
+    so the rows already there never move."""
+    tables = [
+        view_records(
+            policy,
+            seed,
+            np.repeat(np.asarray(images, dtype=np.int64), count),
+            np.tile(np.arange(start, start + count, dtype=np.int64), len(images)),
+            np.repeat(sizes, count, axis=0),
+            out_size,
+        )
+        for start, count in segments
+    ]
+    return ViewTable.concat(tables)
+
 
 def sample_views(
     policy: AugPolicy,

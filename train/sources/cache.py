@@ -9,7 +9,7 @@ import torch
 from proteus.common.cache.reader import Cache
 from proteus.common.cache.stats import TargetStats
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.views.records import AugPolicy, ViewTable
+from proteus.common.views.records import HOLDOUT_VIEW, AugPolicy, ViewTable
 from proteus.train.sources.base import Rows, TargetSource, TeacherInfo
 
 
@@ -37,8 +37,15 @@ class CacheSource(TargetSource):
         )
 
     def rows(self, views: int | None) -> Rows:
-        k = self.cache.manifest.views_per_image
-        usable = self.cache.usable_views().reshape(-1, k)
+        """Each training image's recorded training views in view order: held-out views and
+        held-out images are the gauge's, never sampled."""
+        m = self.cache.manifest
+        k, table = m.views_per_image, self.cache.views
+        ids = self.cache.usable_views()
+        ids = ids[(table.view[ids] < HOLDOUT_VIEW) & ~np.isin(table.image[ids], m.holdout_images)]
+        # Grown caches hold an image's views in several blocks: order them by image, then view.
+        ids = ids[np.lexsort((table.view[ids], table.image[ids]))]
+        usable = ids.reshape(-1, k)
         if views is not None:
             if not 0 < views <= k:
                 raise ProteusError(
