@@ -18,7 +18,7 @@ import torch
 from proteus.common.runtime.prefetch import prefetch
 from proteus.common.views.renderer import Renderer, RenderError
 from proteus.train.sampler import ViewSampler
-from proteus.train.sources import Rows, TargetSource
+from proteus.train.sources import Rows, Samples, TargetSource
 
 
 @dataclass
@@ -63,14 +63,15 @@ class Batches:
             ids = np.concatenate([a for a in ahead if a is not None] or [np.empty(0, np.int64)])
             for source, names in self.pairs:
                 source.prefetch(names, ids)
+        samples = Samples(self.rows.images[plan.rows], plan.uses, plan.view_ids, plan.fresh)
         first = self.sources[0]  # whose records are rendered
-        views = first.views(self.rows.images[plan.rows], plan.uses, plan.view_ids)
+        views = first.views(samples)
         encoded = list(self._io.map(first.encoded, views.image.tolist()))
         try:
             images = self.renderer.render(encoded, views)
         except RenderError as exc:
             raise first.render_failed(step, str(exc)) from exc
-        fetched = [source.fetch(names, plan.view_ids) for source, names in self.pairs]
+        fetched = [source.fetch(names, samples) for source, names in self.pairs]
         return TrainBatch(step, images, fetched, plan.n_masked, plan.masks, plan.view_ids)
 
     def iterate(self, start: int, stop: int) -> Iterator[TrainBatch]:

@@ -42,6 +42,7 @@ class StepPlan:
     view_ids: np.ndarray | None  # (B,) cached view ids; None online
     n_masked: int  # the first n_masked samples get a patch mask
     masks: np.ndarray  # (n_masked, N) bool
+    fresh: np.ndarray | None = None  # (B,) bool: scored by a teacher on a new view (hybrid)
 
 
 class ViewSampler:
@@ -55,10 +56,14 @@ class ViewSampler:
         mask_ratio: float,
         num_patches: int,
         repeats: int = 1,
+        fresh_fraction: float = 0.0,
     ):
         """``image_views``: (I, K) view ids of each usable image, view index order; K = 0
         (shape (I, 0)) for online training, where every use is a fresh view."""
         self.image_views = np.asarray(image_views)
+        # --online-fraction: this share of every global batch is scored by the teacher on a
+        # view the cache has not recorded (a seeded choice of positions per step).
+        self.fresh_fraction = fresh_fraction
         self.seed = seed
         self.batch = batch_size
         self.world = world
@@ -148,7 +153,17 @@ class ViewSampler:
             masks = np.zeros((0, self.num_patches), bool)
         rows, uses = rows[mine], uses[mine]
         views = self.view_ids(rows, uses) if self.image_views.shape[1] else None
-        return StepPlan(rows, uses, views, n, masks)
+        fresh = self._fresh(step)[mine] if self.fresh_fraction else None
+        return StepPlan(rows, uses, views, n, masks, fresh)
+
+    def _fresh(self, step: int) -> np.ndarray:
+        """Which positions of the step's global batch are fresh: round(p × G) of them,
+        seeded by the step (the same on any rank split)."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 4, step]))
+        count = round(self.fresh_fraction * self.global_batch)
+        fresh = np.zeros(self.global_batch, bool)
+        fresh[rng.choice(self.global_batch, count, replace=False)] = True
+        return fresh
 
     def _mask(self, step: int, position: int) -> np.ndarray:
         # Seeded by the sample's position in the global batch: the same on any rank split.

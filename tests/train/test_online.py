@@ -19,7 +19,7 @@ from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.views.records import AugPolicy, parse_policy
 from proteus.common.views.renderer import RenderConfig, Renderer
-from proteus.train.sources import OnlineTeacher
+from proteus.train.sources import OnlineTeacher, Samples
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_online_views_are_the_cache_views_with_more_indices(world):
     assert online.info.targets == {k: tuple(v) for k, v in cache.manifest.targets.items()}
     ids = np.array([0, 5, 6, 11])
     cached = cache.views[ids]
-    fresh = online.views(cached.image, cached.view, ids)
+    fresh = online.views(Samples(cached.image, cached.view.astype(np.int64)))
     for name in cached.FIELDS:
         np.testing.assert_array_equal(getattr(fresh, name), getattr(cached, name), err_msg=name)
     m = cache.manifest
@@ -181,7 +181,7 @@ def test_online_views_follow_the_view_options_as_extraction_does(world, tmp_path
         progress=False,
     )
     images = online.rows(None).images
-    fresh = online.views(images, np.zeros(len(images), np.int64), None)
+    fresh = online.views(Samples(images, np.zeros(len(images), np.int64)))
     extract(
         world / "data",
         tmp_path / "cache",

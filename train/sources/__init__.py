@@ -10,14 +10,16 @@ from proteus.common.models.parts import Hint
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.storage.shardcache import ShardCacheConfig
 from proteus.train.config import TrainConfig
-from proteus.train.sources.base import Rows, TargetSource, TeacherInfo
+from proteus.train.sources.base import ProbeSet, Rows, Samples, TargetSource, TeacherInfo
 from proteus.train.sources.cache import CacheSource
 from proteus.train.sources.online import OnlineTeacher
 
 __all__ = [
     "CacheSource",
     "OnlineTeacher",
+    "ProbeSet",
     "Rows",
+    "Samples",
     "TargetSource",
     "TeacherInfo",
     "open_sources",

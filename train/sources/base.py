@@ -68,6 +68,32 @@ class Rows:
         return self.take(np.flatnonzero(np.isin(self.images, other.images)))
 
 
+@dataclass(frozen=True)
+class Samples:
+    """What a step (or the gauge) asks of the sources: which view of which image each sample
+    is. ``uses``: the u-th use of its image (a teacher in the loop renders view u of it);
+    ``view_ids``: the recorded views a cache reads (None without a cache); ``fresh``: with a
+    teacher beside a cache (--online-fraction), the samples the teacher scores on a view the
+    cache has not recorded."""
+
+    images: np.ndarray  # (B,) int64 image index
+    uses: np.ndarray  # (B,) int64
+    view_ids: np.ndarray | None = None  # (B,) int64
+    fresh: np.ndarray | None = None  # (B,) bool
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass(frozen=True)
+class ProbeSet:
+    """A fixed set of samples the gauge scores the student on (train/gauge.py): views it
+    trained on, held-out views of its training images, views of held-out images."""
+
+    name: str  # trained_views | heldout_views | heldout_images
+    samples: Samples
+
+
 class TargetSource(ABC):
     """One teacher's targets for training. ``name`` is how messages and records call it
     (the --cache as given, or ``online:<teacher>``)."""
@@ -100,15 +126,15 @@ class TargetSource(ABC):
         """The per-channel statistics to standardise these targets with (--standardize)."""
 
     @abstractmethod
-    def views(self, images: np.ndarray, uses: np.ndarray, view_ids: np.ndarray | None) -> ViewTable:
-        """The view records of these samples (``uses``: which use of its image each is)."""
+    def views(self, samples: Samples) -> ViewTable:
+        """The view records of these samples."""
 
     @abstractmethod
     def encoded(self, image: int) -> np.ndarray:
         """The bytes the renderer decodes for image ``image``."""
 
     @abstractmethod
-    def fetch(self, names: tuple[str, ...], view_ids: np.ndarray | None) -> object:
+    def fetch(self, names: tuple[str, ...], samples: Samples) -> object:
         """Before the step, in the loader's thread: what ``targets`` will need."""
 
     @abstractmethod
@@ -116,6 +142,11 @@ class TargetSource(ABC):
         self, fetched: object, pixels: torch.Tensor, device: torch.device
     ) -> dict[str, torch.Tensor]:
         """In the step: each target by name, float32 on ``device``."""
+
+    @abstractmethod
+    def probe_sets(self, rows: Rows, count: int, seed: int) -> tuple[list[ProbeSet], list[str]]:
+        """The gauge's fixed sets of at most ``count`` samples each, and a line for each set
+        it cannot offer (a cache without held-out views)."""
 
     @abstractmethod
     def render_failed(self, step: int, reason: str) -> ProteusError:
@@ -132,3 +163,16 @@ class TargetSource(ABC):
 
     def close(self) -> None:  # noqa: B027
         """Release what it holds (a remote cache's background fetches); nothing by default."""
+
+
+def pick(ids: np.ndarray, count: int, seed: int, local: bool = False) -> np.ndarray:
+    """A seeded sample of at most ``count`` of ``ids``, sorted. ``local``: consecutive ids
+    from a seeded start instead (a remote cache then fetches a shard or two, not ``count``)."""
+    ids = np.sort(np.asarray(ids, dtype=np.int64))
+    if len(ids) <= count:
+        return ids
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x6A06E]))
+    if local:
+        start = int(rng.integers(0, len(ids) - count + 1))
+        return ids[start : start + count]
+    return np.sort(rng.choice(ids, count, replace=False))

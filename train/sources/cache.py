@@ -10,7 +10,14 @@ from proteus.common.cache.reader import Cache
 from proteus.common.cache.stats import TargetStats
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.views.records import HOLDOUT_VIEW, AugPolicy, ViewTable
-from proteus.train.sources.base import Rows, TargetSource, TeacherInfo
+from proteus.train.sources.base import (
+    ProbeSet,
+    Rows,
+    Samples,
+    TargetSource,
+    TeacherInfo,
+    pick,
+)
 
 
 class CacheSource(TargetSource):
@@ -62,8 +69,8 @@ class CacheSource(TargetSource):
     def statistics(self, names: tuple[str, ...]) -> TargetStats:
         return TargetStats.from_manifest(self.cache.manifest.stats, names, f"--cache {self.name}")
 
-    def views(self, images: np.ndarray, uses: np.ndarray, view_ids: np.ndarray | None) -> ViewTable:
-        return self.cache.views[_planned(view_ids)]
+    def views(self, samples: Samples) -> ViewTable:
+        return self.cache.views[_planned(samples.view_ids)]
 
     def encoded(self, image: int) -> np.ndarray:
         try:
@@ -74,11 +81,42 @@ class CacheSource(TargetSource):
                 f"from ({exc.strerror}); pass --data with the folder the images live in now"
             ) from exc
 
-    def fetch(self, names: tuple[str, ...], view_ids: np.ndarray | None) -> dict:
+    def fetch(self, names: tuple[str, ...], samples: Samples) -> dict:
         """The stored (undecoded) arrays of each target: bytes travel, decoding happens on
         the training device."""
-        ids = _planned(view_ids)
+        ids = _planned(samples.view_ids)
         return {name: self.cache.read_stored(name, ids) for name in names}
+
+    def probe_sets(self, rows: Rows, count: int, seed: int) -> tuple[list[ProbeSet], list[str]]:
+        """Views it trains on, its held-out views of training images, and the training views
+        of its held-out images: what extraction recorded (--holdout-views, --holdout-images)."""
+        m, table = self.cache.manifest, self.cache.views
+        usable = self.cache.usable_views()
+        held_images = np.isin(table.image[usable], m.holdout_images)
+        held_views = table.view[usable] >= HOLDOUT_VIEW
+        candidates = {
+            "trained_views": rows.view_ids.reshape(-1),
+            "heldout_views": usable[held_views & ~held_images],
+            "heldout_images": usable[~held_views & held_images],
+        }
+        sets, missing = [], []
+        for name, ids in candidates.items():
+            if not len(ids):
+                missing.append(name)
+                continue
+            chosen = pick(ids, count, seed, local=self.remote)
+            sets.append(
+                ProbeSet(
+                    name, Samples(table.image[chosen], table.view[chosen].astype(np.int64), chosen)
+                )
+            )
+        notes = []
+        if "heldout_views" in missing and "heldout_images" in missing:
+            notes.append(
+                f"{self.option}: no held-out views in this cache (extract --holdout-views N "
+                "records them); the gauge scores views the student trains on only"
+            )
+        return sets, notes
 
     def targets(
         self, fetched: object, pixels: torch.Tensor, device: torch.device

@@ -22,9 +22,9 @@ from proteus.common.data.table import STATUS_OK
 from proteus.common.models.teachers import Teacher, build_teacher
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.storage.shardcache import ShardCacheConfig
-from proteus.common.views.records import AugPolicy, ViewTable, view_records
+from proteus.common.views.records import HOLDOUT_VIEW, AugPolicy, ViewTable, view_records
 from proteus.common.views.renderer import REVISION as RENDER_REVISION
-from proteus.train.sources.base import Rows, TargetSource, TeacherInfo
+from proteus.train.sources.base import ProbeSet, Rows, Samples, TargetSource, TeacherInfo, pick
 
 ONLINE = "online"  # how records name a teacher in the loop: online:<teacher>
 
@@ -92,12 +92,15 @@ class OnlineTeacher(TargetSource):
             "training has none: extract a cache, or drop --standardize"
         )
 
-    def views(self, images: np.ndarray, uses: np.ndarray, view_ids: np.ndarray | None) -> ViewTable:
+    def views(self, samples: Samples) -> ViewTable:
         """The u-th use of an image is its view u: the record a cache of these images stores
         as view u, so online and cached runs see the same pixels for u < K."""
+        return self.records(samples.images, samples.uses)
+
+    def records(self, images: np.ndarray, views: np.ndarray) -> ViewTable:
         sizes = np.stack([self.images.height[images], self.images.width[images]], 1)
         info = self.info
-        return view_records(info.policy, info.seed, images, uses, sizes, info.image_size)
+        return view_records(info.policy, info.seed, images, views, sizes, info.image_size)
 
     def encoded(self, image: int) -> np.ndarray:
         path = self.data_root / str(self.images.path[image])
@@ -106,8 +109,17 @@ class OnlineTeacher(TargetSource):
         except OSError as exc:
             raise ProteusError(f"{path}: cannot read it ({exc.strerror})") from exc
 
-    def fetch(self, names: tuple[str, ...], view_ids: np.ndarray | None) -> tuple[str, ...]:
+    def fetch(self, names: tuple[str, ...], samples: Samples) -> tuple[str, ...]:
         return names  # nothing to read ahead: the teacher needs the step's pixels
+
+    def probe_sets(self, rows: Rows, count: int, seed: int) -> tuple[list[ProbeSet], list[str]]:
+        """The first view of training images (each trained on once, in the first epochs) and
+        views of them training never draws (indices from HOLDOUT_VIEW), scored by the
+        teacher: online training has no recorded views to overfit, which these two show."""
+        images = pick(rows.images, count, seed)
+        first = Samples(images, np.zeros(len(images), np.int64))
+        unseen = Samples(images, np.full(len(images), HOLDOUT_VIEW, np.int64))
+        return [ProbeSet("trained_views", first), ProbeSet("heldout_views", unseen)], []
 
     def targets(
         self, fetched: object, pixels: torch.Tensor, device: torch.device
