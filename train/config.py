@@ -213,6 +213,16 @@ class TrainConfig:
     min_lr: float | None = option(
         None, help="Floor of the cosine schedule. [recipe: proteus 1e-5, legacy 1e-6]"
     )
+    eval_every: int | None = option(
+        None,
+        help="Score the student every this many steps on a fixed sample of views it trains "
+        "on and of views it never saw (a cache's --holdout-views and --holdout-images; "
+        "online, views training never draws): the loss parts and the token and patch cosines "
+        "of each go to log.jsonl and TensorBoard as gauge/<set>/<metric>, `proteus compare` "
+        "and `proteus viz`. 0 turns it off. [default: a few times an epoch, at most ~3% of "
+        "the run's compute]",
+        min=0,
+    )
     checkpoint_every: int = option(
         500,
         help="Steps between checkpoints; one is always written at the end and on SIGTERM.",

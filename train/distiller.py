@@ -69,13 +69,12 @@ class Distiller(nn.Module):
         """Two student passes: clean (token, feature, hint losses), masked (patch loss) over
         the first ``len(masks)`` samples only; the others would be masked by nothing.
         ``targets``: per teacher, name -> float tensor with token grids on the student's."""
-        out = StudentOutput(None)
-        if self.clean_pass:
-            out.clean = self.student(images, layers=self.hint_blocks)
-        n = masks.shape[0]
-        if self.masked_pass and n:
-            out.masked_patch = self.student(images[:n], mask=masks)["patch"]
-            out.mask = masks
+        return self.losses_of(self.passes(images, masks), targets)
+
+    def losses_of(
+        self, out: StudentOutput, targets: Sequence[dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        """The loss parts of these passes (``loss`` the weighted sum over teachers)."""
         parts: dict[str, torch.Tensor] = {}
         per_teacher: list[torch.Tensor] = []
         head_sets = cast("list[ProteusHeads]", list(self.heads))
@@ -90,6 +89,17 @@ class Distiller(nn.Module):
             scale = stacked.detach()
             stacked = stacked * (scale.mean() / scale.clamp_min(1e-12))
         return {"loss": stacked.sum()} | {name: parts[name] for name in self.part_names()}
+
+    def passes(self, images: torch.Tensor, masks: torch.Tensor) -> StudentOutput:
+        """The student's clean pass, and its masked pass over the first ``len(masks)``."""
+        out = StudentOutput(None)
+        if self.clean_pass:
+            out.clean = self.student(images, layers=self.hint_blocks)
+        n = masks.shape[0]
+        if self.masked_pass and n:
+            out.masked_patch = self.student(images[:n], mask=masks)["patch"]
+            out.mask = masks
+        return out
 
     def no_weight_decay(self) -> set[str]:
         return {f"student.{name}" for name in self.student.no_weight_decay()}

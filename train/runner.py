@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ from proteus.common.views.renderer import RenderConfig, Renderer
 from proteus.train.config import TrainConfig
 from proteus.train.distiller import Distiller, param_groups
 from proteus.train.ema import EMA
+from proteus.train.gauge import Gauge, default_every
 from proteus.train.loader import Batches, TrainBatch
 from proteus.train.objective import Objective, resolve_lambdas
 from proteus.train.sampler import ViewSampler
@@ -260,8 +262,6 @@ class _Trainer:
                 f"--out {run.path}: already holds a run ({run.CHECKPOINT}); pass --resume to "
                 "continue it, or choose a new --out"
             )
-        if self.info.is_main:
-            run.write_config(self._run_record().to_json())
 
     def _run_record(self) -> RunRecord:
         return RunRecord(
@@ -284,6 +284,7 @@ class _Trainer:
             proteus_version=__version__,
             repeated_aug=self.sampler.repeats,
             adjustments=list(self.adjustments),
+            gauge=self._gauge_record(),
         )
 
     def _teachers(self) -> list[TeacherRecord]:
@@ -352,26 +353,26 @@ class _Trainer:
     # ------------------------------------------------------------------- the loop
     def run(self) -> TrainResult:
         self._prepare_run_folder()
-        if self.info.is_main:
-            for line in self.adjustments:
-                notice(line)
-        renderer = Renderer(
-            RenderConfig.from_manifest(
-                self.sources[0].info,
-                self.device,
-                device_id=self.info.local_rank,
-                threads=self.cfg.render_threads,
-                max_batch=self.cfg.batch_size,
-            )
+        render = RenderConfig.from_manifest(
+            self.sources[0].info,
+            self.device,
+            device_id=self.info.local_rank,
+            threads=self.cfg.render_threads,
+            max_batch=self.cfg.batch_size,
         )
         names = [o.needed_targets() for o in self.objectives]
         self.loader = Batches(
-            self.sources, self.rows, self.sampler, renderer, names, self.info.rank
+            self.sources, self.rows, self.sampler, Renderer(render), names, self.info.rank
         )
         grids = [s.info.grid for s in self.sources]
         self.targets = StudentTargets(
             self.loader, grids, self.student_grid, self.device, stats=self.target_stats
         )
+        self.gauge = self._gauge(render, names)
+        if self.info.is_main:
+            for line in self.adjustments + (self.gauge.notes if self.gauge else []):
+                notice(line)
+            RunFolder(self.cfg.out).write_config(self._run_record().to_json())
         log = (
             RunLog(Path(self.cfg.out), self.start_step, self.cfg.tensorboard)
             if self.info.is_main
@@ -393,6 +394,9 @@ class _Trainer:
                     parts = self._step(batch)
                     now = time.perf_counter()
                     last = self._record(batch.step, parts, now - tick)
+                    if self.gauge is not None and self._gauge_due(batch.step):
+                        last |= self.gauge.score(self.model, self.cfg.batch_size)
+                        now = time.perf_counter()  # the next step's time is its own
                     tick = now
                     if log:
                         log.write(last)
@@ -414,6 +418,36 @@ class _Trainer:
             if log:
                 log.close()
         return TrainResult(Path(self.cfg.out), step, last)
+
+    def _gauge(self, render: RenderConfig, names: list[tuple[str, ...]]) -> Gauge | None:
+        """The held-out gauge, on the main process (--eval-every 0: none)."""
+        if self.cfg.eval_every == 0 or not self.info.is_main:
+            return None
+        gauge = Gauge(
+            self.sources,
+            self.rows,
+            render,
+            self.targets,
+            names,
+            self.sampler.num_patches,
+            self.cfg.mask_ratio,
+            self.cfg.seed,
+            self.device,
+        )
+        global_batch = self.cfg.batch_size * self.info.world
+        self.eval_every = self.cfg.eval_every or default_every(
+            self.sampler.steps_per_epoch, gauge.views, global_batch
+        )
+        return gauge
+
+    def _gauge_due(self, step: int) -> bool:
+        return (step + 1) % self.eval_every == 0 or step + 1 == self.total_steps
+
+    def _gauge_record(self) -> dict[str, Any]:
+        if self.gauge is None:
+            return {}
+        sets = {p.name: len(p.pixels) for p in self.gauge.probes}
+        return {"every": self.eval_every, "sets": sets}
 
     def _step(self, batch: TrainBatch) -> dict[str, float]:
         cfg, step = self.cfg, batch.step

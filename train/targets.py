@@ -47,7 +47,10 @@ class StudentTargets:
         self.device = device
 
     def __call__(self, batch) -> list[dict[str, torch.Tensor]]:
-        decoded = self.source.targets(batch, self.device)
+        return self.prepare(self.source.targets(batch, self.device))
+
+    def prepare(self, decoded: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+        """Per teacher: standardised (when asked) and on the student's grid."""
         return [
             {
                 name: self._on_student_grid(name, stats.standardize(name, t) if stats else t, grid)

@@ -29,7 +29,9 @@ class RunLog:
         if self._tb is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, int | float):
-                    self._tb.add_scalar(f"train/{key}", value, record["step"])
+                    # The gauge's keys carry their own group (gauge/<set>/<metric>).
+                    tag = key if key.startswith("gauge/") else f"train/{key}"
+                    self._tb.add_scalar(tag, value, record["step"])
 
     def close(self) -> None:
         self._file.close()

@@ -122,6 +122,7 @@ class RunRecord:
     views_sha256: str | None = None  # the shared views of several aligned caches
     proteus_version: str = ""
     repeated_aug: int | None = None  # copies of each image per epoch the sampler took
+    gauge: dict[str, Any] = field(default_factory=dict)  # {"every": N, "sets": {name: count}}
     adjustments: list[str] = field(default_factory=list)  # what the run changed, and why
 
     def to_json(self) -> dict[str, Any]:
@@ -152,5 +153,6 @@ class RunRecord:
             "teachers": teachers,
             "views_sha256": self.views_sha256,
             "repeated_aug": self.repeated_aug,
+            "gauge": self.gauge,
             "adjustments": self.adjustments,
         }
