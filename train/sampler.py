@@ -28,6 +28,7 @@ W-process run computes the same global loss as one process with batch G.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +96,8 @@ class ViewSampler:
         self.steps_per_epoch = self.per_epoch * repeats // self.global_batch
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
         self._offsets = rng.integers(0, max(k, 1), size=images)
-        self._orders: dict[int, np.ndarray] = {}  # the last two epochs' (the plan looks ahead)
+        self._orders: dict[int, np.ndarray] = {}  # the last epochs' (the plan looks ahead)
+        self._orders_lock = threading.Lock()
 
     def epoch_of(self, step: int) -> int:
         return step // self.steps_per_epoch
@@ -113,13 +115,18 @@ class ViewSampler:
 
     def _order(self, key: int) -> np.ndarray:
         """The seeded image order of an epoch (a cycle with repeats), kept for the next
-        steps: an ImageNet-sized permutation costs tens of milliseconds."""
-        if key not in self._orders:
+        steps: an ImageNet-sized permutation costs tens of milliseconds. The loader's
+        thread and a remote cache's look-ahead ask for different epochs at once, so the
+        order is returned from a local and the oldest kept one is evicted under a lock."""
+        order = self._orders.get(key)
+        if order is None:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, key]))
-            self._orders[key] = rng.permutation(len(self.image_views))
-            while len(self._orders) > 2:
-                del self._orders[min(self._orders)]
-        return self._orders[key]
+            order = rng.permutation(len(self.image_views))
+            with self._orders_lock:
+                self._orders[key] = order
+                while len(self._orders) > 3:
+                    del self._orders[next(iter(self._orders))]
+        return order
 
     def view_ids(self, rows: np.ndarray, uses: np.ndarray) -> np.ndarray:
         k = self.image_views.shape[1]

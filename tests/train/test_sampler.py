@@ -121,3 +121,13 @@ def test_copies_of_an_image_in_a_step_are_never_the_same_view(k):
     if k < 3:
         with pytest.raises(ProteusError, match=f"more than the {k} recorded views per image"):
             _duplicates(k, 3)
+
+
+def test_a_look_ahead_into_later_epochs_leaves_the_current_one_readable():
+    # A remote cache fetches a few steps ahead on its own thread: epochs 1 and 2 asked for
+    # before epoch 0 once evicted epoch 0 on insertion (KeyError in CI).
+    s = _sampler(batch=5, world=1)
+    expected = [s.global_views(step) for step in range(6)]
+    fresh = _sampler(batch=5, world=1)
+    for step in (5, 3, 0, 4, 1, 2):
+        np.testing.assert_array_equal(fresh.global_views(step), expected[step])
