@@ -105,9 +105,27 @@ def summarize_run(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         row["images_per_s"] = float(np.median(speeds))
         batch = resolved.get("global_batch", 1)
         row["train_s"] = float(sum(batch / max(r["images_per_s"], 1e-9) for r in log))
+    row |= _gauge(log)
     for path in sorted(RunFolder(run).eval_dir.glob("*.json")):
         row |= _evaluation(path)
     return row, cfg
+
+
+def _gauge(log: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per gauged set (train/gauge.py): the final loss, the best loss and the step of the best,
+    and the final token and patch cosines."""
+    row: dict[str, Any] = {}
+    sets = dict.fromkeys(k.split("/")[1] for r in log for k in r if k.startswith("gauge/"))
+    for name in sets:
+        key = f"gauge/{name}/loss"
+        points = [(r[key], r["step"]) for r in log if key in r]
+        best, at = min(points)
+        row |= {f"{name}_loss": points[-1][0], f"{name}_best": best, f"{name}_best_step": at}
+        for cosine in ("token_cosine", "patch_cosine"):
+            last = [r[f"gauge/{name}/{cosine}"] for r in log if f"gauge/{name}/{cosine}" in r]
+            if last:
+                row[f"{name}_{cosine}"] = last[-1]
+    return row
 
 
 def _evaluation(path: Path) -> dict[str, Any]:
@@ -124,7 +142,8 @@ def _evaluation(path: Path) -> dict[str, Any]:
 
 
 def _column_rank(column: str) -> tuple[int, str]:
-    for rank, prefix in enumerate(("loss", "knn", "linear", "agreement", "images_per_s")):
+    order = ("loss", "trained_views", "heldout_views", "heldout_images", "knn", "linear")
+    for rank, prefix in enumerate((*order, "agreement", "images_per_s")):
         if column.startswith(prefix):
             return (rank, "" if column == "loss" else column)
     return (9, column)

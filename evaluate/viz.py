@@ -114,6 +114,40 @@ def plot_losses(run: Path, out: Path) -> Path:
     return _save(fig, out)
 
 
+GAUGE = "gauge/"
+
+
+def plot_gauge(run: Path, out: Path) -> Path | None:
+    """The gauge's loss on each set against the step: trained views against held-out ones
+    (train/gauge.py); the training loss of each step beside them. None: nothing gauged."""
+    records = read_log(run)
+    scored = [r for r in records if any(k.startswith(GAUGE) for k in r)]
+    if not scored:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(
+        [r["step"] for r in records],
+        [r["loss"] for r in records],
+        color="0.8",
+        linewidth=0.8,
+        label="training batches",
+    )
+    sets = dict.fromkeys(k.split("/")[1] for r in scored for k in r if k.startswith(GAUGE))
+    for name in sets:
+        key = f"{GAUGE}{name}/loss"
+        points = [(r["step"], r[key]) for r in scored if key in r]
+        ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name.replace("_", " "))
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{run}: trained vs held-out views")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
 def _save(fig, out: Path) -> Path:
     plt = _pyplot()
     try:
