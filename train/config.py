@@ -80,7 +80,8 @@ class TrainConfig:
     teacher: str | None = option(
         None,
         help="Train online instead of from a cache: this teacher (registry name or "
-        "timm:<model>) runs on a fresh view of every sample; needs --data.",
+        "timm:<model>) runs on a fresh view of every sample; needs --data. With --cache and "
+        "--online-fraction: the cache's teacher, scoring that share of fresh views.",
     )
     weights: Path | None = option(
         None, help="With --teacher: a local weights file instead of the model hub.", kind="file"
@@ -89,6 +90,16 @@ class TrainConfig:
         None,
         help="With --teacher: input size, a multiple of its patch. [default: the teacher's]",
         min=1,
+    )
+    online_fraction: float | None = option(
+        None,
+        help="With --cache and --teacher (the cache's, with its --weights): this share of "
+        "every batch is scored by the teacher on views the cache never recorded (the next "
+        "view records of those images); the rest is read from the cache. 0 is cached "
+        "training (the teacher is not loaded), 1 scores every sample. [default: off]",
+        min=0,
+        max=1,
+        metavar="P",
     )
     aug_preset: str = option(
         DEFAULT_PRESET,
@@ -290,38 +301,70 @@ class TrainConfig:
 
     @property
     def online(self) -> bool:
-        return self.teacher is not None
+        """A teacher in the loop and no cache."""
+        return self.teacher is not None and not self.cache
+
+    @property
+    def hybrid(self) -> bool:
+        """A cache with a share of fresh views scored by its teacher (--online-fraction)."""
+        return bool(self.cache) and self.teacher is not None and bool(self.online_fraction)
 
     def check_source(self) -> None:
-        """Exactly one source of targets: caches, or a teacher in the loop with its images."""
-        if self.teacher is not None and self.cache:
+        """Exactly one source of targets: caches, a teacher in the loop with its images, or
+        a cache with its teacher scoring a share of fresh views (--online-fraction)."""
+        if self.online_fraction is not None:
+            self._check_hybrid()
+        elif self.teacher is not None and self.cache:
             raise ProteusError(
                 "--teacher trains online (the teacher runs every step) and --cache from stored "
-                "targets: pass one of them"
+                "targets: pass one of them, or both with --online-fraction P for a share of "
+                "fresh views"
             )
         if self.teacher is None and not self.cache:
             raise ProteusError(
                 "no targets: pass --cache CACHE (from `proteus extract`), or --teacher NAME "
                 "--data DIR to train with the teacher in the loop"
             )
-        if self.teacher is not None and self.data is None:
+        if self.online and self.data is None:
             raise ProteusError(
                 f"--teacher {self.teacher}: online training needs --data DIR, the images to render"
             )
-        if self.teacher is not None and self.views is not None:
+        if self.online and self.views is not None:
             raise ProteusError(
                 "--views picks recorded views of a cache; online training draws "
                 "a new view every time: drop --views"
             )
-        if self.teacher is None and (self.policy is not None or self.aug_preset != DEFAULT_PRESET):
+        if not self.online and (self.policy is not None or self.aug_preset != DEFAULT_PRESET):
             raise ProteusError(
                 "--aug, --no-aug and --aug-preset shape the fresh views of --teacher; a cache "
                 "replays the views it recorded (`proteus cache info` shows its policy)"
             )
-        if self.teacher is None and (self.weights is not None or self.image_size is not None):
+        if self.cache and self.image_size is not None:
             raise ProteusError(
-                "--weights and --image-size go with --teacher (online "
-                "training); a cache keeps its own"
+                "--image-size goes with --teacher (online training); a cache keeps its own"
+            )
+        if self.teacher is None and self.weights is not None:
+            raise ProteusError(
+                "--weights goes with --teacher (online training, or --online-fraction); a "
+                "cache keeps its own"
+            )
+
+    def _check_hybrid(self) -> None:
+        p = self.online_fraction
+        if self.teacher is None:
+            raise ProteusError(
+                f"--online-fraction {p}: fresh views need the teacher that scores them; add "
+                "--teacher NAME (the cache's, and --weights if it was extracted with them)"
+            )
+        if not self.cache:
+            raise ProteusError(
+                f"--online-fraction {p} mixes a cache's views with fresh ones: pass --cache "
+                "(online training without a cache scores every sample already)"
+            )
+        if len(self.caches) > 1:
+            raise ProteusError(
+                f"--online-fraction {p}: fresh views are scored by one teacher, so it takes one "
+                f"--cache (given {len(self.caches)})"
             )
 
     @property

@@ -119,6 +119,7 @@ class _Trainer:
             cfg.mask_ratio,
             student.grid[0] * student.grid[1],
             repeats=self._repeats(),
+            fresh_fraction=cfg.online_fraction or 0.0,
         )
         self._check_masking()
         self.total_steps = cfg.max_steps or cfg.epochs * self.sampler.steps_per_epoch

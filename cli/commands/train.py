@@ -18,7 +18,9 @@ def train(**kwargs) -> None:
     From --cache the teacher is never loaded: each step renders the recorded views again and
     reads their cached targets. With --teacher NAME --data DIR the teacher runs on a fresh
     view of every sample, as the reference trains (the control for what a cache costs).
-    Under `torchrun --nproc_per_node N` it runs DDP (gloo on CPU, nccl on GPU).
+    With --cache, --teacher (the cache's) and --online-fraction P, a share P of every batch
+    is fresh views scored by the teacher and the rest is read from the cache: a long
+    schedule then replays the recorded views less often. Under `torchrun --nproc_per_node N` it runs DDP (gloo on CPU, nccl on GPU).
     """
     from proteus.train.runner import run_train
 

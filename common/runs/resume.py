@@ -27,6 +27,7 @@ def _key(checkpoint: Checkpoint) -> dict[str, Any]:
         "loss": config.get("loss", "mse"),
         "standardize": any(checkpoint.target_stats or ()),
         "balance_teachers": config.get("balance_teachers", False),
+        "online_fraction": config.get("online_fraction") or 0.0,
     }
 
 

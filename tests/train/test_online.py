@@ -85,7 +85,7 @@ def test_online_views_are_the_cache_views_with_more_indices(world):
     m = cache.manifest
     renderer = Renderer(RenderConfig.for_policy(m.policy, m.image_size, m.mean, m.std))
     pixels = renderer.render([cache.encoded(i) for i in cached.image], fresh)
-    targets = online.forward(pixels)
+    targets = online.loop.forward(pixels)
     stored = torch.from_numpy(cache.read("patch", ids).astype(np.float32))
     torch.testing.assert_close(targets["patch"], stored, rtol=1e-3, atol=2e-3)
 

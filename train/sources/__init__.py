@@ -1,5 +1,6 @@
-"""Where training's targets come from: sealed caches (``cache.py``) or the teacher in the
-loop (``online.py``), behind one interface (``base.py``). :func:`open_sources` is the one
+"""Where training's targets come from: sealed caches (``cache.py``), the teacher in the
+loop (``online.py``), or a cache whose teacher scores a share of fresh views
+(``hybrid.py``), behind one interface (``base.py``). :func:`open_sources` is the one
 place that knows which kind a run has."""
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from proteus.common.storage.shardcache import ShardCacheConfig
 from proteus.train.config import TrainConfig
 from proteus.train.sources.base import ProbeSet, Rows, Samples, TargetSource, TeacherInfo
 from proteus.train.sources.cache import CacheSource
+from proteus.train.sources.hybrid import HybridSource
+from proteus.train.sources.loop import LoopTeacher
 from proteus.train.sources.online import OnlineTeacher
 
 __all__ = [
     "CacheSource",
+    "HybridSource",
     "OnlineTeacher",
     "ProbeSet",
     "Rows",
@@ -28,10 +32,12 @@ __all__ = [
 
 
 def open_sources(cfg: TrainConfig, device, progress: bool) -> tuple[list[TargetSource], str | None]:
-    """The run's sources, and the views digest several aligned caches share (None for one)."""
+    """The run's sources, and the views digest several aligned caches share (None for one):
+    a teacher in the loop, caches, or one cache with its teacher (--online-fraction)."""
     # Where remote shards (a remote cache's targets, tar shards of remote --data) go.
     shard_cache = ShardCacheConfig.from_env(cfg.shard_cache, cfg.shard_cache_gb)
-    if cfg.teacher is not None and cfg.data is not None:  # online (check_source: both given)
+    if cfg.online:  # check_source: with --data
+        assert cfg.teacher is not None and cfg.data is not None
         teacher = OnlineTeacher(
             cfg.teacher,
             cfg.data,
@@ -51,7 +57,21 @@ def open_sources(cfg: TrainConfig, device, progress: bool) -> tuple[list[TargetS
         for i, path in enumerate(cfg.caches)
     ]
     digest = check_aligned(caches) if len(caches) > 1 else None
-    return [CacheSource(cache) for cache in caches], digest
+    sources: list[TargetSource] = [CacheSource(cache) for cache in caches]
+    if cfg.hybrid:  # check_source: one cache
+        assert cfg.teacher is not None
+        m = caches[0].manifest
+        loop = LoopTeacher(
+            cfg.teacher,
+            weights=cfg.weights,
+            image_size=m.image_size,
+            layers=tuple(
+                int(n.removeprefix("layer_")) for n in m.targets if n.startswith("layer_")
+            ),
+            device=device,
+        )
+        sources = [HybridSource(CacheSource(caches[0]), loop)]
+    return sources, digest
 
 
 def resolve_hints(

@@ -19,12 +19,12 @@ from proteus.common.data.dataset import ImageList, scan_images
 from proteus.common.data.images import read_encoded
 from proteus.common.data.probe import probe_images
 from proteus.common.data.table import STATUS_OK
-from proteus.common.models.teachers import Teacher, build_teacher
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.storage.shardcache import ShardCacheConfig
 from proteus.common.views.records import HOLDOUT_VIEW, AugPolicy, ViewTable, view_records
 from proteus.common.views.renderer import REVISION as RENDER_REVISION
 from proteus.train.sources.base import ProbeSet, Rows, Samples, TargetSource, TeacherInfo, pick
+from proteus.train.sources.loop import LoopTeacher
 
 ONLINE = "online"  # how records name a teacher in the loop: online:<teacher>
 
@@ -57,26 +57,22 @@ class OnlineTeacher(TargetSource):
         self.usable = np.flatnonzero(self.images.status == STATUS_OK)
         if not len(self.usable):
             raise ProteusError(f"--data {data}: none of its {len(self.images)} images is readable")
-        self.teacher: Teacher = build_teacher(
-            teacher, image_size=image_size, layers=layers, weights=weights
+        self.loop = LoopTeacher(
+            teacher, weights=weights, image_size=image_size, layers=layers, device=device
         )
-        sha = self.teacher.weights_sha256()
-        self.teacher.to(device)
-        self.precision = "bfloat16" if device.type == "cuda" else "float32"
         self.name = f"{ONLINE}:{teacher}"
         self.data_root = self.images_list.root
-        t, size = self.teacher, self.teacher.image_size
-        probe = self.forward(torch.zeros(1, 3, size, size, device=_device_of(t)))
+        spec = self.loop.teacher.spec
         self.info = TeacherInfo(
             name=teacher,
-            family=t.spec.family,
-            dim=t.spec.embed_dim,
-            grid=(int(t.grid[0]), int(t.grid[1])),
-            image_size=size,
-            mean=t.spec.mean,
-            std=t.spec.std,
-            weights_sha256=sha,
-            targets={k: tuple(v.shape[1:]) for k, v in probe.items()},
+            family=spec.family,
+            dim=spec.embed_dim,
+            grid=(int(self.loop.teacher.grid[0]), int(self.loop.teacher.grid[1])),
+            image_size=self.loop.image_size,
+            mean=spec.mean,
+            std=spec.std,
+            weights_sha256=self.loop.weights_sha256,
+            targets=self.loop.shapes(),
             policy=policy,
             seed=seed,
             render_revision=RENDER_REVISION,  # no cache to match: today's kernels
@@ -125,7 +121,7 @@ class OnlineTeacher(TargetSource):
         self, fetched: object, pixels: torch.Tensor, device: torch.device
     ) -> dict[str, torch.Tensor]:
         assert isinstance(fetched, tuple)
-        out = self.forward(pixels.to(device, non_blocking=True))
+        out = self.loop.forward(pixels.to(device, non_blocking=True))
         return {name: out[name] for name in fetched}
 
     def render_failed(self, step: int, reason: str) -> ProteusError:
@@ -133,18 +129,3 @@ class OnlineTeacher(TargetSource):
             f"step {step}: rendering failed ({reason}); an image under {self.data_root} "
             "cannot be decoded — remove it or convert it"
         )
-
-    @torch.no_grad()
-    def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The targets by name (cls, patch, layer_<i>) as float32, on the teacher's device."""
-        with torch.autocast(
-            pixels.device.type, torch.bfloat16, enabled=self.precision == "bfloat16"
-        ):
-            out = self.teacher(pixels)
-        targets = {"cls": out["cls"], "patch": out["patch"]}
-        targets |= {f"layer_{i}": layer for i, layer in out["layers"].items()}
-        return {k: v.float() for k, v in targets.items()}
-
-
-def _device_of(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
