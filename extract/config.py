@@ -53,7 +53,9 @@ class ExtractConfig:
         None,
         help="K augmented views recorded per image; training uses every one before repeating "
         "any. Size grows linearly: DINOv2-g at 224 px is ~0.79 MB per view in float16 "
-        "(--dtype int8 halves it). [default: one per planned --epochs, at most 8]",
+        "(--dtype int8 halves it). On a sealed cache at --out, a larger K with every other "
+        "option the same grows it: the views it has stay byte for byte, K' − K are added. "
+        "[default: one per planned --epochs, at most 8]",
         min=1,
     )
     holdout_views: int = option(

@@ -76,6 +76,11 @@ class ShardBuffer:
                 image, {"image": image, "path": str(images.path[image]), "reason": reason}
             )
 
+    def carry(self, stored: dict[str, np.ndarray]) -> None:
+        """The shard's first rows as they are stored already (a grown cache's old views)."""
+        for name, values in stored.items():
+            self.arrays[name][: len(values)] = values
+
     def failed_images(self) -> list[dict]:
         return [self.failed[i] for i in sorted(self.failed)]
 

@@ -51,10 +51,12 @@ class ShardFeed:
         self.shard_views = shard_views
         self._io = ThreadPoolExecutor(8, thread_name_prefix="proteus-read")
 
-    def batches(self, shards: list[int]) -> Iterator[Batch]:
+    def batches(self, shards: list[int], carried: int = 0) -> Iterator[Batch]:
+        """Each shard's views in batches; views below ``carried`` are left out (a grown
+        cache's old rows, whose stored bytes the shard carries)."""
         for shard in shards:
-            first = shard * self.shard_views
-            end = min(first + self.shard_views, len(self.views))
+            begin = shard * self.shard_views
+            first, end = max(begin, carried), min(begin + self.shard_views, len(self.views))
             for start in range(first, end, self.batch_size):
                 stop = min(start + self.batch_size, end)
                 pixels, failed = self.render(np.arange(start, stop))

@@ -20,6 +20,7 @@ from proteus.common.cache.layout import TARGET_CODEC, shard_bounds
 from proteus.common.cache.manifest import (
     CREATING,
     FORMAT_VERSION,
+    GROWING,
     SEALED,
     DatasetRecord,
     Manifest,
@@ -187,6 +188,10 @@ def _prepare(
     if source is not None:
         manifest.views_from = _check_same_data(cfg, images, source)
     if existing is not None:
+        grown = _growth(cfg, existing, manifest)
+        if grown is not None:
+            _grow(cfg, grown, sink)
+            return
         mismatch = describe_mismatch(existing.identity(), manifest.identity())
         if mismatch:
             raise ProteusError(
@@ -195,6 +200,70 @@ def _prepare(
             )
         return
     _create(cfg, manifest, images, teacher, source, sink)
+
+
+def _growth(cfg: ExtractConfig, existing: Manifest, asked: Manifest) -> Manifest | None:
+    """The grown manifest when the cache at --out is asked for more views and nothing else
+    (or is being grown already); None when it is not a growth (same options: resume it)."""
+    if existing.state == GROWING:
+        return existing if not describe_mismatch(existing.identity(), asked.identity()) else None
+    old, new = existing.identity(), asked.identity()
+    if {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)} != {
+        "views_per_image"
+    }:
+        return None
+    k, wanted = existing.views_per_image, asked.views_per_image
+    if wanted < k:
+        raise ProteusError(
+            f"--views {wanted}: the cache at --out {cfg.out} holds {k} views per image and a "
+            f"cache only grows; train --views {wanted} uses the first {wanted} of them"
+        )
+    if existing.state != SEALED:
+        raise ProteusError(
+            f"--views {wanted}: --out {cfg.out} holds an unfinished cache of {k} views per "
+            f"image; finish it first (the same command with --views {k}), then grow it"
+        )
+    grown = Manifest.from_dict(existing.to_dict(), where=cfg.out)
+    per_image = sum(count for _, count in existing.view_segments)
+    images = existing.counts["views"] // per_image
+    grown.grown_from = [
+        *existing.grown_from,
+        {
+            "views_per_image": k,
+            "views": existing.counts["views"],
+            "manifest_sha256": existing.digest(),
+        },
+    ]
+    grown.views_per_image = wanted
+    grown.segments = [*existing.view_segments, [k, wanted - k]]
+    grown.counts = {
+        "images": existing.counts["images"],
+        "views": existing.counts["views"] + images * (wanted - k),
+    }
+    return grown
+
+
+def _grow(cfg: ExtractConfig, grown: Manifest, sink: CacheSink) -> None:
+    """Lay out the new segment of views (the same pure function of seed, image and view as
+    every other) over the images the cache already has views of."""
+    writer, _ = sink.open_writer(grown)
+    images, views = writer.tables()
+    held = np.unique(views.image[: grown.grown_at])
+    start, count = grown.view_segments[-1]
+    added = layout_views(
+        AugPolicy.from_dict(grown.policy),
+        grown.seed,
+        held,
+        np.stack([images.height, images.width], 1)[held],
+        [[start, count]],
+        grown.image_size,
+    )
+    before = grown.grown_from[-1]["views_per_image"]
+    notice(
+        f"--out {cfg.out}: growing the cache from {before} to {grown.views_per_image} views "
+        f"per image ({len(added)} new views); the views it has keep their records and bytes"
+    )
+    sink.grow(grown, added)
 
 
 def _check_same_data(cfg: ExtractConfig, images: ImageList, source: Cache) -> dict:
@@ -374,7 +443,8 @@ def _fill_shards(
         manifest.shard_views,
     )
     encoder = ShardEncoder(writer.codecs(), device)
-    total = sum(np.subtract(*shard_bounds(manifest, s)[::-1]) for s in shards)
+    carried = manifest.grown_at  # a grown cache: rows below it keep their stored bytes
+    total = sum(max(0, b - max(a, carried)) for a, b in (shard_bounds(manifest, s) for s in shards))
     bar = progress_bar(
         total=int(total),
         unit="view",
@@ -386,9 +456,12 @@ def _fill_shards(
         with ThreadPoolExecutor(1, thread_name_prefix="proteus-write") as pool:
             pending: Future | None = None
             shard = ShardBuffer(manifest, -1)
-            for batch in prefetch(feed.batches(shards), depth=2):
+            for batch in prefetch(feed.batches(shards, carried), depth=2):
                 if batch.shard != shard.index:
                     shard = ShardBuffer(manifest, batch.shard)
+                    if shard.start < carried:  # old and new rows: the old ones as stored
+                        sink.carry(writer, shard.index)
+                        shard.carry(writer.stored_rows(shard.start, carried))
                 out = forward(teacher, batch.pixels.to(device), manifest.precision)
                 shard.add(batch, encoder.encode(out, batch.failed, shard.stats), images)
                 bar.update(batch.stop - batch.start)

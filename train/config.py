@@ -221,6 +221,12 @@ class TrainConfig:
     )
     seed: int = option(0, help="Seed of initialisation, view choice, and masks.")
     resume: bool = option(False, help="Continue from the run folder's latest checkpoint.")
+    allow_grown_cache: bool = option(
+        False,
+        help="With --resume: continue although the --cache grew since the run started "
+        "(extract --views K' on it); the remaining steps sample all K' views. Without it such "
+        "a resume is refused.",
+    )
     min_lr: float | None = option(
         None, help="Floor of the cosine schedule. [recipe: proteus 1e-5, legacy 1e-6]"
     )

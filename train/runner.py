@@ -337,7 +337,8 @@ class _Trainer:
         )
 
     def _restore(self, saved: Checkpoint) -> None:
-        check_resume(saved, self._checkpoint(0))
+        grown = [s.info.grown_from for s in self.sources]
+        check_resume(saved, self._checkpoint(0), grown, self.cfg.allow_grown_cache)
         self.model.student.load_state_dict(saved.student)
         self.model.heads.load_state_dict(saved.heads)
         if self.ema and saved.ema is not None:

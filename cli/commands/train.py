@@ -20,7 +20,9 @@ def train(**kwargs) -> None:
     view of every sample, as the reference trains (the control for what a cache costs).
     With --cache, --teacher (the cache's) and --online-fraction P, a share P of every batch
     is fresh views scored by the teacher and the rest is read from the cache: a long
-    schedule then replays the recorded views less often. Under `torchrun --nproc_per_node N` it runs DDP (gloo on CPU, nccl on GPU).
+    schedule then replays the recorded views less often.
+
+    Under `torchrun --nproc_per_node N` it runs DDP (gloo on CPU, nccl on GPU).
     """
     from proteus.train.runner import run_train
 

@@ -20,6 +20,9 @@ FORMAT_VERSION = 1
 MANIFEST_KEY = "proteus"
 
 CREATING, WRITING, SEALED = "creating", "writing", "sealed"
+# A sealed cache being given more views (extract --views K' > K): its tables and arrays are
+# being laid out anew; a re-run does that again, then the new shards are written ("writing").
+GROWING = "growing"
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,12 @@ class Manifest:
         """Which renderer kernels drew its views (renderer.REVISIONS); caches from before
         revisions were recorded are revision 1."""
         return self.renderer.revision or 1
+
+    @property
+    def grown_at(self) -> int:
+        """The first view id its last growth added (0: never grown): rows below it were
+        written before, and growing carries their stored bytes unchanged."""
+        return int(self.grown_from[-1]["views"]) if self.grown_from else 0
 
     @property
     def num_shards(self) -> int:

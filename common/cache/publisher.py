@@ -11,7 +11,11 @@ keeps the local crash rules on the store:
   makes it count; a kill anywhere before the marker leaves a shard that is simply written
   again. Resuming lists the markers on the store;
 - sealing: the updated image status table, then ``seal.json``, then the sealed root
-  ``zarr.json``; per-shard statistics are deleted only after that.
+  ``zarr.json``; per-shard statistics are deleted only after that;
+- growing (more views for a sealed cache): the root ``zarr.json`` in state "growing" first,
+  then the seal record goes, then the grown tables and array metadata, then the marker of
+  the shard holding old and new rows, then the root in state "writing". A re-run finds
+  "growing" and does it all again.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from proteus.common.cache.layout import (
     shard_key,
     shard_stats_path,
 )
-from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, Manifest
+from proteus.common.cache.manifest import CREATING, GROWING, MANIFEST_KEY, Manifest
 from proteus.common.cache.mirror import copy_objects, is_metadata
 from proteus.common.cache.sink import CacheSink
 from proteus.common.cache.writer import CacheWriter
@@ -181,8 +185,31 @@ class CachePublisher(CacheSink):
         CacheWriter.create(self.fresh_staging(), manifest, images, views, fitted)
         self.publish_layout()
 
+    def grow(self, grown: Manifest, added: ViewTable) -> None:
+        staging = self.pull_metadata()
+        CacheWriter.grow(staging, grown, added)
+        root_json = (staging / ROOT_KEY).read_bytes()
+        growing = json.loads(root_json)
+        growing["attributes"][MANIFEST_KEY]["state"] = GROWING
+        self.store.put(ROOT_KEY, json.dumps(growing).encode())
+        self._delete_present([self._key(seal_path(staging))])
+        for path in sorted(staging.rglob("*")):
+            key = self._key(path)
+            if path.is_file() and key != ROOT_KEY and not path.name.startswith("."):
+                self.store.put(key, path)
+        if grown.grown_at % grown.shard_views:
+            shard = grown.grown_at // grown.shard_views
+            self._delete_present([self._key(progress_path(staging, shard))])
+        self.store.put(ROOT_KEY, root_json)
+        self._laid_out_here = True
+
     def open_writer(self, manifest: Manifest) -> tuple[CacheWriter, set[int]]:
         return CacheWriter(self.pull_metadata(), manifest), self.done_shards()
+
+    def carry(self, writer: CacheWriter, shard: int) -> None:
+        m = writer.manifest
+        keys = [shard_key(name, shard, 1 + len(spec["shape"])) for name, spec in m.arrays.items()]
+        copy_objects(self.store, keys, self.staging)
 
     def shard_written(self, writer: CacheWriter, shard: int) -> None:
         self.publish_shard(writer.manifest, shard)
@@ -195,6 +222,11 @@ class CachePublisher(CacheSink):
 
     def finish(self) -> None:
         self.remove_staging()  # everything is on the store now
+
+    def _delete_present(self, keys: list[str]) -> None:
+        # A re-run of an interrupted growth finds some already gone.
+        present = {key for key in keys if self.store.get(key) is not None}
+        self.store.delete(sorted(present))
 
     def _key(self, path: Path) -> str:
         return path.relative_to(self.staging).as_posix()

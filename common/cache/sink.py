@@ -5,8 +5,9 @@ Both write with the same :class:`CacheWriter`; they differ only in where its fil
 so the extract stage drives one interface and never asks which it has:
 
 - ``laid_out()`` / ``check_writable()``: what is there already, and whether we may write;
-- ``create(...)``: lay a new cache out;
+- ``create(...)``: lay a new cache out; ``grow(...)``: give a sealed one more views;
 - ``open_writer(manifest)``: the writer of the laid-out cache and the shards already done;
+- ``carry(writer, shard)``: before a grown shard is written again, its old rows readable;
 - ``shard_written(writer, shard)``: after the writer finished a shard;
 - ``seal(writer)`` and ``finish()``: seal once every shard is done, then clean up.
 """
@@ -39,8 +40,16 @@ class CacheSink(ABC):
         """Lay out a new cache (tables, array metadata, fitted codec state)."""
 
     @abstractmethod
+    def grow(self, grown: Manifest, added: ViewTable) -> None:
+        """Lay out the new views of a sealed cache (:meth:`CacheWriter.grow`)."""
+
+    @abstractmethod
     def open_writer(self, manifest: Manifest) -> tuple[CacheWriter, set[int]]:
         """The writer of the laid-out cache, and the shards already done."""
+
+    def carry(self, writer: CacheWriter, shard: int) -> None:  # noqa: B027
+        """Make the stored rows of ``shard`` readable by ``writer.stored_rows`` (a grown
+        shard written again); a folder has them at hand."""
 
     def shard_written(self, writer: CacheWriter, shard: int) -> None:  # noqa: B027
         """After ``writer`` wrote shard ``shard`` whole; a folder has nothing more to do."""
@@ -69,6 +78,9 @@ class FolderSink(CacheSink):
         self, manifest: Manifest, images: ImageTable, views: ViewTable, fitted: dict | None
     ) -> None:
         CacheWriter.create(self.path, manifest, images, views, fitted)
+
+    def grow(self, grown: Manifest, added: ViewTable) -> None:
+        CacheWriter.grow(self.path, grown, added)
 
     def open_writer(self, manifest: Manifest) -> tuple[CacheWriter, set[int]]:
         writer = CacheWriter(self.path, manifest)

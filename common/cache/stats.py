@@ -64,16 +64,35 @@ class StatsSums:
         out = cls()
         for path in paths:
             with np.load(path) as data:
-                names = {key.rsplit(".", 1)[0] for key in data.files}
-                for name in names:
-                    count = int(data[f"{name}.count"])
-                    total = torch.from_numpy(data[f"{name}.sum"])
-                    squares = torch.from_numpy(data[f"{name}.sumsq"])
-                    if name in out.sums:
-                        c0, t0, s0 = out.sums[name]
-                        count, total, squares = c0 + count, t0 + total, s0 + squares
-                    out.sums[name] = (count, total, squares)
+                one = cls()
+                for name in {key.rsplit(".", 1)[0] for key in data.files}:
+                    one.sums[name] = (
+                        int(data[f"{name}.count"]),
+                        torch.from_numpy(data[f"{name}.sum"]),
+                        torch.from_numpy(data[f"{name}.sumsq"]),
+                    )
+                out.add(one)
         return out
+
+    @classmethod
+    def from_manifest(cls, stats: dict[str, dict]) -> StatsSums:
+        """Sums that give back a manifest's merged statistics (a grown cache adds its new
+        shards to them; float32 means and stds: equal to about 1e-7 relative)."""
+        out = cls()
+        for name, entry in stats.items():
+            count = int(entry["tokens"])
+            mean = torch.tensor(entry["mean"], dtype=torch.float64)
+            std = torch.tensor(entry["std"], dtype=torch.float64)
+            out.sums[name] = (count, mean * count, (std**2 + mean**2) * count)
+        return out
+
+    def add(self, other: StatsSums) -> StatsSums:
+        for name, (count, total, squares) in other.sums.items():
+            if name in self.sums:
+                c0, t0, s0 = self.sums[name]
+                count, total, squares = c0 + count, t0 + total, s0 + squares
+            self.sums[name] = (count, total, squares)
+        return self
 
     def to_manifest(self) -> dict[str, dict]:
         out = {}

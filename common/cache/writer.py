@@ -36,7 +36,14 @@ from proteus.common.cache.layout import (
     write_codec_state,
     write_table,
 )
-from proteus.common.cache.manifest import CREATING, MANIFEST_KEY, SEALED, WRITING, Manifest
+from proteus.common.cache.manifest import (
+    CREATING,
+    GROWING,
+    MANIFEST_KEY,
+    SEALED,
+    WRITING,
+    Manifest,
+)
 from proteus.common.cache.stats import StatsSums
 from proteus.common.data.table import STATUS_FAILED, STATUS_OK, ImageTable
 from proteus.common.runtime.errors import ProteusError
@@ -110,6 +117,45 @@ class CacheWriter:
         writer.save_manifest()
         return writer
 
+    @classmethod
+    def grow(cls, path: Path, grown: Manifest, added: ViewTable) -> CacheWriter:
+        """Give a sealed cache more views: ``grown`` is its manifest with the new segment
+        (state "growing"), ``added`` the new views' records. Every step can be done again:
+        a re-run after a kill finds the "growing" manifest and calls this once more.
+
+        Rows below ``grown.grown_at`` keep their records and stored bytes; the target arrays
+        get the new rows; the shard holding both old and new rows loses its marker, so it is
+        written again (its old rows carried, see :meth:`stored_rows`); the seal record goes.
+        """
+        path = Path(path)
+        _make_writable(path)
+        root = open_root(path, mode="r+")
+        grown.state = GROWING
+        root.attrs[MANIFEST_KEY] = grown.to_dict()  # first: a kill from here on resumes growing
+        old = grown.grown_at
+        views = ViewTable.concat([read_view_table(root)[:old], added])
+        write_table(child_group(root, "views"), views.columns())
+        failpoint("grow")  # the new views laid out, the arrays not yet resized
+        targets = child_group(root, "targets")
+        for name, spec in grown.arrays.items():
+            child_array(targets, name).resize((len(views), *spec["shape"]))
+        if old % grown.shard_views:
+            progress_path(path, old // grown.shard_views).unlink(missing_ok=True)
+        seal_path(path).unlink(missing_ok=True)
+        grown.state = WRITING
+        writer = cls(path, grown)
+        writer.save_manifest()
+        return writer
+
+    def stored_rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Every target's stored arrays for views [start, stop): a grown shard's old rows,
+        written again byte for byte."""
+        targets = child_group(self._root, "targets")
+        return {
+            name: np.asarray(child_array(targets, name)[start:stop])
+            for name in self.manifest.arrays
+        }
+
     def save_manifest(self) -> None:
         self._root.attrs[MANIFEST_KEY] = self.manifest.to_dict()
 
@@ -157,6 +203,15 @@ class CacheWriter:
                 f"{missing[0]}); re-run the same extract command"
             )
         failed = self._collect_failures()
+        if self.manifest.grown_from:
+            # The old rows of a shard written again are carried, not rendered: their images'
+            # failures are the ones the cache recorded before it grew.
+            earlier = [s for s in self.manifest.skipped if s.get("stage") == "render"]
+            known = {item["image"] for item in failed}
+            failed = sorted(
+                failed + [s for s in earlier if s["image"] not in known],
+                key=lambda item: item["image"],
+            )
         images = read_image_table(self._root)
         view_images = read_view_table(self._root).image
         status = images.status.copy()
@@ -194,11 +249,18 @@ class CacheWriter:
         return m
 
     def _merged_stats(self) -> dict[str, dict]:
-        paths = [shard_stats_path(self.path, s) for s in range(self.manifest.num_shards)]
+        m = self.manifest
+        # A grown cache: the statistics sealed before it grew, plus its new shards' (the old
+        # rows of a shard written again are carried, so its file counts only the new ones).
+        first = m.grown_at // m.shard_views
+        paths = [shard_stats_path(self.path, s) for s in range(first, m.num_shards)]
         missing = [p for p in paths if not p.is_file()]
-        if missing:  # shards written by a proteus before statistics existed
-            return {}
-        return StatsSums.merged(paths).to_manifest()
+        if missing or (m.grown_from and not m.stats):
+            return {}  # shards written by a proteus before statistics existed
+        sums = StatsSums.merged(paths)
+        if m.grown_from:
+            sums.add(StatsSums.from_manifest(m.stats))
+        return sums.to_manifest()
 
     def _collect_failures(self) -> list[dict]:
         seen: dict[int, dict] = {}
@@ -247,6 +309,13 @@ def _remove_partials(cache: Path) -> None:
     # Temporary files of writes a kill interrupted; never referenced by anything.
     for leftover in cache.rglob("*.partial"):
         leftover.unlink(missing_ok=True)
+
+
+def _make_writable(cache: Path) -> None:
+    # A sealed cache's files are read-only (_make_read_only); growing writes some again.
+    for path in cache.rglob("*"):
+        if path.is_file():
+            path.chmod(path.stat().st_mode | 0o200)
 
 
 def _make_read_only(cache: Path) -> None:

@@ -8,6 +8,7 @@ objective and targets. The trainer describes itself as the checkpoint it would w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from proteus.common.runs.checkpoint import FORMAT, Checkpoint
@@ -31,8 +32,15 @@ def _key(checkpoint: Checkpoint) -> dict[str, Any]:
     }
 
 
-def check_resume(saved: Checkpoint, current: Checkpoint) -> None:
-    """Raise unless ``saved`` can continue the run that would write ``current``."""
+def check_resume(
+    saved: Checkpoint,
+    current: Checkpoint,
+    grown_from: Sequence[Sequence[str]] = (),
+    allow_grown: bool = False,
+) -> None:
+    """Raise unless ``saved`` can continue the run that would write ``current``.
+    ``grown_from``: per teacher, the digests its cache had before it grew; a run that
+    trained on one of them resumes only when ``allow_grown`` (--allow-grown-cache)."""
     if saved.format != FORMAT:
         raise ProteusError(
             f"--resume: the checkpoint has format {saved.format}, this proteus "
@@ -48,3 +56,17 @@ def check_resume(saved: Checkpoint, current: Checkpoint) -> None:
     trained_on = [t.weights_sha256 for t in saved.teachers]
     if trained_on != [t.weights_sha256 for t in current.teachers]:
         raise ProteusError("--resume: the checkpoint was trained on another teacher's cache")
+    for was, now, earlier in zip(saved.teachers, current.teachers, grown_from, strict=False):
+        digest = was.source.manifest_sha256
+        if (
+            digest
+            and digest != now.source.manifest_sha256
+            and digest in earlier
+            and not allow_grown
+        ):
+            raise ProteusError(
+                f"--resume: --cache {now.source.path} grew since this run started (it trained "
+                f"on manifest {digest[:12]}…, the cache now has more views); its remaining steps "
+                "would sample views it did not plan: pass --allow-grown-cache to continue on "
+                "all of them, or start a new run"
+            )

@@ -265,3 +265,27 @@ def test_tar_shards_on_the_server_extract_and_train_on_another_node(env, tmp_pat
     assert tars("node2") == ["train-000001.tar"]  # only the shard of the one image read
     assert tars("node3") == ["train-000000.tar", "train-000001.tar"]
     assert list((tmp_path / "node3").glob("*/targets/patch/c/*/*/*"))
+
+
+def test_a_cache_on_the_server_grows_as_a_local_one(world, env, tmp_path):
+    url = f"s3://{BUCKET}/caches/grows"
+    local = tmp_path / "local"
+    for views in ("2", "4"):
+        for out, extra in ((url, env), (str(local), None)):
+            args = [*_extract_args(world, out), "--views", views]
+            run = run_cli(*args, env_extra=extra)
+            assert run.returncode == 0, run.stderr
+    # Killed while laying out the new views, then the same command: as if never killed.
+    killed = f"s3://{BUCKET}/caches/grows-killed"
+    assert run_cli(*_extract_args(world, killed), "--views", "2", env_extra=env).returncode == 0
+    fault = env | {"PROTEUS_FAULT": "grow:1"}
+    assert run_cli(*_extract_args(world, killed), "--views", "4", env_extra=fault).returncode == -9
+    assert run_cli(*_extract_args(world, killed), "--views", "4", env_extra=env).returncode == 0
+    reference = Cache(local)
+    for grown in (Cache(url), Cache(killed)):
+        assert grown.manifest.counts == reference.manifest.counts
+        assert grown.manifest.grown_from[0]["views_per_image"] == 2
+        ours, theirs = _all_targets(grown), _all_targets(reference)
+        assert all(np.array_equal(ours[n], theirs[n]) for n in theirs)
+    check = run_cli("cache", "verify", url, env_extra=env)
+    assert check.returncode == 0, check.stdout + check.stderr

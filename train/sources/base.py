@@ -44,6 +44,8 @@ class TeacherInfo:
         int  # which renderer kernels draw its views (a cache: the ones it was made with)
     )
     digest: str | None = None  # a cache's manifest digest; None for a teacher in the loop
+    # A grown cache's digests before each growth, oldest first (extract --views K' on it).
+    grown_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

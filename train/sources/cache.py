@@ -41,6 +41,7 @@ class CacheSource(TargetSource):
             seed=m.seed,
             render_revision=m.render_revision,
             digest=m.digest(),
+            grown_from=tuple(g["manifest_sha256"] for g in m.grown_from),
         )
 
     def rows(self, views: int | None) -> Rows:
