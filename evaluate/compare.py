@@ -105,6 +105,9 @@ def summarize_run(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         row["images_per_s"] = float(np.median(speeds))
         batch = resolved.get("global_batch", 1)
         row["train_s"] = float(sum(batch / max(r["images_per_s"], 1e-9) for r in log))
+        gauged = sum(r.get("gauge_s", 0.0) for r in log)
+        if gauged:  # the gauge's time next to the steps' (train/gauge.py: goal ≤ 3%)
+            row["gauge_share"] = gauged / max(row["train_s"], 1e-9)
     row |= _gauge(log)
     for path in sorted(RunFolder(run).eval_dir.glob("*.json")):
         row |= _evaluation(path)

@@ -398,7 +398,9 @@ class _Trainer:
                     last = self._record(batch.step, parts, now - tick)
                     if self.gauge is not None and self._gauge_due(batch.step):
                         last |= self.gauge.score(self.model, self.cfg.batch_size)
-                        now = time.perf_counter()  # the next step's time is its own
+                        # Its own time, logged: the next step's time is the step's alone.
+                        scored = time.perf_counter()
+                        last["gauge_s"], now = scored - now, scored
                     tick = now
                     if log:
                         log.write(last)

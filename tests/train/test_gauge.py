@@ -41,11 +41,13 @@ def test_every_set_is_scored_on_schedule_and_recorded(world, tmp_path):
             for metric in ("loss", "loss_token", "token_cosine", "patch_cosine"):
                 assert f"gauge/{name}/{metric}" in record, (name, metric)
             assert record[f"gauge/{name}/loss"] > 0
+        assert record["gauge_s"] > 0  # its time, apart from the step's
     gauge = json.loads((tmp_path / "run" / "config.json").read_text())["gauge"]
     assert gauge["every"] == 2 and set(gauge["sets"]) == set(SETS)
     # 10 training images × 2 views; 10 × 1 held-out views; 2 held-out images × 2 views.
     assert gauge["sets"] == {"trained_views": 20, "heldout_views": 10, "heldout_images": 4}
     row, _ = summarize_run(tmp_path / "run")
+    assert row["gauge_share"] > 0
     last = gauged[5]
     for name in SETS:
         assert row[f"{name}_loss"] == last[f"gauge/{name}/loss"]

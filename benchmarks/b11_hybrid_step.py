@@ -1,0 +1,97 @@
+"""B11 the hybrid step (--online-fraction p) against the cached step and the online step, in
+one run of the benchmark: median images per second of the same student on the same images,
+targets from the cache, from the cache and the teacher (p = 0.1, 0.25, 0.5), or from the
+teacher alone (online training).
+
+A teacher scores only the fresh share, so a hybrid step costs about the cached step plus p
+times the teacher's forward; with a teacher many times the student's size the cached step is
+the fast one. EfficientNet-Lite0 here is smaller than a foundation model: the ratios are a
+floor on what a large teacher gains.
+
+    python benchmarks/b11_hybrid_step.py --out /tmp/b11 [--steps 30 --teacher effnet_lite0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import table
+from quality_data import write_dataset
+
+STUDENT, SIZE = "vit_ti16", 64
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--teacher", default="effnet_lite0")
+    args = parser.parse_args()
+
+    from proteus.evaluate.compare import summarize_run
+    from proteus.extract.config import ExtractConfig
+    from proteus.extract.runner import run_extract
+    from proteus.train.config import TrainConfig
+    from proteus.train.runner import run_train
+
+    train_dir, _ = write_dataset("digits", args.out / "data" / "digits", SIZE)
+    cache = args.out / "cache"
+    run_extract(
+        ExtractConfig(
+            teacher=args.teacher,
+            data=train_dir,
+            out=cache,
+            image_size=SIZE,
+            views=2,
+            device="cpu",
+            progress=False,
+        )
+    )
+    variants = [("targets from the cache (baseline)", {"cache": cache})]
+    for p in (0.1, 0.25, 0.5):
+        variants.append(
+            (f"hybrid p = {p}", {"cache": cache, "teacher": args.teacher, "online_fraction": p})
+        )
+    online = {"teacher": args.teacher, "data": train_dir, "image_size": SIZE}
+    variants.append(("teacher in the loop (online)", online))
+    rows = []
+    for index, (name, source) in enumerate(variants):
+        run = args.out / "runs" / str(index)
+        shutil.rmtree(run, ignore_errors=True)
+        run_train(
+            TrainConfig(
+                student=STUDENT,
+                out=run,
+                max_steps=args.steps,
+                batch_size=args.batch_size,
+                eval_every=0,
+                device="cpu",
+                tensorboard=False,
+                progress=False,
+                render_threads=2,
+                **source,
+            )
+        )
+        speed = summarize_run(run)[0]["images_per_s"]
+        rows.append(
+            {
+                "training": name,
+                "images/s": speed,
+                "vs_cached": speed / rows[0]["images/s"] if rows else 1.0,
+            }
+        )
+    print(
+        f"\nB11  {STUDENT} at {SIZE} px, teacher {args.teacher}, batch {args.batch_size}, "
+        f"{args.steps} steps each (median step)"
+    )
+    print(table(rows, ["training", "images/s", "vs_cached"]))
+
+
+if __name__ == "__main__":
+    main()
