@@ -309,3 +309,21 @@ def bench_vit(patch: int) -> str:
         {"embed_dim": 96, "depth": 4, "num_heads": 3},
     )
     return register_student(spec).name
+
+
+def finished(run: Path) -> bool:
+    """Whether a benchmark row's run folder holds a finished run (so the row is reused)."""
+    from proteus.common.runs.folder import RunFolder
+
+    return RunFolder(run).finished()
+
+
+def bytes_per_image(cache: Path | None, views: int | None) -> int:
+    """Target bytes per image of the first ``views`` views (all: None) of a cache."""
+    if cache is None:
+        return 0
+    from proteus.common.cache.reader import Cache
+
+    m = Cache(cache).manifest
+    per_view = m.counts["target_bytes"] / m.counts["views"]
+    return round(per_view * (views or m.views_per_image))

@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _common import bytes_per_image, finished
 from quality_data import write_dataset
 
 TEACHER, STUDENT, SIZE, PRESET = "effnet_lite0", "vit_ti16", 64, "small"
@@ -125,7 +126,13 @@ class Bench:
 
         online = cache is None
         source = (
-            {"teacher": TEACHER, "data": self.train_dir, "image_size": SIZE, "aug_preset": PRESET}
+            {
+                "cache": None,
+                "teacher": TEACHER,
+                "data": self.train_dir,
+                "image_size": SIZE,
+                "aug_preset": PRESET,
+            }
             if online
             else {"cache": cache}
         )
@@ -161,7 +168,7 @@ class Bench:
         extract_s = time.perf_counter() - started
         hybrid = {} if p is None else {"teacher": TEACHER, "online_fraction": p}
         train_started = time.perf_counter()
-        if not _finished(run):
+        if not finished(run):
             run_train(self.config(run, cache_path, views=views, **hybrid))
         return self.row(run, cache_path, views, extract_s, time.perf_counter() - train_started)
 
@@ -178,7 +185,7 @@ class Bench:
             self.cache("grown", views=8)
         extract_s = time.perf_counter() - started
         train_started = time.perf_counter()
-        if not _finished(run):
+        if not finished(run):
             cfg = self.config(run, path)
             half = cfg.epochs * _steps_per_epoch(self.args) // 2
             if not cfg.resume:
@@ -219,7 +226,7 @@ class Bench:
         for key in ("heldout_views_loss", "heldout_views_best", "heldout_views_best_step"):
             row[key] = summary.get(key)
         row["trained_views_loss"] = summary.get("trained_views_loss")
-        row["bytes_per_image"] = _bytes_per_image(cache, views)
+        row["bytes_per_image"] = bytes_per_image(cache, views)
         row |= {"extract_s": round(extract_s, 1), "train_s": round(train_s, 1)}
         row["run"] = str(run)
         return row
@@ -276,22 +283,6 @@ def _subset(train: Path, dest: Path, images: int) -> Path:
 
 def _steps_per_epoch(args) -> int:
     return (args.images // 10 * 10) // args.batch_size
-
-
-def _finished(run: Path) -> bool:
-    from proteus.common.runs.folder import RunFolder
-
-    return RunFolder(run).finished()
-
-
-def _bytes_per_image(cache: Path | None, views: int | None) -> int:
-    if cache is None:
-        return 0
-    from proteus.common.cache.reader import Cache
-
-    m = Cache(cache).manifest
-    per_view = m.counts["target_bytes"] / m.counts["views"]
-    return round(per_view * (views or m.views_per_image))
 
 
 def _read(path: Path) -> list[dict]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _common import bytes_per_image, finished
 from quality_data import write_dataset
 
 TEACHER, STUDENT, SIZE = "effnet_lite0", "vit_ti16", 64
@@ -183,12 +184,12 @@ class Bench:
             render_threads=2,
         )
         train_started = time.perf_counter()
-        if not _finished(run):
+        if not finished(run):
             run_train(config)
         train_s = time.perf_counter() - train_started
         row = self.evaluate(checkpoint=run)
         row |= self.agreement(run)
-        row["bytes_per_image"] = _bytes_per_image(cache_path, views)
+        row["bytes_per_image"] = bytes_per_image(cache_path, views)
         row |= {"extract_s": round(extract_s, 1), "train_s": round(train_s, 1)}
         return row
 
@@ -213,22 +214,6 @@ class Bench:
 
     def probe_random(self) -> dict:
         return self.evaluate(student=self.args.student, random_init=True, image_size=SIZE)
-
-
-def _finished(run: Path) -> bool:
-    from proteus.common.runs.folder import RunFolder
-
-    return RunFolder(run).finished()
-
-
-def _bytes_per_image(cache: Path | None, views: int | None) -> int:
-    if cache is None:
-        return 0
-    from proteus.common.cache.reader import Cache
-
-    m = Cache(cache).manifest
-    per_view = m.counts["target_bytes"] / m.counts["views"]
-    return round(per_view * (views or m.views_per_image))
 
 
 def markdown(rows: list[dict], args) -> str:

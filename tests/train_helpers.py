@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +30,26 @@ def train_config(cache: Path | None, out: Path, **overrides) -> TrainConfig:
         render_threads=1,
     )
     return replace(base, **overrides)
+
+
+@contextmanager
+def preempted_after(steps: int) -> Iterator[None]:
+    """Runs inside get SIGTERM after ``steps`` steps, through the real signal handler (as a
+    scheduler's preemption): they checkpoint and stop."""
+    from proteus.train import runner
+
+    original = runner._Trainer._record
+
+    def record(self, step, values, seconds):
+        if step + 1 == steps:
+            signal.raise_signal(signal.SIGTERM)
+        return original(self, step, values, seconds)
+
+    runner._Trainer._record = record
+    try:
+        yield
+    finally:
+        runner._Trainer._record = original
 
 
 def train(cache: Path | None, out: Path, **overrides):

@@ -171,6 +171,14 @@ class _Trainer:
         values, per_epoch = self.values, self.sampler.steps_per_epoch
         warmup_epochs = self._warmup_epochs(self.total_steps / per_epoch)
         if self.recipe.schedule == "epoch":
+            if warmup_epochs > 0 and self.total_steps <= 2 * per_epoch:
+                # timm's scheduler as main.py steps it: epochs 0 and 1 both get lr(0).
+                self.adjustments.append(
+                    f"this run is {self.total_steps / per_epoch:.3g} epochs and the recipe sets "
+                    "the lr once per epoch from the second on (as the reference's main.py), so "
+                    f"all of it trains at the warm-up start lr {values.warmup_lr:g}; train 3 "
+                    "epochs or more, or use --recipe legacy (a per-step schedule)"
+                )
             return EpochCosineSchedule(
                 self.peak_lr,
                 math.ceil(self.total_steps / per_epoch),

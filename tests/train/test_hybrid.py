@@ -4,7 +4,6 @@ teacher on the views the cache would record next; the rest read from the cache."
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 
 import imagegen
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from extract_helpers import cli_env, extract, run_cli, tiny_cache, torchrun_cli
-from train_helpers import train, train_args
+from train_helpers import preempted_after, train, train_args
 
 from proteus.common.cache.reader import Cache
 from proteus.common.runs.logs import read_log
@@ -110,21 +109,10 @@ def test_p_zero_is_cached_training_and_p_one_scores_every_sample(world, tmp_path
     assert config["config"]["online_fraction"] == 0.25
 
 
-def test_a_hybrid_run_resumes_to_the_uninterrupted_losses(world, tmp_path, monkeypatch):
-    from proteus.train import runner
-
+def test_a_hybrid_run_resumes_to_the_uninterrupted_losses(world, tmp_path):
     _hybrid(world, tmp_path / "full", 0.5, max_steps=6)
-    original = runner._Trainer._record
-
-    def record(self, step, values, seconds):  # SIGTERM after step 3, as a preemption
-        if step + 1 == 3:
-            signal.raise_signal(signal.SIGTERM)
-        return original(self, step, values, seconds)
-
-    monkeypatch.setattr(runner._Trainer, "_record", record)
-    with pytest.raises(ProteusError, match="stopped by signal"):
+    with preempted_after(3), pytest.raises(ProteusError, match="stopped by signal"):
         _hybrid(world, tmp_path / "cut", 0.5, max_steps=6)
-    monkeypatch.setattr(runner._Trainer, "_record", original)
     with pytest.raises(ProteusError, match="online_fraction"):
         _hybrid(world, tmp_path / "cut", 0.25, max_steps=6, resume=True)
     _hybrid(world, tmp_path / "cut", 0.5, max_steps=6, resume=True)

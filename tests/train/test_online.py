@@ -4,14 +4,13 @@ renderer, objective, checkpoints, resume and DDP as cached training."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 
 import numpy as np
 import pytest
 import torch
 from extract_helpers import cli_env, extract, run_cli, tiny_cache, torchrun_cli
-from train_helpers import train, train_args
+from train_helpers import preempted_after, train, train_args
 
 from proteus.common.cache.reader import Cache
 from proteus.common.runs.checkpoint import load_checkpoint
@@ -90,21 +89,10 @@ def test_online_views_are_the_cache_views_with_more_indices(world):
     torch.testing.assert_close(targets["patch"], stored, rtol=1e-3, atol=2e-3)
 
 
-def test_online_resume_repeats_the_uninterrupted_run(world, tmp_path, monkeypatch):
-    from proteus.train import runner
-
+def test_online_resume_repeats_the_uninterrupted_run(world, tmp_path):
     _online(world, tmp_path / "full", max_steps=8)
-    original = runner._Trainer._record
-
-    def record(self, step, values, seconds):  # SIGTERM after step 4, as a preemption
-        if step + 1 == 4:
-            signal.raise_signal(signal.SIGTERM)
-        return original(self, step, values, seconds)
-
-    monkeypatch.setattr(runner._Trainer, "_record", record)
-    with pytest.raises(ProteusError, match="stopped by signal"):
+    with preempted_after(4), pytest.raises(ProteusError, match="stopped by signal"):
         _online(world, tmp_path / "cut", max_steps=8)
-    monkeypatch.setattr(runner._Trainer, "_record", original)
     assert load_checkpoint(tmp_path / "cut")["step"] == 4
     _online(world, tmp_path / "cut", max_steps=8, resume=True)
     assert _losses(tmp_path / "cut") == _losses(tmp_path / "full")  # exactly

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 
 import numpy as np
@@ -19,7 +18,7 @@ from extract_helpers import (
     torchrun_cli,
     writable_copy,
 )
-from train_helpers import train, train_args
+from train_helpers import preempted_after, train, train_args
 
 from proteus.common.cache.reader import Cache
 from proteus.common.models.teachers import build_teacher
@@ -121,21 +120,8 @@ def test_resume_continues_with_identical_losses(world, tmp_path):
 
 
 def _train_then_signal(world, out, after_steps: int):
-    """In-process SIGTERM after a given step, through the real signal handler."""
-    from proteus.train import runner
-
-    original = runner._Trainer._record
-
-    def record(self, step, values, seconds):
-        if step + 1 == after_steps:
-            signal.raise_signal(signal.SIGTERM)
-        return original(self, step, values, seconds)
-
-    runner._Trainer._record = record
-    try:
+    with preempted_after(after_steps):
         train(world / "cache", out, max_steps=10)
-    finally:
-        runner._Trainer._record = original
 
 
 def test_two_processes_follow_one(world, tmp_path):
@@ -221,21 +207,29 @@ def test_repeats_above_the_recorded_views_are_lowered_and_said(world, tmp_path, 
 
 
 def test_a_warm_up_longer_than_the_run_is_cut_to_a_quarter_or_flagged(world, tmp_path, capfd):
-    # A 2-epoch run: the recipe's 5 warm-up epochs would be all of it.
+    # A 4-epoch run: the recipe's 5 warm-up epochs would be all of it.
     # Batch 4 and 2 copies of each image: an epoch takes images / 2 twice, 4 at a time.
     per_epoch = Cache(world / "cache").manifest.counts["usable_images"] // 4
-    train(world / "cache", tmp_path / "run", max_steps=2 * per_epoch, warmup_epochs=None)
+    train(world / "cache", tmp_path / "run", max_steps=4 * per_epoch, warmup_epochs=None)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["steps_per_epoch"] == per_epoch
-    assert config["warmup_steps"] == round(0.5 * per_epoch)  # a quarter of 2 epochs
+    assert config["warmup_steps"] == per_epoch  # a quarter of 4 epochs
     cut = [a for a in config["adjustments"] if "warm-up" in a]
-    assert len(cut) == 1 and "warming up for 0.5 epochs, a quarter of the run" in cut[0]
+    assert len(cut) == 1 and "warming up for 1 epochs, a quarter of the run" in cut[0]
     assert "--warmup-epochs sets it" in capfd.readouterr().err
-    train(world / "cache", tmp_path / "given", max_steps=2 * per_epoch, warmup_epochs=5)
+    train(world / "cache", tmp_path / "given", max_steps=4 * per_epoch, warmup_epochs=5)
     config = json.loads((tmp_path / "given" / "config.json").read_text())
     assert config["warmup_steps"] == 5 * per_epoch  # as given, and said
-    assert any("--warmup-epochs 5 is 250%" in a for a in config["adjustments"])
-    train(world / "cache", tmp_path / "long", max_steps=10 * per_epoch, warmup_epochs=None)
-    config = json.loads((tmp_path / "long" / "config.json").read_text())
-    assert config["warmup_steps"] == 5 * per_epoch
-    assert not any("warm" in a for a in config["adjustments"])
+    assert any("--warmup-epochs 5 is 125%" in a for a in config["adjustments"])
+
+
+def test_a_run_of_two_epochs_at_most_is_told_its_lr_never_leaves_the_warm_up_start(
+    world, tmp_path, capfd
+):
+    per_epoch = Cache(world / "cache").manifest.counts["usable_images"] // 4
+    train(world / "cache", tmp_path / "run", max_steps=2 * per_epoch, warmup_epochs=None)
+    err = capfd.readouterr().err
+    assert "all of it trains at the warm-up start lr 1e-06" in err and "--recipe legacy" in err
+    assert {r["lr"] for r in read_log(tmp_path / "run")} == {1e-6}
+    train(world / "cache", tmp_path / "three", max_steps=3 * per_epoch, warmup_epochs=None)
+    assert "warm-up start" not in capfd.readouterr().err
