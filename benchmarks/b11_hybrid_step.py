@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import table
+from _common import finished, table
 from quality_data import write_dataset
 
 STUDENT, SIZE = "vit_ti16", 64
@@ -58,11 +58,14 @@ def main() -> None:
         variants.append(
             (f"hybrid p = {p}", {"cache": cache, "teacher": args.teacher, "online_fraction": p})
         )
-    online = {"teacher": args.teacher, "data": train_dir, "image_size": SIZE}
+    online = {"cache": None, "teacher": args.teacher, "data": train_dir, "image_size": SIZE}
     variants.append(("teacher in the loop (online)", online))
     rows = []
     for index, (name, source) in enumerate(variants):
         run = args.out / "runs" / str(index)
+        if finished(run):  # a row of an earlier, interrupted run of the benchmark
+            rows.append(_row(name, summarize_run(run)[0]["images_per_s"], rows))
+            continue
         shutil.rmtree(run, ignore_errors=True)
         run_train(
             TrainConfig(
@@ -78,19 +81,17 @@ def main() -> None:
                 **source,
             )
         )
-        speed = summarize_run(run)[0]["images_per_s"]
-        rows.append(
-            {
-                "training": name,
-                "images/s": speed,
-                "vs_cached": speed / rows[0]["images/s"] if rows else 1.0,
-            }
-        )
+        rows.append(_row(name, summarize_run(run)[0]["images_per_s"], rows))
     print(
         f"\nB11  {STUDENT} at {SIZE} px, teacher {args.teacher}, batch {args.batch_size}, "
         f"{args.steps} steps each (median step)"
     )
     print(table(rows, ["training", "images/s", "vs_cached"]))
+
+
+def _row(name: str, speed: float, rows: list[dict]) -> dict:
+    base = rows[0]["images/s"] if rows else speed
+    return {"training": name, "images/s": speed, "vs_cached": speed / base}
 
 
 if __name__ == "__main__":
