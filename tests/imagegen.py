@@ -86,3 +86,22 @@ def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))
+
+
+def whole_view(h: int, w: int, **columns):
+    """One view record of a whole h×w image: no flip, colour, erase (and no RandAugment
+    unless ``columns`` sets ra_op / ra_param)."""
+    import numpy as np
+
+    from proteus.common.views.records import ViewTable
+
+    return ViewTable(
+        image=np.zeros(1, np.int64),
+        view=np.zeros(1, np.int32),
+        crop=np.array([[0, 0, h, w]], np.int32),
+        flip=np.zeros(1, bool),
+        color=np.array([[1, 1, 1, 0]], np.float32),
+        grayscale=np.zeros(1, bool),
+        erase=np.zeros((1, 4), np.int32),
+        **columns,
+    )

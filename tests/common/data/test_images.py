@@ -10,20 +10,7 @@ import pytest
 from PIL import Image
 
 from proteus.common.data.images import probe_image, read_encoded
-from proteus.common.views.records import ViewTable
 from proteus.common.views.renderer import RenderConfig, Renderer
-
-
-def _whole(h: int, w: int) -> ViewTable:
-    return ViewTable(
-        image=np.zeros(1, np.int64),
-        view=np.zeros(1, np.int32),
-        crop=np.array([[0, 0, h, w]], np.int32),
-        flip=np.zeros(1, bool),
-        color=np.array([[1, 1, 1, 0]], np.float32),
-        grayscale=np.zeros(1, bool),
-        erase=np.zeros((1, 4), np.int32),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +37,7 @@ def test_every_decodable_format_renders(tmp_path, renderer, name, fmt, mode, tra
     path = imagegen.save(imagegen.photo(30, 20, 0), tmp_path / name, fmt, mode)
     probe = probe_image(path)
     assert (probe.height, probe.width, probe.transcode, probe.error) == (30, 20, transcode, "")
-    out = renderer.render([read_encoded(path, probe.transcode)], _whole(30, 20))
+    out = renderer.render([read_encoded(path, probe.transcode)], imagegen.whole_view(30, 20))
     assert out.shape == (1, 3, 16, 16) and out.isfinite().all()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 
+import imagegen
 import numpy as np
 import pytest
 from PIL import Image
@@ -58,15 +59,8 @@ def photo() -> tuple[np.ndarray, tuple[int, int]]:
 
 
 def _table(op: int, param: float, size: tuple[int, int]) -> ViewTable:
-    h, w = size
-    return ViewTable(
-        image=np.zeros(1, np.int64),
-        view=np.zeros(1, np.int32),
-        crop=np.array([[0, 0, h, w]], np.int32),
-        flip=np.zeros(1, bool),
-        color=np.array([[1, 1, 1, 0]], np.float32),
-        grayscale=np.zeros(1, bool),
-        erase=np.zeros((1, 4), np.int32),
+    return imagegen.whole_view(
+        *size,
         ra_op=np.array([[op]], np.int8),
         ra_param=np.array([[param]], np.float32),
         erase_seed=np.zeros(1, np.uint32),
