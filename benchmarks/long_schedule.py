@@ -91,7 +91,8 @@ class Bench:
             row = {"row": name, **fn()}
             row.setdefault("wall_s", round(time.perf_counter() - started, 1))
             print(json.dumps(row), flush=True)
-            done[name] = row
+            # Read again before writing: another queue of rows may have finished one since.
+            done = {r["row"]: r for r in _read(self.results)} | {name: row}
             self.results.write_text(json.dumps(list(done.values()), indent=2) + "\n")
         return [done[name] for name, _ in plan if name in done]
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from proteus.common.runtime.options import option
 from proteus.common.views.records import DEFAULT_PRESET, PRESETS, AugPolicy
-
-AUTO_MAX_VIEWS = 8  # docs/QUALITY.md: where more views stopped paying for their bytes
+from proteus.common.views.replays import MAX_REPLAYS
 
 
 @dataclass(frozen=True)
@@ -47,15 +46,16 @@ class ExtractConfig:
         "teacher's, 224 for the shipped ViTs]",
         min=1,
     )
-    # K recorded views per image: storage and teacher time grow linearly. None: one view per
-    # planned epoch (each image is used once per epoch), at most AUTO_MAX_VIEWS.
+    # K recorded views per image: storage and teacher time grow linearly. None: as many as the
+    # planned schedule needs (extract/plan.py).
     views: int | None = option(
         None,
         help="K augmented views recorded per image; training uses every one before repeating "
         "any. Size grows linearly: DINOv2-g at 224 px is ~0.79 MB per view in float16 "
         "(--dtype int8 halves it). On a sealed cache at --out, a larger K with every other "
         "option the same grows it: the views it has stay byte for byte, K' − K are added. "
-        "[default: one per planned --epochs, at most 8]",
+        f"[default: enough that --epochs replays no view more than {MAX_REPLAYS} times "
+        "(docs/QUALITY.md 'Long schedules'), within --budget-mb]",
         min=1,
     )
     holdout_views: int = option(
@@ -74,8 +74,17 @@ class ExtractConfig:
     )
     epochs: int = option(
         300,
-        help="The epochs you plan to train (each uses every image once); sets the default --views.",
+        help="The epochs you plan to train (each draws every image once on average, with or "
+        "without repeated augmentation); sets the default --views.",
         min=1,
+    )
+    budget_mb: float = option(
+        8.0,
+        help="Without --views: the most target megabytes per image the planned views may take "
+        "(DINOv2-g at 224 px: 0.79 MB a view in float16). When K views pass it in float16, "
+        "the plan stores int8, then PCA 256/128/64 (unless --dtype or --pca is given), then "
+        "fewer views, and says which.",
+        min=0.001,
     )
     layers: tuple[int, ...] = option(
         (),
@@ -125,10 +134,13 @@ class ExtractConfig:
         help="Teacher compute; auto is bfloat16 autocast on cuda and float32 on cpu.",
         choices=("auto", "float32", "bfloat16"),
     )
-    dtype: str = option(
-        "float16",
+    # None: float16, or what the plan picks without --views (extract/plan.py), or an existing
+    # cache's own.
+    dtype: str | None = option(
+        None,
         help="Storage of the targets; int8 keeps one float16 scale per token (about half of "
-        "float16's bytes; fidelity in docs/PERFORMANCE.md).",
+        "float16's bytes; fidelity in docs/PERFORMANCE.md). [default: float16, or the codec "
+        "the --budget-mb plan needs without --views, or the existing cache's]",
         choices=("float16", "float32", "int8"),
     )
     pca: int | None = option(
@@ -173,6 +185,3 @@ class ExtractConfig:
     @property
     def view_policy(self) -> AugPolicy:
         return self.policy if self.policy is not None else PRESETS[self.aug_preset]
-
-    def resolved_views(self) -> int:
-        return self.views if self.views is not None else min(self.epochs, AUTO_MAX_VIEWS)

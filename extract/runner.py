@@ -61,6 +61,7 @@ from proteus.common.views.renderer import RenderConfig, Renderer, dali_version, 
 from proteus.extract.config import ExtractConfig
 from proteus.extract.encode import ShardBuffer, ShardEncoder, fit_bases, forward
 from proteus.extract.feed import ShardFeed
+from proteus.extract.plan import plan_storage, planned
 
 
 def run_extract(cfg: ExtractConfig) -> Manifest:
@@ -73,16 +74,19 @@ def run_extract(cfg: ExtractConfig) -> Manifest:
 
 
 def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
-    if cfg.dtype not in STORAGE_KINDS:
+    if cfg.dtype is not None and cfg.dtype not in STORAGE_KINDS:
         raise ProteusError(f"--dtype {cfg.dtype}: choose one of {', '.join(STORAGE_KINDS)}")
     source = None
     if cfg.views_from is not None:
         source = Cache(cfg.views_from, option="--views-from")
         cfg = _with_views_of(cfg, source.manifest)
-    cfg = replace(cfg, views=cfg.resolved_views())
     precision = _resolve_precision(cfg.precision, device)
     sink = open_sink(cfg, info.rank)
     teacher, sha = _placed_teacher(cfg, device, info)
+    plan = plan_storage(cfg, _target_shapes(teacher), sink.laid_out())
+    cfg = planned(cfg, plan)
+    if plan.note and info.is_main:
+        notice(plan.note)
     if info.is_main:
         try:
             _prepare(cfg, teacher, precision, device, sha, source, sink)
@@ -344,7 +348,7 @@ def _create(
 def _holdout(cfg: ExtractConfig, usable: np.ndarray) -> tuple[list[list[int]], list[int]]:
     """The view table's segments (K training views, then N held-out ones) and the held-out
     images (a seeded choice among the usable)."""
-    segments = [[0, cfg.resolved_views()]]
+    segments = [[0, cfg.views]]
     if cfg.holdout_views:
         segments.append([HOLDOUT_VIEW, cfg.holdout_views])
     if cfg.holdout_images >= len(usable):
@@ -366,13 +370,7 @@ def _new_manifest(
     images: ImageList,
     sha: str,
 ) -> Manifest:
-    size = teacher.image_size
-    with torch.no_grad():  # one dummy forward gives every target's exact shape
-        probe = teacher(torch.zeros(1, 3, size, size, device=next(teacher.parameters()).device))
-    targets = {"cls": list(probe["cls"].shape[1:]), "patch": list(probe["patch"].shape[1:])}
-    if "registers" in probe:
-        targets["registers"] = list(probe["registers"].shape[1:])
-    targets |= {f"layer_{i}": list(t.shape[1:]) for i, t in probe["layers"].items()}
+    targets = _target_shapes(teacher)
     codecs = _codecs(cfg, targets)
     return Manifest(
         format_version=FORMAT_VERSION,
@@ -387,7 +385,7 @@ def _new_manifest(
         aug_preset=cfg.aug_preset,
         holdout=_holdout_options(cfg),
         seed=cfg.seed,
-        views_per_image=cfg.resolved_views(),
+        views_per_image=cfg.views,
         precision=precision,
         targets=targets,
         dtype=cfg.dtype,
@@ -402,6 +400,17 @@ def _new_manifest(
             for array, (shape, dtype) in c.arrays().items()
         },
     )
+
+
+def _target_shapes(teacher: Teacher) -> dict[str, list[int]]:
+    """Every target's per-view shape, from one dummy forward."""
+    size = teacher.image_size
+    with torch.no_grad():
+        probe = teacher(torch.zeros(1, 3, size, size, device=next(teacher.parameters()).device))
+    targets = {"cls": list(probe["cls"].shape[1:]), "patch": list(probe["patch"].shape[1:])}
+    if "registers" in probe:
+        targets["registers"] = list(probe["registers"].shape[1:])
+    return targets | {f"layer_{i}": list(t.shape[1:]) for i, t in probe["layers"].items()}
 
 
 def _holdout_options(cfg: ExtractConfig) -> dict[str, int]:

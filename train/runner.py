@@ -39,6 +39,7 @@ from proteus.common.runtime.faults import failpoint
 from proteus.common.runtime.progress import notice, progress_bar
 from proteus.common.runtime.version import __version__
 from proteus.common.views.renderer import RenderConfig, Renderer
+from proteus.common.views.replays import MAX_REPLAYS, fresh_needed, replays, views_needed
 from proteus.train.config import TrainConfig
 from proteus.train.distiller import Distiller, param_groups
 from proteus.train.ema import EMA
@@ -103,7 +104,8 @@ class _Trainer:
         self.objectives = [self._objective(i, hints) for i in range(len(self.sources))]
         self.standardize, self.target_stats = self._target_stats()
         self.rows = self._rows()
-        # What this run changed from what was asked, and why: printed at start, recorded.
+        # What this run changed from what was asked, and why (and what in the plan works
+        # against it): printed at start, recorded.
         self.adjustments: list[str] = []
         subset = Subset(cfg.subset_classes, cfg.subset_per_class, cfg.subset_fraction)
         self.subset_info: dict = {}
@@ -123,6 +125,7 @@ class _Trainer:
         )
         self._check_masking()
         self.total_steps = cfg.max_steps or cfg.epochs * self.sampler.steps_per_epoch
+        self._check_replays()
         heads = [
             (t.dim, o, t.hint_dims) for t, o in zip(self._teachers(), self.objectives, strict=True)
         ]
@@ -166,6 +169,27 @@ class _Trainer:
             )
             return k
         return asked
+
+    def _check_replays(self) -> None:
+        """A word at start when the planned epochs replay each cached view more often than
+        the rule allows (common/views/replays.py), naming both ways to fresh views."""
+        k = self.rows.view_ids.shape[1]
+        if not k:  # online: every view is fresh
+            return
+        epochs = self.total_steps / self.sampler.steps_per_epoch
+        times = replays(epochs, k, self.cfg.online_fraction or 0.0)
+        if times <= MAX_REPLAYS:
+            return
+        needed, teacher = views_needed(epochs), self.sources[0].info.name
+        self.adjustments.append(
+            f"{epochs:.4g} epochs replay each of the cache's {k} views about {times:.3g} "
+            f"times, past the {MAX_REPLAYS} after which students fit the replayed targets "
+            "instead of improving on unseen views (docs/QUALITY.md 'Long schedules'): grow "
+            f"the cache to {needed} views (proteus extract --views {needed} with its other "
+            "options; a run resumes on it with --allow-grown-cache), or give fresh views with "
+            "--teacher "
+            f"{teacher} --online-fraction {fresh_needed(epochs, k):g}"
+        )
 
     def _schedule(self) -> CosineSchedule | EpochCosineSchedule:
         values, per_epoch = self.values, self.sampler.steps_per_epoch

@@ -26,6 +26,7 @@ from proteus.common.runs.checkpoint import load_checkpoint
 from proteus.common.runs.logs import read_log
 from proteus.common.runtime.errors import ProteusError
 from proteus.common.views.renderer import RenderConfig, Renderer
+from proteus.common.views.replays import MAX_REPLAYS
 from proteus.train.loader import Batches
 from proteus.train.sampler import ViewSampler
 from proteus.train.sources import CacheSource
@@ -204,6 +205,24 @@ def test_repeats_above_the_recorded_views_are_lowered_and_said(world, tmp_path, 
     train(world / "cache", tmp_path / "one", max_steps=2, repeated_aug=1)
     config = json.loads((tmp_path / "one" / "config.json").read_text())
     assert config["repeated_aug"] == 1 and config["adjustments"] == []
+
+
+def test_epochs_that_replay_each_view_past_the_rule_are_warned_with_both_fixes(
+    world, tmp_path, capfd
+):
+    # K = 2 views: 2 × MAX_REPLAYS epochs are within the rule, one more epoch is not.
+    per_epoch = Cache(world / "cache").manifest.counts["usable_images"] // 4
+    within = 2 * MAX_REPLAYS * per_epoch
+    train(world / "cache", tmp_path / "ok", max_steps=within, repeated_aug=1)
+    config = json.loads((tmp_path / "ok" / "config.json").read_text())
+    assert config["adjustments"] == []
+    train(world / "cache", tmp_path / "past", max_steps=within + per_epoch, repeated_aug=1)
+    (said,) = json.loads((tmp_path / "past" / "config.json").read_text())["adjustments"]
+    assert (
+        f"{2 * MAX_REPLAYS + 1} epochs replay each of the cache's 2 views about 8.5 times" in said
+    )
+    assert "proteus extract --views 3" in said and "--online-fraction 0.1" in said
+    assert f"proteus: {said}" in capfd.readouterr().err
 
 
 def test_a_warm_up_longer_than_the_run_is_cut_to_a_quarter_or_flagged(world, tmp_path, capfd):
