@@ -327,3 +327,22 @@ def bytes_per_image(cache: Path | None, views: int | None) -> int:
     m = Cache(cache).manifest
     per_view = m.counts["target_bytes"] / m.counts["views"]
     return round(per_view * (views or m.views_per_image))
+
+
+def extract_quietly(teacher: str, data: Path, out: Path, image_size: int, **options) -> Path:
+    """One CPU extraction without progress bars, for a benchmark row (a sealed cache at
+    ``out`` is reused, an unfinished one resumed)."""
+    from proteus.extract.config import ExtractConfig
+    from proteus.extract.runner import run_extract
+
+    config = ExtractConfig(
+        teacher=teacher,
+        data=data,
+        out=out,
+        image_size=image_size,
+        device="cpu",
+        progress=False,
+        **options,
+    )
+    run_extract(config)
+    return out

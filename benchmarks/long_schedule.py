@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import bytes_per_image, finished
+from _common import bytes_per_image, extract_quietly, finished
 from quality_data import write_dataset
 
 TEACHER, STUDENT, SIZE, PRESET = "effnet_lite0", "vit_ti16", 64, "small"
@@ -98,28 +98,13 @@ class Bench:
 
     # ---------------------------------------------------------------- the pieces
     def cache(self, name: str, views: int | None = None) -> Path:
-        from proteus.extract.config import ExtractConfig
-        from proteus.extract.runner import run_extract
-
         path = self.out / "caches" / name
         if name == "val":  # one unseen view of every test image: the agreement columns
             data, kwargs = self.test_dir, {"views": 1}
         else:
             data = self.train_dir
             kwargs = {"views": views or int(name.removeprefix("k")), "holdout_views": HOLDOUT}
-        run_extract(
-            ExtractConfig(
-                teacher=TEACHER,
-                data=data,
-                out=path,
-                image_size=SIZE,
-                aug_preset=PRESET,
-                device="cpu",
-                progress=False,
-                **kwargs,
-            )
-        )
-        return path
+        return extract_quietly(TEACHER, data, path, SIZE, aug_preset=PRESET, **kwargs)
 
     def config(self, run: Path, cache: Path | None, **overrides):
         from proteus.common.runs.folder import RunFolder

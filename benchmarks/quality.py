@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import bytes_per_image, finished
+from _common import bytes_per_image, extract_quietly, finished
 from quality_data import write_dataset
 
 TEACHER, STUDENT, SIZE = "effnet_lite0", "vit_ti16", 64
@@ -116,8 +116,6 @@ class Bench:
     # ---------------------------------------------------------------- the pieces
     def cache(self, name: str) -> Path:
         from proteus.common.views.records import AugPolicy, parse_policy
-        from proteus.extract.config import ExtractConfig
-        from proteus.extract.runner import run_extract
 
         path = self.out / "caches" / name
         kwargs: dict = {"views": 16}
@@ -132,18 +130,7 @@ class Bench:
         elif name == "val":
             kwargs = {"views": 1, "policy": AugPolicy()}
         data = self.test_dir if name == "val" else self.train_dir
-        run_extract(
-            ExtractConfig(
-                teacher=TEACHER,
-                data=data,
-                out=path,
-                image_size=SIZE,
-                device="cpu",
-                progress=False,
-                **kwargs,
-            )
-        )
-        return path
+        return extract_quietly(TEACHER, data, path, SIZE, **kwargs)
 
     def train_row(
         self,
