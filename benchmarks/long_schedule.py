@@ -1,6 +1,6 @@
 """Q2: a long schedule, where every recorded view is replayed 30 times or more: the cache at
-K = 4, 8, 32, 128 against online training, the hybrid (--online-fraction) on K = 8, and a
-K = 8 cache grown to 32 half-way through the run.
+K = 4, 8, 32, 128 and the K that `extract --epochs` picks against online training, the hybrid
+(--online-fraction) on K = 8, and a K = 8 cache grown to 32 half-way through the run.
 
 Every row trains the same student (vit_ti16 at 64 px) from the same seed for the same steps
 on the same images (a class-balanced subset of the digits training split, --images), with
@@ -15,8 +15,8 @@ views it trained on and on views it never saw, every few epochs. Columns:
   trained-view loss (online: the first view of each image and never-drawn views);
 - bytes per image of the targets the row read, and wall time.
 
-The K = 32 and 128 rows read the first K views of one 128-view cache (the same records as a
-cache of K views); the hybrid and grown rows use their own K = 8 cache. The grown row trains
+The cache rows read the first K views of one 128-view cache (the same records as a cache of
+K views); the hybrid and grown rows use their own K = 8 cache. The grown row trains
 the planned schedule on K = 8, is stopped (SIGTERM) half-way, the cache is grown to 32 views
 (extract --views 32 on it) and the run resumes with --allow-grown-cache.
 
@@ -71,12 +71,20 @@ class Bench:
         self.results = self.out / "long.json"
 
     def run(self, only: list[str] | None) -> list[dict]:
+        from proteus.common.views.replays import views_needed
+
+        planned = views_needed(self.args.epochs)
         plan = [
             ("online", lambda: self.train_row("online", online=True)),
             *[
                 (f"cache K={k}", lambda k=k: self.train_row(f"k{k}", cache="k128", views=k))
                 for k in (4, 8, 32, 128)
             ],
+            # The K that extract --epochs E picks (common/views/replays.py), float16 at this size.
+            (
+                "cache, the K extract --epochs picks",
+                lambda: self.train_row(f"k{planned}", cache="k128", views=planned),
+            ),
             *[
                 (f"hybrid p={p} on K=8", lambda p=p: self.train_row(f"hybrid{p}", "k8", p=p))
                 for p in (0.1, 0.25)

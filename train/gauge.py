@@ -34,9 +34,12 @@ from proteus.train.sources import ProbeSet, Rows, Samples, TargetSource
 from proteus.train.targets import StudentTargets
 
 GAUGE_VIEWS = 128  # samples per set: a standard error of the mean loss of a few percent
-# The default --eval-every keeps the gauge's forward passes at about this share of the run's
-# (a forward is about a third of a training step's forward and backward).
+# The default --eval-every keeps the gauge at about this share of the run's time.
 GAUGE_SHARE = 0.03
+# What scoring one view costs, in training samples (a forward and its rendering, which the
+# gauge does not overlap, against a step's two passes and backward). Measured in the
+# long-schedule rows (docs/PERFORMANCE.md B10): 0.42 per view; a third was assumed before.
+VIEW_COST = 0.45
 PREFIX = "gauge/"
 
 
@@ -175,7 +178,7 @@ def _cosines(
 
 
 def default_every(steps_per_epoch: int, gauge_views: int, global_batch: int) -> int:
-    """A few times an epoch, but never more often than GAUGE_SHARE of the run's compute
-    allows: one score is gauge_views forward passes, about a third of as many steps'."""
-    by_share = math.ceil(gauge_views / (3 * global_batch * GAUGE_SHARE))
+    """A few times an epoch, but never more often than GAUGE_SHARE of the run's time
+    allows: one score costs gauge_views × VIEW_COST training samples."""
+    by_share = math.ceil(gauge_views * VIEW_COST / (global_batch * GAUGE_SHARE))
     return max(1, math.ceil(steps_per_epoch / 4), by_share)

@@ -13,7 +13,7 @@ from train_helpers import train
 from proteus.common.runs.logs import read_log
 from proteus.evaluate.compare import summarize_run
 from proteus.evaluate.viz import plot_gauge
-from proteus.train.gauge import default_every
+from proteus.train.gauge import GAUGE_SHARE, VIEW_COST, default_every
 
 SETS = ("trained_views", "heldout_views", "heldout_images")
 
@@ -98,4 +98,4 @@ def test_the_default_period_is_a_few_times_an_epoch_within_the_compute_share():
     assert default_every(steps_per_epoch=1000, gauge_views=384, global_batch=256) == 250
     # A tiny batch: 384 forward passes every 4 steps would cost far more than 3%.
     every = default_every(steps_per_epoch=8, gauge_views=384, global_batch=4)
-    assert every >= 384 / (3 * 4 * 0.03)
+    assert every >= 384 * VIEW_COST / (4 * GAUGE_SHARE) and GAUGE_SHARE == 0.03
