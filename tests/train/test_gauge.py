@@ -13,7 +13,7 @@ from train_helpers import train
 from proteus.common.runs.logs import read_log
 from proteus.evaluate.compare import summarize_run
 from proteus.evaluate.viz import plot_gauge
-from proteus.train.gauge import GAUGE_SHARE, VIEW_COST, default_every
+from proteus.train.gauge import GAUGE_SHARE, GAUGE_VIEWS, VIEW_COST, default_every
 
 SETS = ("trained_views", "heldout_views", "heldout_images")
 
@@ -92,6 +92,12 @@ def test_online_the_teacher_scores_first_views_and_never_drawn_ones(world, tmp_p
     assert sorted(gauged) == [1, 3]
     names = {k.split("/")[1] for r in gauged.values() for k in r if k.startswith("gauge/")}
     assert names == {"trained_views", "heldout_views"}
+    # As many samples as a cache's sets (12 images: 10 views of each), not one per image.
+    sets = json.loads((tmp_path / "online" / "config.json").read_text())["gauge"]["sets"]
+    assert sets == {
+        "trained_views": GAUGE_VIEWS // 12 * 12,
+        "heldout_views": GAUGE_VIEWS // 12 * 12,
+    }
 
 
 def test_the_default_period_is_a_few_times_an_epoch_within_the_compute_share():

@@ -109,12 +109,17 @@ class OnlineTeacher(TargetSource):
         return names  # nothing to read ahead: the teacher needs the step's pixels
 
     def probe_sets(self, rows: Rows, count: int, seed: int) -> tuple[list[ProbeSet], list[str]]:
-        """The first view of training images (each trained on once, in the first epochs) and
-        views of them training never draws (indices from HOLDOUT_VIEW), scored by the
-        teacher: online training has no recorded views to overfit, which these two show."""
+        """The first views of training images (each trained on once, in the first epochs)
+        and as many views of them training never draws (indices from HOLDOUT_VIEW, the
+        records a cache's --holdout-views holds), scored by the teacher: online training has
+        no recorded views to overfit, which these two show. Up to ``count`` of each, like a
+        cache's sets: one view per image would leave their difference to chance."""
         images = pick(rows.images, count, seed)
-        first = Samples(images, np.zeros(len(images), np.int64))
-        unseen = Samples(images, np.full(len(images), HOLDOUT_VIEW, np.int64))
+        per_image = max(1, count // len(images))
+        repeated = np.repeat(images, per_image)
+        uses = np.tile(np.arange(per_image, dtype=np.int64), len(images))
+        first = Samples(repeated, uses)
+        unseen = Samples(repeated, HOLDOUT_VIEW + uses)
         return [ProbeSet("trained_views", first), ProbeSet("heldout_views", unseen)], []
 
     def targets(
