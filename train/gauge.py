@@ -38,7 +38,7 @@ GAUGE_VIEWS = 128  # samples per set: a standard error of the mean loss of a few
 GAUGE_SHARE = 0.03
 # What scoring one view costs, in training samples (a forward and its rendering, which the
 # gauge does not overlap, against a step's two passes and backward). Measured in the
-# long-schedule rows (docs/PERFORMANCE.md B10): 0.42 per view; a third was assumed before.
+# long-schedule rows (docs/PERFORMANCE.md B10): 0.41–0.43 per view (a third was assumed before).
 VIEW_COST = 0.45
 PREFIX = "gauge/"
 
