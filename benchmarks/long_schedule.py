@@ -53,6 +53,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-every", type=int, default=40, help="gauge period in steps")
     parser.add_argument("--rows", default="all", help="comma-separated row names, or all")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the students' seed (init, order, masks; online: also its views); another seed's "
+        "rows are kept beside seed 0's as '<row> seed S' (caches are shared)",
+    )
     args = parser.parse_args()
     bench = Bench(args)
     rows = bench.run(None if args.rows == "all" else args.rows.split(","))
@@ -82,7 +89,7 @@ class Bench:
             ],
             # The K that extract --epochs E picks (common/views/replays.py), float16 at this size.
             (
-                "cache, the K extract --epochs picks",
+                f"cache K={planned} (what extract --epochs picks)",
                 lambda: self.train_row(f"k{planned}", cache="k128", views=planned),
             ),
             *[
@@ -91,6 +98,8 @@ class Bench:
             ],
             ("cache grown 8→32 half-way", self.grown_row),
         ]
+        if self.args.seed:
+            plan = [(f"{name} seed {self.args.seed}", fn) for name, fn in plan]
         done = {r["row"]: r for r in _read(self.results)}
         for name, fn in plan:
             if (only and name not in only) or name in done:
@@ -137,6 +146,7 @@ class Bench:
             batch_size=self.args.batch_size,
             repeated_aug=1,
             eval_every=self.args.eval_every,
+            seed=self.args.seed,
             device="cpu",
             tensorboard=False,
             progress=False,
@@ -156,7 +166,7 @@ class Bench:
     ) -> dict:
         from proteus.train.runner import run_train
 
-        run = self.out / "runs" / name
+        run = self.out / "runs" / self._seeded(name)
         started = time.perf_counter()
         cache_path = None if online else self.cache(cache)
         extract_s = time.perf_counter() - started
@@ -173,10 +183,11 @@ class Bench:
         from proteus.common.runtime.errors import ProteusError
         from proteus.train.runner import run_train
 
-        run, path = self.out / "runs" / "grown", self.out / "caches" / "grown"
+        name = self._seeded("grown")
+        run, path = self.out / "runs" / name, self.out / "caches" / name
         started = time.perf_counter()
         if not path.exists():
-            self.cache("grown", views=8)
+            self.cache(name, views=8)
         extract_s = time.perf_counter() - started
         train_started = time.perf_counter()
         if not finished(run):
@@ -192,10 +203,13 @@ class Bench:
                     os.environ.pop(faults.ENV_VAR)
                     faults._hits.clear()
             started = time.perf_counter()
-            self.cache("grown", views=32)
+            self.cache(name, views=32)
             extract_s += time.perf_counter() - started
             run_train(self.config(run, path, allow_grown_cache=True))
         return self.row(run, path, None, extract_s, time.perf_counter() - train_started)
+
+    def _seeded(self, name: str) -> str:
+        return name if not self.args.seed else f"{name}-s{self.args.seed}"
 
     def row(self, run: Path, cache: Path | None, views, extract_s: float, train_s: float) -> dict:
         from proteus.evaluate.agreement import run_agreement
