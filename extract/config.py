@@ -185,3 +185,17 @@ class ExtractConfig:
     @property
     def view_policy(self) -> AugPolicy:
         return self.policy if self.policy is not None else PRESETS[self.aug_preset]
+
+    # views and dtype may be None as given; extract/plan.py sets both before anything is laid
+    # out, and what is written reads them through these.
+    @property
+    def planned_views(self) -> int:
+        if self.views is None:
+            raise ValueError("--views is planned (extract/plan.py) before the cache is laid out")
+        return self.views
+
+    @property
+    def planned_dtype(self) -> str:
+        if self.dtype is None:
+            raise ValueError("--dtype is planned (extract/plan.py) before the cache is laid out")
+        return self.dtype

@@ -348,7 +348,7 @@ def _create(
 def _holdout(cfg: ExtractConfig, usable: np.ndarray) -> tuple[list[list[int]], list[int]]:
     """The view table's segments (K training views, then N held-out ones) and the held-out
     images (a seeded choice among the usable)."""
-    segments = [[0, cfg.views]]
+    segments = [[0, cfg.planned_views]]
     if cfg.holdout_views:
         segments.append([HOLDOUT_VIEW, cfg.holdout_views])
     if cfg.holdout_images >= len(usable):
@@ -385,10 +385,10 @@ def _new_manifest(
         aug_preset=cfg.aug_preset,
         holdout=_holdout_options(cfg),
         seed=cfg.seed,
-        views_per_image=cfg.views,
+        views_per_image=cfg.planned_views,
         precision=precision,
         targets=targets,
-        dtype=cfg.dtype,
+        dtype=cfg.planned_dtype,
         codec=TARGET_CODEC,
         shard_views=cfg.shard_views,
         dataset=DatasetRecord.of(images),
@@ -427,7 +427,7 @@ def _codecs(cfg: ExtractConfig, targets: dict[str, list[int]]) -> dict[str, Targ
         k = cfg.pca if name not in ("cls", "registers") else None
         if k is not None and not 0 < k < shape[-1]:
             raise ProteusError(f"--pca {k}: must be between 1 and {shape[-1] - 1} for {name}")
-        codecs[name] = TargetCodec(name, tuple(shape), cfg.dtype, k)
+        codecs[name] = TargetCodec(name, tuple(shape), cfg.planned_dtype, k)
     return codecs
 
 
