@@ -61,24 +61,24 @@ def plan_storage(
         return StoragePlan(cfg.views, dtype or "float16", pca)
     wanted = views_needed(cfg.epochs)
     rule = (
-        f"--epochs {cfg.epochs} replays each of K views at most {MAX_REPLAYS} times with "
-        f"K = {wanted} (docs/QUALITY.md 'Long schedules')"
+        f"--epochs {cfg.epochs}: {wanted} views per image keep every view within "
+        f"{MAX_REPLAYS} replays (docs/QUALITY.md 'Long schedules')"
     )
     budget = cfg.budget_mb * 1e6
     if dtype is not None or pca is not None:  # the codec is the user's: K is the rule's
-        return StoragePlan(wanted, dtype or "float16", pca, f"{rule}: --views {wanted}")
+        return StoragePlan(wanted, dtype or "float16", pca, f"{rule}: recording --views {wanted}")
     # PCA only where it stores fewer values than a token has (tiny teachers: never).
     width = min(shape[-1] for name, shape in targets.items() if name not in WHOLE_TARGETS)
     choices = [("float16", None), *((kind, k) for kind, k in CODECS if k is None or k < width)]
     for kind, k in choices:
         if wanted * view_bytes(targets, kind, k) <= budget:
             if kind == "float16" and k is None:
-                return StoragePlan(wanted, kind, None, f"{rule}: --views {wanted}")
+                return StoragePlan(wanted, kind, None, f"{rule}: recording --views {wanted}")
             return StoragePlan(
                 wanted,
                 kind,
                 k,
-                f"{rule}: --views {wanted} {_codec_flags(kind, k)}, which keeps "
+                f"{rule}: recording --views {wanted} {_codec_flags(kind, k)}, which keeps "
                 f"them within --budget-mb {cfg.budget_mb:g} per image",
             )
     kind, k = choices[-1]
@@ -89,7 +89,8 @@ def plan_storage(
         kind,
         k,
         f"{rule}, more than --budget-mb {cfg.budget_mb:g} per image holds even "
-        f"with {_codec_flags(kind, k)}: --views {fits} {_codec_flags(kind, k)}; train with "
+        f"with {_codec_flags(kind, k)}: recording --views {fits} {_codec_flags(kind, k)}; "
+        "train with "
         f"--online-fraction {share:g} (fresh views from the teacher) to stay within the rule, "
         "or raise --budget-mb",
     )

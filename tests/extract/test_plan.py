@@ -27,7 +27,7 @@ def test_a_small_teacher_gets_the_rules_views_in_float16():
     plan = plan_storage(_cfg(epochs=300), SMALL, None)
     assert plan.views == views_needed(300) == 38
     assert (plan.dtype, plan.pca) == ("float16", None)
-    assert "--views 38" in plan.note and f"at most {MAX_REPLAYS} times" in plan.note
+    assert "recording --views 38" in plan.note and f"within {MAX_REPLAYS} replays" in plan.note
 
 
 def test_a_giant_teacher_gets_the_first_codec_that_fits_the_budget():
@@ -78,7 +78,7 @@ def test_extract_plans_the_views_and_codec_and_keeps_the_codec_when_it_grows(
     m = Cache(out).manifest
     assert m.views_per_image == 2
     said = capfd.readouterr().err
-    assert "--epochs 16 replays each of K views at most" in said and "--views 2" in said
+    assert "--epochs 16: 2 views per image keep every view within" in said
     planned = (m.dtype, m.encoding["patch"].pca_k)
     assert planned == ("int8", None) and "--dtype int8" in said
     # Growing with an explicit --views and no codec option keeps the cache's codec.
