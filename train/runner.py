@@ -183,8 +183,8 @@ class _Trainer:
         needed, teacher = views_needed(epochs), self.sources[0].info.name
         self.adjustments.append(
             f"{epochs:.4g} epochs replay each of the cache's {k} views about {times:.3g} "
-            f"times, past the {MAX_REPLAYS} after which students fit the replayed targets "
-            "instead of improving on unseen views (docs/QUALITY.md 'Long schedules'): grow "
+            f"times, past the {MAX_REPLAYS} at which cached students were measured to match "
+            "online ones (docs/QUALITY.md 'Long schedules'; at 30 they fell behind): grow "
             f"the cache to {needed} views (proteus extract --views {needed} with its other "
             "options; a run resumes on it with --allow-grown-cache), or give fresh views with "
             "--teacher "

@@ -3,17 +3,18 @@
 A cache holds K views per image and every epoch draws each image once on average (with
 repeated augmentation an epoch takes N/r images r times each, as timm's RASampler), so a run
 of E epochs draws each cached view E / K times; when a share p of the draws are fresh views
-(train --online-fraction), E × (1 − p) / K. Past a point the student fits the replayed views'
-targets and stops improving on views it has not seen: docs/QUALITY.md "Long schedules"
-measures where. Extraction sizes K by this rule (``extract --epochs``); training warns past it.
+(train --online-fraction), E × (1 − p) / K. Past a point the cached student falls behind an
+online one, which never sees a view twice: docs/QUALITY.md "Long schedules" measures where.
+Extraction sizes K by this rule (``extract --epochs``); training warns past it.
 """
 
 from __future__ import annotations
 
 import math
 
-# docs/QUALITY.md "Long schedules": the held-out-view loss kept falling with the trained one
-# up to about this many replays of each view and separated from it beyond.
+# docs/QUALITY.md "Long schedules": the most replays a view measured at parity with online
+# (K = 30 over 240 epochs, two seeds: +0.1 kNN, +0.5 linear); at 30 replays the cached
+# student was 4.6 kNN points behind.
 MAX_REPLAYS = 8
 
 
