@@ -61,7 +61,7 @@ from proteus.common.views.renderer import RenderConfig, Renderer, dali_version, 
 from proteus.extract.config import ExtractConfig
 from proteus.extract.encode import ShardBuffer, ShardEncoder, fit_bases, forward
 from proteus.extract.feed import ShardFeed
-from proteus.extract.plan import plan_storage, planned
+from proteus.extract.plan import WHOLE_TARGETS, plan_storage, planned
 
 
 def run_extract(cfg: ExtractConfig) -> Manifest:
@@ -83,13 +83,15 @@ def _extract(cfg: ExtractConfig, device: str, info: DistInfo) -> Manifest:
     precision = _resolve_precision(cfg.precision, device)
     sink = open_sink(cfg, info.rank)
     teacher, sha = _placed_teacher(cfg, device, info)
-    plan = plan_storage(cfg, _target_shapes(teacher), sink.laid_out())
+    # One dummy forward and one manifest read serve the plan and the layout.
+    targets, existing = _target_shapes(teacher), sink.laid_out()
+    plan = plan_storage(cfg, targets, existing)
     cfg = planned(cfg, plan)
     if plan.note and info.is_main:
         notice(plan.note)
     if info.is_main:
         try:
-            _prepare(cfg, teacher, precision, device, sha, source, sink)
+            _prepare(cfg, teacher, targets, precision, device, sha, source, sink, existing)
         except Exception as exc:  # any failure: the other ranks must not wait forever
             share_outcome(info, str(exc) or type(exc).__name__)
             raise
@@ -178,17 +180,19 @@ def _with_views_of(cfg: ExtractConfig, source: Manifest) -> ExtractConfig:
 def _prepare(
     cfg: ExtractConfig,
     teacher: Teacher,
+    targets: dict[str, list[int]],
     precision: str,
     device: str,
     sha: str,
     source: Cache | None,
     sink: CacheSink,
+    existing: Manifest | None,
 ) -> None:
-    """Create the cache, or check that the existing one was asked for with these options."""
-    existing = sink.laid_out()
+    """Create the cache, or check that the ``existing`` one (what --out holds) was asked for
+    with these options."""
     sink.check_writable()
     images = scan_images(cfg.data)
-    manifest = _new_manifest(cfg, teacher, precision, device, images, sha)
+    manifest = _new_manifest(cfg, teacher, targets, precision, device, images, sha)
     if source is not None:
         manifest.views_from = _check_same_data(cfg, images, source)
     if existing is not None:
@@ -365,12 +369,12 @@ def _holdout(cfg: ExtractConfig, usable: np.ndarray) -> tuple[list[list[int]], l
 def _new_manifest(
     cfg: ExtractConfig,
     teacher: Teacher,
+    targets: dict[str, list[int]],
     precision: str,
     device: str,
     images: ImageList,
     sha: str,
 ) -> Manifest:
-    targets = _target_shapes(teacher)
     codecs = _codecs(cfg, targets)
     return Manifest(
         format_version=FORMAT_VERSION,
@@ -424,7 +428,7 @@ def _codecs(cfg: ExtractConfig, targets: dict[str, list[int]]) -> dict[str, Targ
     when asked."""
     codecs = {}
     for name, shape in targets.items():
-        k = cfg.pca if name not in ("cls", "registers") else None
+        k = cfg.pca if name not in WHOLE_TARGETS else None
         if k is not None and not 0 < k < shape[-1]:
             raise ProteusError(f"--pca {k}: must be between 1 and {shape[-1] - 1} for {name}")
         codecs[name] = TargetCodec(name, tuple(shape), cfg.planned_dtype, k)

@@ -187,8 +187,7 @@ class _Trainer:
             "online ones (docs/QUALITY.md 'Long schedules'; at 30 they fell behind): grow "
             f"the cache to {needed} views (proteus extract --views {needed} with its other "
             "options; a run resumes on it with --allow-grown-cache), or give fresh views with "
-            "--teacher "
-            f"{teacher} --online-fraction {fresh_needed(epochs, k):g}"
+            f"--teacher {teacher} --online-fraction {fresh_needed(epochs, k):g}"
         )
 
     def _schedule(self) -> CosineSchedule | EpochCosineSchedule:
