@@ -137,15 +137,20 @@ def _evaluation(path: Path) -> dict[str, Any]:
     except ValueError:
         return {}
     kind = path.stem
-    if kind in ("knn", "linear"):
+    if "top1" in result:  # eval knn / linear, or a suite's DATASET_PROTOCOL entry
         return {f"{kind}_top1": result.get("top1")}
+    if result.get("task") == "seg":  # eval seg: kept under its --name (default seg, seg_b4…)
+        return {f"{kind}_miou": result.get("miou")}
+    if result.get("task") == "depth":
+        return {f"{kind}_rmse": result.get("rmse"), f"{kind}_delta1": result.get("delta1")}
     if kind.startswith("agreement"):
         return {f"{kind}_{k}": v for k, v in result.items() if k.endswith("_cosine")}
     return {}
 
 
 def _column_rank(column: str) -> tuple[int, str]:
-    order = ("loss", "trained_views", "heldout_views", "heldout_images", "knn", "linear")
+    order = ("loss", "trained_views", "heldout_views", "heldout_images", "knn", "linear", "seg")
+    order += ("depth",)
     for rank, prefix in enumerate((*order, "agreement", "images_per_s")):
         if column.startswith(prefix):
             return (rank, "" if column == "loss" else column)

@@ -38,3 +38,25 @@ class ProbeConfig:
     # dinov2-fast: SGD steps on the frozen features (None: 1,000).
     iterations: int | None = None
     progress: bool = True
+
+
+@dataclass(frozen=True)
+class DenseConfig:
+    """``proteus eval seg`` and ``eval depth``: a linear probe on frozen patch features."""
+
+    source: SourceConfig
+    data: Path  # a data set folder in one of evaluate/dense_sets.py's layouts
+    blocks: int = 1  # 1: the last block's patch tokens; 4: the last four, concatenated
+    multiscale: bool = False  # seg: DINOv2's "+ms" test (5 scales, flips)
+    flip_test: bool = True  # depth: average with the mirrored prediction (DINOv2's test)
+    classes: int | None = None  # seg, generic layout: class count (ADE20K: 150)
+    ignore_index: int = 255
+    depth_scale: float | None = None  # depth PNG units per metre (None: 1000, millimetres)
+    min_depth: float = 1e-3  # metres: the bins' range and the valid range of the maps
+    max_depth: float = 10.0
+    iterations: int | None = None  # None: the protocol's (seg 40,000; depth 38,400)
+    batch_size: int | None = None  # None: the protocol's 16
+    lr: float | None = None  # None: the protocol's (seg 1e-3; depth 5e-3)
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True

@@ -47,6 +47,48 @@ class FeatureSource:
         tokens = [t.float() for t in summaries]
         return {"cls": out["cls"].float(), "patch": out["patch"].float(), "blocks": tokens}
 
+    @torch.no_grad()
+    def dense(
+        self, images: torch.Tensor, blocks: int = 1
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """For each of the last ``blocks`` blocks (last block last): its patch features as a
+        map (B, C, rows, cols) on the model's own grid and its global token (B, C'). A
+        convnet student gives its last map(s); a teacher must have been built with the
+        layers (``load_source(blocks=n)``) when n > 1."""
+        model = self.model
+        if isinstance(model, Student):
+            if blocks > model.depth:
+                raise ProteusError(f"--blocks {blocks}: {self.name} has {model.depth} blocks")
+            if blocks == 1:
+                out = model(images)
+                tokens, grid = model.native_dense(out)
+                return [(_as_map(tokens, grid), out["cls"].float())]
+            return [
+                (_as_map(t, model.grid), c.float()) for t, c in model.dense_blocks(images, blocks)
+            ]
+        out = model(images)
+        if blocks == 1:
+            return [(_as_map(out["patch"]), out["cls"].float())]
+        layers = out["layers"]
+        chosen = sorted(layers)[-blocks:]
+        if len(chosen) < blocks:
+            raise ProteusError(
+                f"--blocks {blocks}: {self.name} returns {len(chosen)} blocks (it has fewer, or "
+                f"was built without its last {blocks} layers)"
+            )
+        return [(_as_map(layers[i][:, 1:]), layers[i][:, 0].float()) for i in chosen]
+
+
+def _as_map(tokens: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """(B, rows·cols, C) row-major tokens → (B, C, rows, cols); a square grid unless given."""
+    b, n, c = tokens.shape
+    if grid is None:
+        side = round(n**0.5)
+        if side * side != n:
+            raise ProteusError(f"{n} patch tokens do not make a square grid; pass the grid")
+        grid = (side, side)
+    return tokens.float().transpose(1, 2).reshape(b, c, *grid)
+
 
 @dataclass
 class TrainedStudent:

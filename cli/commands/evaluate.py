@@ -10,9 +10,16 @@ import click
 from proteus.options import Location, checkpoint_option, device_option
 
 
-def _model_source(func: Callable) -> Callable:
+def _apply(func: Callable, decorators: list) -> Callable:
+    for decorator in reversed(decorators):
+        func = decorator(func)  # type: ignore[arg-type]  # click's option list, applied in order
+    return func
+
+
+def _source_options(func: Callable) -> Callable:
     """Where features come from: a checkpoint, a teacher, or an untrained student."""
-    for decorator in reversed(
+    return _apply(
+        func,
         [
             checkpoint_option(required=False),
             click.option(
@@ -43,33 +50,11 @@ def _model_source(func: Callable) -> Callable:
                 help="With --student: evaluate random weights (the floor to beat).",
             ),
             click.option(
-                "--train",
-                "train_dir",
-                type=click.Path(path_type=Path),
-                required=True,
-                help="ImageFolder tree the probe is fitted on.",
-            ),
-            click.option(
-                "--val",
-                "val_dir",
-                type=click.Path(path_type=Path),
-                required=True,
-                help="ImageFolder tree top-1 is measured on.",
-            ),
-            click.option(
                 "--image-size",
                 type=click.IntRange(min=1),
                 default=224,
                 show_default=True,
-                help="Evaluation image size (center crop).",
-            ),
-            click.option(
-                "--batch-size",
-                type=click.IntRange(min=1),
-                default=128,
-                show_default=True,
-                help="Images per forward pass (with --protocol dinov2 also the SGD batch: "
-                "DINOv2's 128 per GPU).",
+                help="Input size of a teacher or a random student (a checkpoint keeps its own).",
             ),
             click.option(
                 "--json",
@@ -80,10 +65,41 @@ def _model_source(func: Callable) -> Callable:
                 "RUN (a run folder) they are always kept in RUN/eval/ too, for `proteus compare`.",
             ),
             device_option,
-        ]
-    ):
-        func = decorator(func)  # type: ignore[arg-type]  # click's option list, applied in order
-    return func
+        ],
+    )
+
+
+def _model_source(func: Callable) -> Callable:
+    """The source options and the classification data (--train, --val)."""
+    return _source_options(
+        _apply(
+            func,
+            [
+                click.option(
+                    "--train",
+                    "train_dir",
+                    type=click.Path(path_type=Path),
+                    required=True,
+                    help="ImageFolder tree the probe is fitted on.",
+                ),
+                click.option(
+                    "--val",
+                    "val_dir",
+                    type=click.Path(path_type=Path),
+                    required=True,
+                    help="ImageFolder tree top-1 is measured on.",
+                ),
+                click.option(
+                    "--batch-size",
+                    type=click.IntRange(min=1),
+                    default=128,
+                    show_default=True,
+                    help="Images per forward pass (with --protocol dinov2 also the SGD batch: "
+                    "DINOv2's 128 per GPU).",
+                ),
+            ],
+        )
+    )
 
 
 @click.group("eval")
@@ -245,20 +261,214 @@ def agreement(
     _finish(result, json_path, checkpoint, f"agreement_{teacher}")
 
 
-def _probe_config(options: dict):
-    from proteus.evaluate.config import ProbeConfig, SourceConfig
-
-    source_keys = (
-        "checkpoint",
-        "ema",
-        "teacher",
-        "weights",
-        "student",
-        "random_init",
-        "image_size",
+def _dense_options(func: Callable) -> Callable:
+    """What ``eval seg`` and ``eval depth`` share: the data, the probe's size and its name."""
+    return _source_options(
+        _apply(
+            func,
+            [
+                click.option(
+                    "--data",
+                    type=click.Path(exists=True, file_okay=False, path_type=Path),
+                    required=True,
+                    help="The data set folder (layouts: docs/EVALUATION.md 'Dense tasks').",
+                ),
+                click.option(
+                    "--blocks",
+                    type=click.Choice(["1", "4"]),
+                    default="1",
+                    show_default=True,
+                    help="Patch features of the last block (DINOv2's 'linear'), or of the last "
+                    "4 concatenated (its '+ms' / 'linear 4' heads).",
+                ),
+                click.option(
+                    "--iterations",
+                    type=click.IntRange(min=1),
+                    default=None,
+                    help="Training iterations of the head. [default: the protocol's]",
+                ),
+                click.option(
+                    "--batch-size",
+                    type=click.IntRange(min=1),
+                    default=None,
+                    help="Crops per iteration, and windows per forward at test. [default: "
+                    "DINOv2's 16 (2 per GPU × 8)]",
+                ),
+                click.option(
+                    "--lr",
+                    type=click.FloatRange(min=0, min_open=True),
+                    default=None,
+                    help="AdamW's peak learning rate (the schedule keeps its shape). "
+                    "[default: the protocol's]",
+                ),
+                click.option(
+                    "--seed",
+                    type=int,
+                    default=0,
+                    show_default=True,
+                    help="Seeds the crops, the augmentation and the head's initialisation.",
+                ),
+                click.option(
+                    "--name",
+                    default=None,
+                    help="What the result is called in RUN/eval/ and in `proteus compare`'s "
+                    "columns (e.g. ade20k). [default: the task and variant: seg, seg_b4_ms, "
+                    "depth, depth_b4]",
+                ),
+            ],
+        )
     )
-    source = SourceConfig(**{k: options.pop(k) for k in source_keys})
-    return ProbeConfig(source=source, **options)
+
+
+@eval_group.command()
+@_dense_options
+@click.option(
+    "--classes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Class count of a generic layout (class ids 0 … N−1 in the label PNGs). [default: "
+    "ADE20K's 150 for the ADE20K layout; required otherwise]",
+)
+@click.option(
+    "--ignore-index",
+    type=click.IntRange(min=0),
+    default=255,
+    show_default=True,
+    help="Label value that is not scored (ADE20K's 0 'other' becomes it).",
+)
+@click.option(
+    "--multiscale/--single-scale",
+    default=False,
+    show_default=True,
+    help="DINOv2's '+ms' test: the probabilities averaged over 5 scales (1–3 ×) and their "
+    "mirror images. Use with --blocks 4 for its '+ms' row.",
+)
+def seg(**kwargs) -> None:
+    """DINOv2's linear segmentation probe: mIoU on frozen patch features.
+
+    A BatchNorm + 1×1 convolution on the patch tokens, logits upsampled bilinearly to the
+    labels; ADE20K's protocol by default (AdamW 1e-3, poly schedule, 40,000 iterations of 16
+    crops, random resize 0.5–2×, crops of the model's input size, flips, photometric
+    distortion), sliding-window test. Data: ADE20K as released, or a folder with
+    train/images, train/labels, val/images, val/labels (matching names) and --classes.
+    """
+    from proteus.evaluate.dense_probe import run_seg
+
+    name, json_path, run = _dense_name(kwargs, "seg")
+    result = run_seg(_dense_config(kwargs))
+    click.echo(
+        f"{result['model']}: mIoU {100 * result['miou']:.2f}% (pixel accuracy "
+        f"{100 * result['pixel_accuracy']:.2f}%, {result['val_images']} val images)"
+    )
+    _finish(result, json_path, run, name)
+
+
+@eval_group.command()
+@_dense_options
+@click.option(
+    "--depth-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Depth PNG units per metre. [default: 1000 (millimetres, NYU)]",
+)
+@click.option(
+    "--min-depth",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Metres: the first depth bin, and the smallest valid depth.",
+)
+@click.option(
+    "--max-depth",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Metres: the last depth bin, and the largest valid depth (NYU: 10).",
+)
+@click.option(
+    "--flip-test/--no-flip-test",
+    default=True,
+    show_default=True,
+    help="Average each prediction with that of the mirrored image (DINOv2's test).",
+)
+def depth(**kwargs) -> None:
+    """DINOv2's linear depth probe: RMSE, AbsRel and δ1 on frozen patch features.
+
+    The patch tokens with the class token concatenated to each, upsampled 4×, a 1×1
+    convolution over 256 uniform depth bins with AdaBins' linear normalisation; NYU-Depth
+    v2's protocol by default (SigLoss + gradient loss, AdamW 5e-3, cosine, 38,400 iterations
+    of 16). Data: NYU as DINOv2 reads it (nyu_train.txt / nyu_test.txt, 16-bit PNGs in mm,
+    Eigen crop), or a folder with train/images, train/depth, val/images, val/depth.
+    """
+    from proteus.evaluate.dense_probe import run_depth
+
+    name, json_path, run = _dense_name(kwargs, "depth")
+    result = run_depth(_dense_config(kwargs))
+    click.echo(
+        f"{result['model']}: RMSE {result['rmse']:.4f} m, AbsRel {result['abs_rel']:.4f}, "
+        f"δ1 {100 * result['delta1']:.2f}% ({result['val_images']} val images)"
+    )
+    _finish(result, json_path, run, name)
+
+
+@eval_group.command()
+@click.argument("suite_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the results (OUT/results/MODEL/DATASET_PROTOCOL.json), the table "
+    "(OUT/suite.csv, OUT/suite.json); a rerun skips the entries already there.",
+)
+@device_option
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars.")
+def suite(suite_file: Path, out: Path, device: str, progress: bool) -> None:
+    """Run every model on every data set and protocol a suite file names; print one table.
+
+    Protocols: knn, linear, dinov2, dinov2-fast, seg, seg_ms, depth, depth_b4. The file's
+    format and an example for the paper's benchmarks: examples/paper_suite.yaml.
+    """
+    import json
+
+    from proteus.common.runtime.files import atomic_write_text
+    from proteus.evaluate.suite import load_suite, run_suite, suite_table
+
+    loaded = load_suite(suite_file, device=device, progress=progress)
+    rows = run_suite(loaded, out, echo=click.echo)
+    table = suite_table(rows)
+    click.echo(table.text())
+    table.write_csv(out / "suite.csv")
+    atomic_write_text(out / "suite.json", json.dumps(rows, indent=2) + "\n")
+    click.echo(f"table: {out / 'suite.csv'}")
+
+
+def _dense_name(options: dict, task: str) -> tuple[str, Path | None, Path | None]:
+    name = options.pop("name")
+    if name is None:
+        name = task + ("_b4" if options["blocks"] == "4" else "")
+        name += "_ms" if options.get("multiscale") else ""
+    return name, options.pop("json_path"), options["checkpoint"]
+
+
+def _dense_config(options: dict):
+    from proteus.evaluate.config import DenseConfig
+
+    options["blocks"] = int(options["blocks"])
+    source = _source_config(options)
+    return DenseConfig(source=source, **options)
+
+
+def _source_config(options: dict):
+    from proteus.evaluate.config import SourceConfig
+
+    keys = ("checkpoint", "ema", "teacher", "weights", "student", "random_init", "image_size")
+    return SourceConfig(**{k: options.pop(k) for k in keys})
+
+
+def _probe_config(options: dict):
+    from proteus.evaluate.config import ProbeConfig
+
+    return ProbeConfig(source=_source_config(options), **options)
 
 
 def _finish(result: dict, json_path: Path | None, run: Path | None, kind: str) -> None:

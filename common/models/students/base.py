@@ -77,6 +77,13 @@ class Student(nn.Module):
         blocks, last block last (DINOv2's linear protocol reads these)."""
         raise NotImplementedError
 
+    def dense_blocks(self, x: torch.Tensor, blocks: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The last ``blocks`` blocks' patch tokens (B, rows·cols, width) on :attr:`grid` and
+        global tokens (B, width), last block last: what DINOv2's dense probes read."""
+        out = self.forward_features(x, layers=tuple(range(self.depth - blocks, self.depth)))
+        layers = out["layers"]
+        return [(layers[i][:, 1:], layers[i][:, 0]) for i in sorted(layers)]
+
     def native_dense(self, out: dict[str, Any]) -> tuple[torch.Tensor, tuple[int, int]]:
         """The dense features of a forward's output on the student's own grid (before any
         resampling to a teacher's): (B, rows·cols, width) and (rows, cols). viz pictures these."""

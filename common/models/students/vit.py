@@ -98,3 +98,7 @@ class ViTStudent(Student):
         """The class token of each of the last ``blocks`` blocks after the final norm."""
         out = self.forward_features(x, layers=tuple(range(self.depth - blocks, self.depth)))
         return out, [self.vit.norm(out["layers"][i])[:, 0] for i in sorted(out["layers"])]
+
+    def dense_blocks(self, x: torch.Tensor, blocks: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each block's tokens after the final norm, as DINOv2's get_intermediate_layers."""
+        return [(self.vit.norm(p), self.vit.norm(c)) for p, c in super().dense_blocks(x, blocks)]
