@@ -178,29 +178,19 @@ def test_eval_seg_and_depth_through_the_cli(tmp_path):
     seg = seg_folder(tmp_path / "seg")
     depth = depth_folder(tmp_path / "depth")
     common = ["--student", "tiny_vit16", "--random-init", "--image-size", 32, "--device", "cpu"]
-    out = _ok(
-        ["eval", "seg", "--data", seg, "--classes", 3, "--iterations", 3, "--batch-size", 4]
-        + common
-        + ["--json", tmp_path / "seg.json"]
-    )
+    seg_args = ["eval", "seg", "--data", seg, "--classes", 3, "--batch-size", 4, *common]
+    out = _ok([*seg_args, "--iterations", 3, "--json", tmp_path / "seg.json"])
     assert "mIoU" in out
     result = json.loads((tmp_path / "seg.json").read_text())
     assert result["task"] == "seg" and 0 <= result["miou"] <= 1 and result["val_images"] == 4
     assert len(result["per_class_iou"]) == 3
-    out = _ok(
-        ["eval", "depth", "--data", depth, "--iterations", 3, "--batch-size", 4]
-        + common
-        + ["--json", tmp_path / "depth.json"]
-    )
+    depth_args = ["eval", "depth", "--data", depth, "--iterations", 3, "--batch-size", 4]
+    out = _ok([*depth_args, *common, "--json", tmp_path / "depth.json"])
     assert "RMSE" in out
     result = json.loads((tmp_path / "depth.json").read_text())
     assert result["blocks"] == 1 and result["rmse"] > 0 and 0 <= result["delta1"] <= 1
     # The +ms variant's test: five scales and flips.
-    _ok(
-        ["eval", "seg", "--data", seg, "--classes", 3, "--iterations", 2, "--batch-size", 4]
-        + ["--multiscale"]
-        + common
-    )
+    _ok([*seg_args, "--iterations", 2, "--multiscale"])
 
 
 def test_four_blocks_of_a_convnet_and_too_many_blocks(tiny_weights, tmp_path):
@@ -211,10 +201,21 @@ def test_four_blocks_of_a_convnet_and_too_many_blocks(tiny_weights, tmp_path):
     blocks = convnet.dense(torch.zeros(2, 3, 64, 64), blocks=4)
     assert len(blocks) == 4 and all(m.ndim == 4 and c.shape[0] == 2 for m, c in blocks)
     depth = depth_folder(tmp_path / "depth", size=64)
+    source = ["--student", "tiny_resnet", "--random-init", "--image-size", 64]
     _ok(
-        ["eval", "depth", "--data", depth, "--student", "tiny_resnet", "--random-init"]
-        + ["--image-size", 64, "--blocks", 4, "--iterations", 2, "--batch-size", 2]
-        + ["--device", "cpu"]
+        [
+            "eval",
+            "depth",
+            "--data",
+            depth,
+            *source,
+            "--blocks",
+            4,
+            "--iterations",
+            2,
+            "--device",
+            "cpu",
+        ]
     )
     teacher = load_source(teacher="tiny_dinov2", weights=tiny_weights, image_size=28, blocks=4)
     with pytest.raises(ProteusError, match="--blocks 4: teacher tiny_dinov2 returns 3 blocks"):
@@ -283,7 +284,7 @@ def test_bad_dense_inputs_are_one_line_errors_naming_the_file(tmp_path):
 
 # ------------------------------------------------------------------ suite
 def test_eval_suite_runs_every_entry_prints_one_table_and_skips_finished_ones(tmp_path):
-    seg = seg_folder(tmp_path / "seg")
+    seg_folder(tmp_path / "seg")
     imagegen.tinted_folder(tmp_path / "cls" / "train", classes=2, per_class=4, seed=0)
     imagegen.tinted_folder(tmp_path / "cls" / "val", classes=2, per_class=2, seed=1)
     suite = tmp_path / "suite.yaml"
