@@ -58,5 +58,6 @@ class DenseConfig:
     batch_size: int | None = None  # None: the protocol's 16
     lr: float | None = None  # None: the protocol's (seg 1e-3; depth 5e-3)
     seed: int = 0
+    pictures: Path | None = None  # a PNG of the first validation images' predictions
     device: str = "auto"
     progress: bool = True

@@ -62,6 +62,7 @@ SEG_SCALES = (0.5, 2.0)  # training resize ratio range (mmseg Resize ratio_range
 CAT_MAX_RATIO = 0.75  # RandomCrop: retry crops where one class covers more than this
 MS_RATIOS = (1.0, 1.32, 1.73, 2.28, 3.0)  # the +ms variant's test scales (with flips)
 WINDOW_STRIDE = 2 / 3  # mmseg slide inference: 341 of 512
+PICTURED = 4  # validation images in --pictures
 
 
 def lr_at(protocol: Protocol, iteration: int, iterations: int) -> float:
@@ -106,9 +107,12 @@ def run_seg(cfg: DenseConfig, source: FeatureSource | None = None) -> dict:
         ratios,
         flips,
     ):
-        metric.update(scores.argmax(0).numpy(), val.label(i))
+        pred, label = scores.argmax(0).numpy(), val.label(i)
+        metric.update(pred, label)
+        probe.keep(i, val.image(i), label, pred)
         bar.update(1)
     bar.close()
+    probe.draw("seg")
     return {
         "model": probe.source.name,
         "task": "seg",
@@ -145,8 +149,10 @@ def run_depth(cfg: DenseConfig, source: FeatureSource | None = None) -> dict:
     ):
         target = val.depth(i)
         metric.update(depth[0].numpy(), target, val.eval_mask(target.shape))
+        probe.keep(i, val.image(i), target, depth[0].numpy())
         bar.update(1)
     bar.close()
+    probe.draw("depth")
     return {
         "model": probe.source.name,
         "task": "depth",
@@ -172,8 +178,20 @@ class _Probe:
         self.iterations = cfg.iterations or protocol.iterations
         self.batch = cfg.batch_size or protocol.batch_size
         self.lr = cfg.lr or protocol.lr
+        self.shown: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.mean = torch.tensor(self.source.mean).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(self.source.std).view(1, 3, 1, 1) * 255
+
+    def keep(self, i: int, image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> None:
+        """Hold the first few validation images' predictions for the picture."""
+        if self.cfg.pictures is not None and i < PICTURED:
+            self.shown.append((image, truth, pred))
+
+    def draw(self, task: str) -> None:
+        if self.cfg.pictures is not None and self.shown:
+            from proteus.evaluate.viz import plot_dense
+
+            plot_dense(task, self.shown, self.cfg.pictures, f"{task} probe: {self.source.name}")
 
     def channels(self, width) -> int:
         """The head's input width, from one forward of a blank input."""

@@ -1,12 +1,15 @@
 """Pictures of a run: PCA of patch features (image | teacher | student) and loss curves.
 
 The teacher's patch features come from the cache (no teacher is loaded); the student's from
-its backbone on the same rendered views. Each model's first three principal components,
-fitted over all patches shown, become RGB.
+its backbone and its heads on the same rendered views. The teacher's targets and the student's
+predictions of them (its feature head) share one basis, the first three principal components
+of the teacher's patches shown, so their colours mean the same; the student's backbone
+features are shown in their own basis beside them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +32,36 @@ def _pyplot():
     return plt
 
 
+@dataclass(frozen=True)
+class Basis:
+    """The first three principal components of some features, and their range there."""
+
+    mean: np.ndarray  # (D,)
+    components: np.ndarray  # (3, D)
+    lo: np.ndarray  # (3,)
+    hi: np.ndarray  # (3,)
+
+    @classmethod
+    def fit(cls, features: np.ndarray) -> Basis:
+        flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
+        mean = flat.mean(0)
+        _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
+        components = np.pad(vt[:3], ((0, max(0, 3 - len(vt))), (0, 0)))
+        comps = (flat - mean) @ components.T
+        return cls(mean, components, comps.min(0), comps.max(0))
+
+    def rgb(self, features: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+        """(V, N, D) → (V, rows, cols, 3) in [0, 1], scaled by the range where it was fitted
+        (so features of another model projected here keep the colours' meaning)."""
+        flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
+        comps = (flat - self.mean) @ self.components.T
+        span = np.where(self.hi > self.lo, self.hi - self.lo, 1)
+        return np.clip((comps - self.lo) / span, 0, 1).reshape(len(features), *grid, 3)
+
+
 def pca_rgb(features: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """(V, N, D) features -> (V, H, W, 3) in [0, 1]: the first 3 components, min-max scaled."""
-    v, _, d = features.shape
-    flat = features.reshape(-1, d).astype(np.float64)
-    flat = flat - flat.mean(0)
-    _, _, vt = np.linalg.svd(flat, full_matrices=False)
-    comps = flat @ vt[:3].T
-    if comps.shape[1] < 3:
-        comps = np.pad(comps, ((0, 0), (0, 3 - comps.shape[1])))
-    lo, hi = comps.min(0), comps.max(0)
-    comps = (comps - lo) / np.where(hi > lo, hi - lo, 1)
-    return comps.reshape(v, *grid, 3)
+    return Basis.fit(features).rgb(features, grid)
 
 
 def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views: int = 4) -> Path:
@@ -65,20 +86,32 @@ def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views:
     renderer = Renderer(RenderConfig.from_manifest(m, max_batch=len(ids)))
     images = renderer.render(encoded, table)
     with torch.no_grad():
+        out_student = trained.student(images)
         # On the student's own grid: a convnet's feature map as it is, not resampled.
-        dense, student_grid = trained.student.native_dense(trained.student(images))
+        dense, student_grid = trained.student.native_dense(out_student)
+        predicted = _patch_predictions(trained, out_student["patch"])
     student_patch = dense.numpy()
     teacher_patch = cache.read("patch", ids).astype(np.float32)
+    teacher_basis = Basis.fit(teacher_patch)
     pixels = images * torch.tensor(m.std)[:, None, None] + torch.tensor(m.mean)[:, None, None]
     shown = pixels.clamp(0, 1).permute(0, 2, 3, 1).numpy()
     rows, cols = m.grid
     columns: list[tuple[str, np.ndarray]] = [
         ("image", shown),
-        (f"teacher {m.teacher}", pca_rgb(teacher_patch, (rows, cols))),
-        (f"student {trained.name}", pca_rgb(student_patch, student_grid)),
+        (f"teacher {m.teacher}: targets", teacher_basis.rgb(teacher_patch, (rows, cols))),
     ]
+    if predicted is not None:  # the heads' predictions of those targets, in the same basis
+        name, values = predicted
+        columns.append(
+            (f"student {name}\n(teacher's basis)", teacher_basis.rgb(values, trained.student.grid))
+        )
+    columns.append(
+        (f"student {trained.name} backbone\n(its own basis)", pca_rgb(student_patch, student_grid))
+    )
     plt = _pyplot()
-    fig, axes = plt.subplots(len(ids), 3, figsize=(7.5, 2.5 * len(ids)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(ids), len(columns), figsize=(2.5 * len(columns), 2.5 * len(ids)), squeeze=False
+    )
     for row in range(len(ids)):
         for col, (title, pictures) in enumerate(columns):
             ax = axes[row][col]
@@ -89,6 +122,58 @@ def plot_pca(checkpoint: Path, out: Path, cache_path: Path | None = None, views:
                 ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def _patch_predictions(trained, patch: torch.Tensor) -> tuple[str, np.ndarray] | None:
+    """The first teacher's patch targets as the student predicts them (in the teacher's units):
+    the feature head on the clean view, else the patch head; None when it has neither."""
+    heads = trained.heads[0]
+    stats = trained.stats(0)
+    for name, head in (("fea head", heads.fea_head), ("patch head", heads.patch_head)):
+        if head is not None:
+            values = head(patch)
+            values = stats.restore("patch", values) if stats else values
+            return name, values.float().numpy()
+    return None
+
+
+def plot_dense(
+    task: str, shown: list[tuple[np.ndarray, np.ndarray, np.ndarray]], out: Path, title: str
+) -> Path:
+    """A probe's predictions next to the ground truth: image | truth | prediction per row.
+    Segmentation: one colour per class (ignored pixels black); depth: one colour scale per
+    row, the truth's valid range, for both (invalid pixels black)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(shown), 3, figsize=(7.5, 2.5 * len(shown)), squeeze=False)
+    for row, (image, truth, pred) in enumerate(shown):
+        if task == "seg":
+            palette = plt.get_cmap("tab20")
+            valid = truth < 255
+            classes = max(int(truth[valid].max(initial=0)), int(pred.max())) + 1
+            paint = [_classes_rgb(truth, palette, classes), _classes_rgb(pred, palette, classes)]
+            imshow: dict = {}
+        else:
+            valid = truth > 0
+            lo, hi = (truth[valid].min(), truth[valid].max()) if valid.any() else (0, 1)
+            paint = [np.where(valid, truth, np.nan), pred]
+            imshow = {"cmap": "magma_r", "vmin": lo, "vmax": hi}
+        for col, (name, picture) in enumerate(
+            (("image", image), ("truth", paint[0]), ("prediction", paint[1]))
+        ):
+            ax = axes[row][col]
+            ax.imshow(picture, interpolation="nearest", **({} if col == 0 else imshow))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name, fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _classes_rgb(labels: np.ndarray, palette, classes: int) -> np.ndarray:
+    colours = np.array([palette(i % 20)[:3] for i in range(classes)] + [(0, 0, 0)])
+    return colours[np.where(labels < classes, labels, classes)]
 
 
 def plot_losses(run: Path, out: Path) -> Path:

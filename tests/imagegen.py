@@ -105,3 +105,30 @@ def whole_view(h: int, w: int, **columns):
         erase=np.zeros((1, 4), np.int32),
         **columns,
     )
+
+
+COLOURS = np.array([[230, 20, 20], [20, 230, 20], [20, 20, 230]], np.uint8)
+
+
+def seg_folder(root, images=8, size=32, classes=3, seed=0, stripe=8):
+    """Images of vertical stripes (``stripe`` px wide) of pure colours, one class each, with
+    their label maps."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", images), ("val", max(2, images // 2))):
+        for i in range(count):
+            per_stripe = rng.integers(0, classes, size // stripe)
+            label = np.repeat(per_stripe, stripe)[None].repeat(size, 0).astype(np.uint8)
+            save(COLOURS[label], root / split / "images" / f"{i:03d}.png")
+            save(label, root / split / "labels" / f"{i:03d}.png")
+    return root
+
+
+def depth_folder(root, images=6, size=32, seed=0):
+    """Photos with a depth ramp (16-bit PNG, millimetres)."""
+    for split, count in (("train", images), ("val", 3)):
+        for i in range(count):
+            save(photo(size, size, seed + i), root / split / "images" / f"{i}.png")
+            ramp = np.linspace(1000, 8000, size)[:, None].repeat(size, 1).astype(np.uint16)
+            (root / split / "depth").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(ramp).save(root / split / "depth" / f"{i}.png")
+    return root

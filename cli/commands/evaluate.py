@@ -309,6 +309,13 @@ def _dense_options(func: Callable) -> Callable:
                     help="Seeds the crops, the augmentation and the head's initialisation.",
                 ),
                 click.option(
+                    "--pictures",
+                    type=click.Path(dir_okay=False, path_type=Path),
+                    default=None,
+                    help="A PNG of the first 4 validation images: image | truth | prediction. "
+                    "[default: RUN/eval/NAME.png with --checkpoint RUN, else none]",
+                ),
+                click.option(
                     "--name",
                     default=None,
                     help="What the result is called in RUN/eval/ and in `proteus compare`'s "
@@ -447,7 +454,12 @@ def _dense_name(options: dict, task: str) -> tuple[str, Path | None, Path | None
     if name is None:
         name = task + ("_b4" if options["blocks"] == "4" else "")
         name += "_ms" if options.get("multiscale") else ""
-    return name, options.pop("json_path"), options["checkpoint"]
+    run = options["checkpoint"]
+    if options["pictures"] is None and run is not None and Path(run).is_dir():
+        from proteus.common.runs.folder import RunFolder
+
+        options["pictures"] = RunFolder(run).eval_dir / f"{name}.png"
+    return name, options.pop("json_path"), run
 
 
 def _dense_config(options: dict):

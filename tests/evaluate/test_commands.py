@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import imagegen
+import numpy as np
 import pytest
 import timm
 import torch
@@ -272,6 +273,44 @@ def test_viz_writes_pngs(world, tmp_path):
         data = (tmp_path / "pics" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, name
         assert name in out
+
+
+def test_viz_puts_targets_and_predictions_in_the_teachers_basis(world):
+    from proteus.evaluate.viz import Basis, _patch_predictions, pca_rgb
+
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(3, 4, 8)).astype(np.float32)
+    basis = Basis.fit(teacher)
+    np.testing.assert_allclose(basis.rgb(teacher, (2, 2)), pca_rgb(teacher, (2, 2)))
+    # A prediction equal to the target is painted the same colours; a different one is not
+    # rescaled into the full range (its colours keep the teacher's meaning).
+    assert np.allclose(basis.rgb(teacher.copy(), (2, 2)), basis.rgb(teacher, (2, 2)))
+    shifted = basis.rgb(teacher + 100 * basis.components[0], (2, 2))
+    assert shifted[..., 0].min() == 1.0  # clipped at the teacher's range, not min-max scaled
+    # The run's feature head predicts teacher-width patches on the student's grid.
+    trained = load_trained_student(world / "run")
+    x = torch.zeros(1, 3, trained.student.image_size, trained.student.image_size)
+    with torch.no_grad():
+        name, values = _patch_predictions(trained, trained.student(x)["patch"])
+    assert name == "fea head"
+    assert values.shape == (1, trained.student.grid[0] * trained.student.grid[1], 32)
+
+
+def test_eval_seg_of_a_run_is_kept_in_it_pictured_and_compared(world, tmp_path):
+    seg = imagegen.seg_folder(tmp_path / "seg", size=28)
+    short = ["--iterations", 2, "--batch-size", 4, "--device", "cpu"]
+    out = _ok(["eval", "seg", "--checkpoint", world / "run", "--data", seg, "--classes", 3, *short])
+    assert "mIoU" in out
+    result = json.loads((world / "run" / "eval" / "seg.json").read_text())
+    assert result["model"].startswith("student tiny_vit14") and result["train_images"] == 8
+    picture = (world / "run" / "eval" / "seg.png").read_bytes()
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n"
+    depth = imagegen.depth_folder(tmp_path / "depth", size=28)
+    _ok(
+        ["eval", "depth", "--checkpoint", world / "run", "--data", depth, "--name", "ramps", *short]
+    )
+    table = _ok(["compare", world / "run"])
+    assert "seg_miou" in table and "ramps_rmse" in table and "ramps_delta1" in table
 
 
 def test_one_line_errors(world, tmp_path):

@@ -30,34 +30,6 @@ from proteus.evaluate.dense_probe import DEPTH, SEG, lr_at, run_seg
 from proteus.evaluate.dense_sets import find_depth, find_seg
 from proteus.evaluate.models import FeatureSource
 
-COLOURS = np.array([[230, 20, 20], [20, 230, 20], [20, 20, 230]], np.uint8)
-
-
-def seg_folder(root, images=8, size=32, classes=3, seed=0, stripe=8):
-    """Images of vertical stripes (``stripe`` px wide) of pure colours, one class each, with
-    their label maps."""
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", images), ("val", max(2, images // 2))):
-        for i in range(count):
-            per_stripe = rng.integers(0, classes, size // stripe)
-            label = np.repeat(per_stripe, stripe)[None].repeat(size, 0).astype(np.uint8)
-            imagegen.save(COLOURS[label], root / split / "images" / f"{i:03d}.png")
-            imagegen.save(label, root / split / "labels" / f"{i:03d}.png")
-    return root
-
-
-def depth_folder(root, images=6, size=32, seed=0):
-    """Photos with a depth ramp (16-bit PNG, millimetres)."""
-    for split, count in (("train", images), ("val", 3)):
-        for i in range(count):
-            imagegen.save(
-                imagegen.photo(size, size, seed + i), root / split / "images" / f"{i}.png"
-            )
-            ramp = np.linspace(1000, 8000, size)[:, None].repeat(size, 1).astype(np.uint16)
-            (root / split / "depth").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(ramp).save(root / split / "depth" / f"{i}.png")
-    return root
-
 
 class MeanColour(nn.Module):
     """A frozen 'model' whose patch features are each 8 × 8 patch's mean colour: on stripe
@@ -157,7 +129,7 @@ def test_schedules_follow_the_protocols():
 
 # ------------------------------------------------------------------ probes
 def test_a_probe_on_separating_features_reaches_miou_one(tmp_path):
-    data = seg_folder(tmp_path / "stripes", images=12)
+    data = imagegen.seg_folder(tmp_path / "stripes", images=12)
     source = FeatureSource("mean colour", MeanColour(), 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     cfg = DenseConfig(
         SourceConfig(),
@@ -175,8 +147,8 @@ def test_a_probe_on_separating_features_reaches_miou_one(tmp_path):
 
 
 def test_eval_seg_and_depth_through_the_cli(tmp_path):
-    seg = seg_folder(tmp_path / "seg")
-    depth = depth_folder(tmp_path / "depth")
+    seg = imagegen.seg_folder(tmp_path / "seg")
+    depth = imagegen.depth_folder(tmp_path / "depth")
     common = ["--student", "tiny_vit16", "--random-init", "--image-size", 32, "--device", "cpu"]
     seg_args = ["eval", "seg", "--data", seg, "--classes", 3, "--batch-size", 4, *common]
     out = _ok([*seg_args, "--iterations", 3, "--json", tmp_path / "seg.json"])
@@ -200,7 +172,7 @@ def test_four_blocks_of_a_convnet_and_too_many_blocks(tiny_weights, tmp_path):
     convnet = load_source(student="tiny_resnet", random_init=True, image_size=64)
     blocks = convnet.dense(torch.zeros(2, 3, 64, 64), blocks=4)
     assert len(blocks) == 4 and all(m.ndim == 4 and c.shape[0] == 2 for m, c in blocks)
-    depth = depth_folder(tmp_path / "depth", size=64)
+    depth = imagegen.depth_folder(tmp_path / "depth", size=64)
     source = ["--student", "tiny_resnet", "--random-init", "--image-size", 64]
     _ok(
         [
@@ -253,7 +225,7 @@ def test_nyu_layout_and_its_eval_crop(tmp_path):
 
 
 def test_bad_dense_inputs_are_one_line_errors_naming_the_file(tmp_path):
-    seg = seg_folder(tmp_path / "seg")
+    seg = imagegen.seg_folder(tmp_path / "seg")
     args = ["eval", "seg", "--student", "tiny_vit16", "--random-init", "--image-size", 32]
     args += ["--device", "cpu", "--iterations", 1, "--batch-size", 2]
     # classes outside the stated count
@@ -266,7 +238,7 @@ def test_bad_dense_inputs_are_one_line_errors_naming_the_file(tmp_path):
     out = _error([*args, "--data", seg, "--classes", 3])
     assert "000.png" in out and "16×16" in out and "32×32" in out
     # mismatched names
-    seg = seg_folder(tmp_path / "seg2")
+    seg = imagegen.seg_folder(tmp_path / "seg2")
     (seg / "train" / "labels" / "001.png").rename(seg / "train" / "labels" / "x01.png")
     out = _error([*args, "--data", seg, "--classes", 3])
     assert "001.png" in out and "names must match" in out
@@ -276,7 +248,7 @@ def test_bad_dense_inputs_are_one_line_errors_naming_the_file(tmp_path):
         (empty / "train" / part).mkdir(parents=True)
     assert "empty" in _error([*args, "--data", empty, "--classes", 3])
     # depth PNGs that are not 16-bit
-    depth = depth_folder(tmp_path / "depth")
+    depth = imagegen.depth_folder(tmp_path / "depth")
     imagegen.save(np.zeros((32, 32), np.uint8), depth / "train" / "depth" / "1.png")
     out = _error(["eval", "depth", "--data", depth, *args[2:]])
     assert "1.png" in out and "16-bit" in out
@@ -284,7 +256,7 @@ def test_bad_dense_inputs_are_one_line_errors_naming_the_file(tmp_path):
 
 # ------------------------------------------------------------------ suite
 def test_eval_suite_runs_every_entry_prints_one_table_and_skips_finished_ones(tmp_path):
-    seg_folder(tmp_path / "seg")
+    imagegen.seg_folder(tmp_path / "seg")
     imagegen.tinted_folder(tmp_path / "cls" / "train", classes=2, per_class=4, seed=0)
     imagegen.tinted_folder(tmp_path / "cls" / "val", classes=2, per_class=2, seed=1)
     suite = tmp_path / "suite.yaml"
