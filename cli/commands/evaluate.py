@@ -271,7 +271,7 @@ def _dense_options(func: Callable) -> Callable:
                     "--data",
                     type=click.Path(exists=True, file_okay=False, path_type=Path),
                     required=True,
-                    help="The data set folder (layouts: docs/EVALUATION.md 'Dense tasks').",
+                    help="The data set folder: ADE20K as released, NYU as DINOv2 reads it, or train/ and val/ each with images/ and labels/ (seg) or depth/ (depth), names matching (README 'Dense tasks').",
                 ),
                 click.option(
                     "--blocks",

@@ -293,3 +293,22 @@ def test_bad_suite_files_name_the_key(tmp_path):
     assert "models.a: unknown key 'studnet'" in _error(
         ["eval", "suite", suite, "--out", tmp_path / "o"]
     )
+
+
+def test_the_example_suite_for_the_paper_loads():
+    from pathlib import Path
+
+    from proteus.evaluate.suite import load_suite
+
+    example = Path(__file__).parents[2] / "examples" / "paper_suite.yaml"
+    suite = load_suite(example, device="cpu")
+    # 3 models × (12 fine-grained sets × 2 protocols + ADE20K × 2 + NYUd × 2)
+    assert len(suite.entries) == 3 * (12 * 2 + 2 + 2)
+    assert {e.protocol for e in suite.entries} == {
+        "knn",
+        "dinov2",
+        "seg",
+        "seg_ms",
+        "depth",
+        "depth_b4",
+    }
