@@ -149,8 +149,10 @@ def _evaluation(path: Path) -> dict[str, Any]:
 
 
 def _column_rank(column: str) -> tuple[int, str]:
-    order = ("loss", "trained_views", "heldout_views", "heldout_images", "knn", "linear", "seg")
-    order += ("depth",)
+    order = (
+        *("loss", "trained_views", "heldout_views", "heldout_images"),
+        *("knn", "linear", "seg", "depth"),
+    )
     for rank, prefix in enumerate((*order, "agreement", "images_per_s")):
         if column.startswith(prefix):
             return (rank, "" if column == "loss" else column)

@@ -44,7 +44,8 @@ class SegHead(nn.Module):
         self.bn = nn.BatchNorm2d(channels)
         self.conv = nn.Conv2d(channels, classes, kernel_size=1)
         nn.init.normal_(self.conv.weight, std=0.01)  # mmseg's init of conv_seg
-        nn.init.zeros_(self.conv.bias)
+        if self.conv.bias is not None:
+            nn.init.zeros_(self.conv.bias)
 
     def forward(self, maps: list[torch.Tensor], size) -> torch.Tensor:
         """Logits (B, classes, *size)."""

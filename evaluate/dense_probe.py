@@ -125,8 +125,16 @@ def run_seg(cfg: DenseConfig, source: FeatureSource | None = None) -> dict:
 
 
 def run_depth(cfg: DenseConfig, source: FeatureSource | None = None) -> dict:
-    options = dict(depth_scale=cfg.depth_scale, min_depth=cfg.min_depth, max_depth=cfg.max_depth)
-    train, val = find_depth(cfg.data, "train", **options), find_depth(cfg.data, "val", **options)
+    train, val = (
+        find_depth(
+            cfg.data,
+            split,
+            depth_scale=cfg.depth_scale,
+            min_depth=cfg.min_depth,
+            max_depth=cfg.max_depth,
+        )
+        for split in ("train", "val")
+    )
     probe = _Probe(cfg, DEPTH, source)
     channels = probe.channels(lambda m, c: m.shape[1] + c.shape[1])
     torch.manual_seed(cfg.seed)
@@ -294,7 +302,7 @@ def _windows(image: np.ndarray, crop: int, ratio: float):
     h, w = image.shape[:2]
     scale = crop * ratio / min(h, w)
     size = (max(crop, round(h * scale)), max(crop, round(w * scale)))
-    resized = np.asarray(Image.fromarray(image).resize(size[::-1], Image.BILINEAR))
+    resized = np.asarray(Image.fromarray(image).resize(size[::-1], Image.Resampling.BILINEAR))
     stride = max(1, round(crop * WINDOW_STRIDE))
     for y in _starts(size[0], crop, stride):
         for x in _starts(size[1], crop, stride):
@@ -332,7 +340,7 @@ class _SegSamples:
         h, w = label.shape
         scale = self.crop * rng.uniform(*SEG_SCALES) / min(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
         label = _resize_nearest(label, size)
         for _ in range(10):
             y, x = _corner(label.shape, self.crop, rng)
@@ -373,15 +381,15 @@ class _DepthSamples:
         image, depth = self.split.image(i), self.split.depth(i)
         if rng.random() < 0.5:
             angle = float(rng.uniform(-2.5, 2.5))
-            image = np.asarray(Image.fromarray(image).rotate(angle, Image.BILINEAR))
-            depth = np.asarray(Image.fromarray(depth).rotate(angle, Image.NEAREST))
+            image = np.asarray(Image.fromarray(image).rotate(angle, Image.Resampling.BILINEAR))
+            depth = np.asarray(Image.fromarray(depth).rotate(angle, Image.Resampling.NEAREST))
         if rng.random() < 0.5:
             image, depth = image[:, ::-1], depth[:, ::-1]
         h, w = depth.shape
         scale = self.crop / min(h, w)
         size = (max(self.crop, round(w * scale)), max(self.crop, round(h * scale)))
         image = np.asarray(
-            Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.BILINEAR)
+            Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.Resampling.BILINEAR)
         )
         depth = _resize_nearest(np.ascontiguousarray(depth), size)
         y, x = _corner(depth.shape, self.crop, rng)
@@ -390,9 +398,10 @@ class _DepthSamples:
             depth[y : y + self.crop, x : x + self.crop],
         )
         if rng.random() < 0.5:
-            x = image.astype(np.float32) / 255
-            x = x ** rng.uniform(0.9, 1.1) * rng.uniform(0.75, 1.25) * rng.uniform(0.9, 1.1, 3)
-            image = np.clip(x * 255, 0, 255).astype(np.uint8)
+            light = image.astype(np.float32) / 255
+            light = light ** rng.uniform(0.9, 1.1) * rng.uniform(0.75, 1.25)
+            light = light * rng.uniform(0.9, 1.1, 3)
+            image = np.clip(light * 255, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(image), np.ascontiguousarray(depth)
 
 

@@ -12,7 +12,7 @@ from proteus.options import Location, checkpoint_option, device_option
 
 def _apply(func: Callable, decorators: list) -> Callable:
     for decorator in reversed(decorators):
-        func = decorator(func)  # type: ignore[arg-type]  # click's option list, applied in order
+        func = decorator(func)
     return func
 
 
@@ -271,7 +271,9 @@ def _dense_options(func: Callable) -> Callable:
                     "--data",
                     type=click.Path(exists=True, file_okay=False, path_type=Path),
                     required=True,
-                    help="The data set folder: ADE20K as released, NYU as DINOv2 reads it, or train/ and val/ each with images/ and labels/ (seg) or depth/ (depth), names matching (README 'Dense tasks').",
+                    help="The data set folder: ADE20K as released, NYU as DINOv2 reads it, or "
+                    "train/ and val/ each with images/ and labels/ (seg) or depth/ (depth), "
+                    "names matching (README 'Dense tasks').",
                 ),
                 click.option(
                     "--blocks",
