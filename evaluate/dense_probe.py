@@ -109,7 +109,7 @@ def run_seg(cfg: DenseConfig, source: FeatureSource | None = None) -> dict:
     ):
         pred, label = scores.argmax(0).numpy(), val.label(i)
         metric.update(pred, label)
-        probe.keep(i, val.image(i), label, pred)
+        probe.keep(i, val.image, label, pred)
         bar.update(1)
     bar.close()
     probe.draw("seg")
@@ -157,7 +157,7 @@ def run_depth(cfg: DenseConfig, source: FeatureSource | None = None) -> dict:
     ):
         target = val.depth(i)
         metric.update(depth[0].numpy(), target, val.eval_mask(target.shape))
-        probe.keep(i, val.image(i), target, depth[0].numpy())
+        probe.keep(i, val.image, target, depth[0].numpy())
         bar.update(1)
     bar.close()
     probe.draw("depth")
@@ -190,10 +190,11 @@ class _Probe:
         self.mean = torch.tensor(self.source.mean).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(self.source.std).view(1, 3, 1, 1) * 255
 
-    def keep(self, i: int, image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> None:
-        """Hold the first few validation images' predictions for the picture."""
+    def keep(self, i: int, image, truth: np.ndarray, pred: np.ndarray) -> None:
+        """Hold the first few validation images (``image(i)`` reads one) and their
+        predictions for the picture."""
         if self.cfg.pictures is not None and i < PICTURED:
-            self.shown.append((image, truth, pred))
+            self.shown.append((image(i), truth, pred))
 
     def draw(self, task: str) -> None:
         if self.cfg.pictures is not None and self.shown:
