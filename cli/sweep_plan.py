@@ -31,6 +31,7 @@ import click
 
 from proteus.common.runs.folder import RunFolder
 from proteus.common.runtime.errors import Interrupted, ProteusError
+from proteus.common.runtime.files import read_yaml
 from proteus.options import HintPair
 
 if TYPE_CHECKING:  # the config module imports torch; the sweep only needs the type here
@@ -64,14 +65,7 @@ class Sweep:
 
 def load_sweep(path: Path) -> Sweep:
     """Read and check a sweep file; every variant's options are parsed before anything runs."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ProteusError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ProteusError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ProteusError(f"{path}: expected a mapping with keys {', '.join(KEYS)}")
     unknown = set(data) - set(KEYS)

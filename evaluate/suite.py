@@ -29,7 +29,7 @@ from typing import Any
 
 from proteus.common.runs.folder import RunFolder
 from proteus.common.runtime.errors import ProteusError
-from proteus.common.runtime.files import atomic_write_text
+from proteus.common.runtime.files import atomic_write_text, read_yaml
 from proteus.evaluate.compare import Table
 from proteus.evaluate.config import DenseConfig, ProbeConfig, SourceConfig
 
@@ -67,14 +67,7 @@ class Suite:
 
 
 def load_suite(path: Path, *, device: str = "auto", progress: bool = True) -> Suite:
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ProteusError(f"{path}: cannot read the suite file ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ProteusError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    data = read_yaml(path)
     if not isinstance(data, dict) or not {"models", "datasets"} <= set(data):
         raise ProteusError(f"{path}: a suite file needs 'models:' and 'datasets:' mappings")
     unknown = set(data) - {"models", "datasets"}

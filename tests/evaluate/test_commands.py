@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import timm
 import torch
+from cli_helpers import error as _error
+from cli_helpers import ok as _ok
 from click.testing import CliRunner
 from extract_helpers import extract
 from train_helpers import train
@@ -27,19 +29,6 @@ def world(tmp_path_factory):
     extract(root / "val", root / "valcache", weights, views=1, seed=7)
     train(root / "cache", root / "run", max_steps=8)
     return root
-
-
-def _ok(args) -> str:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def _error(args) -> str:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 1, result.output
-    assert result.output.startswith("Error: ") and "Traceback" not in result.output
-    return result.output
 
 
 def _splits(world):

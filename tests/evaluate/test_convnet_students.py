@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import timm
 import torch
-from click.testing import CliRunner
+from cli_helpers import ok as _ok
 from extract_helpers import extract
 from train_helpers import train
 
-from proteus.app import main
 from proteus.common.models.parts import Hint
 from proteus.common.runs.checkpoint import Checkpoint
 from proteus.common.runs.logs import read_log
@@ -36,12 +35,6 @@ def world(tmp_path_factory):
     extract(root / "val", root / "valcache", weights, views=1, seed=7)
     train(root / "cache", root / "run", student=STUDENT, max_steps=8, hints=(Hint.parse("2:1"),))
     return root
-
-
-def _ok(args) -> str:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def test_training_computes_every_loss_on_the_teachers_grid(world):

@@ -11,11 +11,11 @@ import imagegen
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import error as _error
+from cli_helpers import ok as _ok
 from PIL import Image
 from torch import nn
 
-from proteus.app import main
 from proteus.evaluate.config import DenseConfig, SourceConfig
 from proteus.evaluate.dense_heads import (
     DepthHead,
@@ -39,19 +39,6 @@ class MeanColour(nn.Module):
         maps = nn.functional.avg_pool2d(x, 8)
         patch = maps.flatten(2).transpose(1, 2)
         return {"cls": maps.mean((2, 3)), "patch": patch, "layers": {}}
-
-
-def _ok(args) -> str:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def _error(args) -> str:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 1, result.output
-    assert result.output.startswith("Error: ") and "Traceback" not in result.output
-    return result.output
 
 
 # ------------------------------------------------------------------ heads, losses, metrics
