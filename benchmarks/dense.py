@@ -9,9 +9,10 @@ and the random-init student. Every row gets the same probes (same iterations, ba
 
     python benchmarks/dense.py --out /tmp/dense/out [--rows teacher,random-init] [--data D]
 
-Rows run one at a time with --rows; the students' runs and each finished probe are reused, so
-a row cut off is re-run alone. Results: OUT/dense.json (merged over calls) and a Markdown
-table on stdout (docs/QUALITY.md "Dense tasks").
+Rows run one at a time with --rows (or side by side, in separate calls); the students' runs
+and each finished probe (OUT/results/ROW-TASK.json) are reused, so a row cut off is re-run
+alone. Results: OUT/dense.json (all rows so far) and a Markdown table on stdout
+(docs/QUALITY.md "Dense tasks").
 """
 
 from __future__ import annotations
@@ -41,23 +42,31 @@ def main() -> None:
     parser.add_argument("--tasks", default="seg,depth")
     args = parser.parse_args()
     data = write_dense_sets(args.data or args.out / "data", SIZE)
-    results_path = args.out / "dense.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    folder = args.out / "results"  # one file per row and task: rows may run side by side
+    folder.mkdir(parents=True, exist_ok=True)
     for row in ROWS if args.rows == "all" else args.rows.split(","):
         if row not in ROWS:
             raise SystemExit(f"--rows {row}: one of {', '.join(ROWS)}")
         source = _source(row, data, args)
         for task in args.tasks.split(","):
-            key = f"{row}|{task}"
-            if key in results:
+            path = folder / f"{_slug(row)}-{task}.json"
+            if path.is_file():
                 continue
             started = time.perf_counter()
             result = _probe(task, source, data, args.iterations)
             result["wall_s"] = round(time.perf_counter() - started, 1)
-            results[key] = result
+            path.write_text(json.dumps({"row": row, **result}, indent=2) + "\n")
             print(json.dumps({"row": row, **result}), flush=True)
-            results_path.write_text(json.dumps(results, indent=2) + "\n")
+    results = {
+        f"{r['row']}|{r['task']}": r
+        for r in (json.loads(p.read_text()) for p in sorted(folder.glob("*.json")))
+    }
+    (args.out / "dense.json").write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results))
+
+
+def _slug(row: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in row)
 
 
 def _source(row: str, data: Path, args) -> dict:
