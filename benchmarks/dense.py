@@ -29,7 +29,7 @@ from _common import extract_quietly, finished
 from dense_data import write_dense_sets
 
 TEACHER, STUDENT, SIZE, CLASSES = "effnet_lite0", "vit_ti16", 128, 10
-ROWS = ("teacher", "distilled", "distilled, no patch/fea losses", "random-init")
+ROWS = ("teacher", "distilled", "distilled without patch/fea losses", "random-init")
 
 
 def main() -> None:
