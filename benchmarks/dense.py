@@ -8,6 +8,7 @@ distilled from the same cache with --lambda-patch 0 --lambda-fea 0 (the class to
 and the random-init student. Every row gets the same probes (same iterations, batch, seed).
 
     python benchmarks/dense.py --out /tmp/dense/out [--rows teacher,random-init] [--data D]
+    python benchmarks/dense.py --out /tmp/dense/out --spread   # the features' spread per row
 
 Rows run one at a time with --rows (or side by side, in separate calls); the students' runs
 and each finished probe (OUT/results/ROW-TASK.json) are reused, so a row cut off is re-run
@@ -40,8 +41,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="the students' distillation")
     parser.add_argument("--iterations", type=int, default=600, help="each probe's")
     parser.add_argument("--tasks", default="seg,depth")
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="instead: each row's patch-feature spread on one batch of depth training crops",
+    )
     args = parser.parse_args()
     data = write_dense_sets(args.data or args.out / "data", SIZE)
+    if args.spread:
+        for row in ROWS:
+            print(json.dumps({"row": row, **spread(_source(row, data, args), data)}))
+        return
     folder = args.out / "results"  # one file per row and task: rows may run side by side
     folder.mkdir(parents=True, exist_ok=True)
     for row in ROWS if args.rows == "all" else args.rows.split(","):
@@ -120,6 +130,29 @@ def _probe(task: str, source: dict, data: Path, iterations: int) -> dict:
     )
     result = run_seg(cfg) if task == "seg" else run_depth(cfg)
     return {k: v for k, v in result.items() if k != "per_class_iou"}
+
+
+def spread(source: dict, data: Path) -> dict:
+    """How much a model's last-block patch features vary over 16 depth training crops: the
+    per-channel standard deviation over images and positions (mean over channels), and the
+    mean absolute value. A BatchNorm-free head (DINOv2's depth head) sees exactly these."""
+    import torch
+
+    from proteus.evaluate.dense_probe import _DepthSamples
+    from proteus.evaluate.dense_sets import find_depth
+    from proteus.evaluate.models import load_source
+
+    split = find_depth(data / "depth", "train", depth_scale=None, min_depth=1e-3, max_depth=10)
+    images, _ = next(_DepthSamples(split, SIZE).batches(16, 1, 0))
+    model = load_source(**source)
+    mean = torch.tensor(model.mean).view(1, 3, 1, 1) * 255
+    std = torch.tensor(model.std).view(1, 3, 1, 1) * 255
+    pixels = (torch.from_numpy(images).permute(0, 3, 1, 2).float() - mean) / std
+    ((patch, _),) = model.dense(pixels)
+    return {
+        "channel_std": round(float(patch.std((0, 2, 3)).mean()), 3),
+        "mean_abs": round(float(patch.abs().mean()), 3),
+    }
 
 
 def markdown(results: dict) -> str:
