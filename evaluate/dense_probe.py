@@ -315,25 +315,37 @@ def _starts(length: int, crop: int, stride: int) -> list[int]:
     return sorted({min(k * stride, length - crop) for k in range(count)})
 
 
-class _SegSamples:
+class _Samples:
+    """Batches of augmented training pairs, drawn epoch by epoch; a subclass says how one pair
+    is made (``sample``) and salts the seed so the two tasks draw different streams."""
+
+    task: str
+    salt: int
+
+    def __init__(self, split, crop: int):
+        self.split, self.crop = split, crop
+
+    def batches(
+        self, batch: int, iterations: int, seed: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, self.salt]))
+        for rows in _rows(len(self.split), batch, iterations, rng):
+            pairs = [self.sample(int(r), rng) for r in rows]
+            yield np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+    def sample(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class _SegSamples(_Samples):
     """Training pairs the ADE20K way: the short side resized to the window × a ratio in
     [0.5, 2], a random window-sized crop (retried up to 10 times while one class covers more
     than 75% of it), padded with the ignore index where the image is smaller, a flip with p
     0.5 and mmseg's photometric distortion (brightness ±32, contrast and saturation × [0.5,
     1.5], hue ±18°, each with p 0.5)."""
 
-    task = "seg"
-
-    def __init__(self, split: SegSet, crop: int):
-        self.split, self.crop = split, crop
-
-    def batches(
-        self, batch: int, iterations: int, seed: int
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 31]))
-        for rows in _rows(len(self.split), batch, iterations, rng):
-            pairs = [self.sample(int(r), rng) for r in rows]
-            yield np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    task, salt = "seg", 31
+    split: SegSet
 
     def sample(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         image, label = self.split.image(i), self.split.label(i)
@@ -356,27 +368,14 @@ class _SegSamples:
         return _photometric(image, rng), np.ascontiguousarray(label)
 
 
-class _DepthSamples:
+class _DepthSamples(_Samples):
     """Training pairs the NYU way: a rotation of up to ±2.5° with p 0.5, a flip with p 0.5, a
     random window-sized crop of the image resized to short side = the window (NYU's 416 × 544
     crop of 480 × 640 at native scale, on square inputs), and the colour augmentation (gamma
     × [0.9, 1.1], brightness × [0.75, 1.25], per-channel colour × [0.9, 1.1]) with p 0.5."""
 
-    task = "depth"
-
-    def __init__(self, split: DepthSet, crop: int):
-        self.split, self.crop = split, crop
-
-    def batches(
-        self, batch: int, iterations: int, seed: int
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 37]))
-        for rows in _rows(len(self.split), batch, iterations, rng):
-            pairs = [self.sample(int(r), rng) for r in rows]
-            yield (
-                np.stack([p[0] for p in pairs]),
-                np.stack([p[1] for p in pairs]).astype(np.float32),
-            )
+    task, salt = "depth", 37
+    split: DepthSet
 
     def sample(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         image, depth = self.split.image(i), self.split.depth(i)
@@ -403,7 +402,7 @@ class _DepthSamples:
             light = light ** rng.uniform(0.9, 1.1) * rng.uniform(0.75, 1.25)
             light = light * rng.uniform(0.9, 1.1, 3)
             image = np.clip(light * 255, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(image), np.ascontiguousarray(depth)
+        return np.ascontiguousarray(image), np.ascontiguousarray(depth, dtype=np.float32)
 
 
 def _rows(n: int, batch: int, iterations: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
