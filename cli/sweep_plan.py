@@ -158,22 +158,22 @@ def _option_args(flag: str, param: click.Option, value: Any, where: str) -> list
     return [f"--{flag}", ",".join(map(_text, items))]
 
 
-def run_sweep(sweep: Sweep, only: tuple[str, ...] = ()):
-    """Train (or resume, or skip) each variant, evaluate it, then print and save the table."""
+def run_sweep(sweep: Sweep, only: tuple[str, ...] = (), together: bool = False):
+    """Train (or resume, or skip) each variant, evaluate it, then print and save the table.
+    ``together``: variants that can share a stream train in one run (together_groups)."""
     from proteus.evaluate.compare import compare_runs
 
     chosen = _chosen(sweep, only)
+    groups = together_groups(chosen) if together else [[v] for v in chosen]
+    if together:
+        for line in plan_lines(groups):
+            click.echo(line)
     failed: list[str] = []
-    for number, variant in enumerate(chosen, 1):
-        click.secho(f"[{number}/{len(chosen)}] {variant.name} → {variant.out}", bold=True)
-        try:
-            trained = _train(variant)
-            _evaluate(variant, rerun=trained)
-        except Interrupted:
-            raise
-        except ProteusError as exc:  # this variant's problem: the others still run
-            click.echo(f"Error: variant {variant.name}: {exc}", err=True)
-            failed.append(f"{variant.name} ({exc})")
+    number = 0
+    for group in groups:
+        number += len(group)
+        click.secho(f"[{number}/{len(chosen)}] {', '.join(v.name for v in group)}", bold=True)
+        failed += _run_group(group)
     runs = [v.out for v in sweep.variants if RunFolder(v.out).is_run()]
     if runs:
         table = compare_runs(runs)
@@ -187,13 +187,85 @@ def run_sweep(sweep: Sweep, only: tuple[str, ...] = ()):
         )
 
 
-def print_commands(sweep: Sweep, nproc: int, only: tuple[str, ...] = ()) -> list[str]:
-    """The shell lines that run the same sweep by hand or in cluster jobs."""
+def _run_group(group: list[Variant]) -> list[str]:
+    """Train a group (one variant, or several in one stream) and evaluate each variant it
+    trained; returns a line for each variant that failed."""
+    names = ", ".join(v.name for v in group)
+    try:
+        trained = _train(group[0]) if len(group) == 1 else _train_together(group)
+    except Interrupted:
+        raise
+    except ProteusError as exc:  # this group's problem: the others still run
+        click.echo(f"Error: variant {names}: {exc}", err=True)
+        return [f"{v.name} ({exc})" for v in group]
+    failed = []
+    for variant in group:
+        error = trained.get(variant.name) if isinstance(trained, dict) else None
+        if error:
+            failed.append(f"{variant.name} ({error})")
+            continue
+        try:
+            now = variant.name in trained if isinstance(trained, dict) else trained
+            _evaluate(variant, rerun=now)
+        except Interrupted:
+            raise
+        except ProteusError as exc:
+            click.echo(f"Error: variant {variant.name}: {exc}", err=True)
+            failed.append(f"{variant.name} ({exc})")
+    return failed
+
+
+def together_groups(variants: list[Variant]) -> list[list[Variant]]:
+    """The variants in groups that share one stream (train/together.py: the same cache,
+    views, seed, batch, masks and schedule length), in file order of each group's first."""
+    from proteus.train.together import stream_mismatch
+
+    groups: list[list[Variant]] = []
+    for variant in variants:
+        for group in groups:
+            if not stream_mismatch(group[0].config, variant.config):
+                group.append(variant)
+                break
+        else:
+            groups.append([variant])
+    return groups
+
+
+def plan_lines(groups: list[list[Variant]]) -> list[str]:
+    """What --together will do: which variants share a stream, and why the others cannot."""
+    from proteus.train.together import stream_mismatch
+
+    lines = []
+    for group in groups:
+        if len(group) > 1:
+            lines.append(f"together: {', '.join(v.name for v in group)} (one stream)")
+            continue
+        variant, first = group[0], groups[0][0]
+        why = "; ".join(stream_mismatch(first.config, variant.config))
+        lines.append(
+            f"alone: {variant.name}"
+            + (f" (its stream differs from {first.name}'s: {why})" if why else "")
+        )
+    return lines
+
+
+def print_commands(
+    sweep: Sweep, nproc: int, only: tuple[str, ...] = (), together: bool = False
+) -> list[str]:
+    """The shell lines that run the same sweep by hand or in cluster jobs; ``together``: a
+    group that shares a stream is one `proteus sweep --together --only …` line."""
     launcher = (
         ["torchrun", f"--nproc_per_node={nproc}", "-m", "proteus"] if nproc > 1 else ["proteus"]
     )
     lines = []
-    for variant in _chosen(sweep, only):
+    chosen = _chosen(sweep, only)
+    groups = together_groups(chosen) if together else [[v] for v in chosen]
+    for group in groups:
+        if len(group) > 1:
+            picks = [part for v in group for part in ("--only", v.name)]
+            lines.append(shlex.join([*launcher, "sweep", str(sweep.source), "--together", *picks]))
+            continue
+        variant = group[0]
         lines.append(shlex.join([*launcher, "train", *variant.train_args]))
         lines += [
             shlex.join(["proteus", "eval", kind, *args]) for kind, args in variant.evaluations
@@ -230,6 +302,38 @@ def _train(variant: Variant) -> bool:
     with train.make_context("train", args) as ctx:
         train.invoke(ctx)
     return True
+
+
+def _train_together(group: list[Variant]) -> dict[str, str | None] | bool:
+    """Train the group's unfinished variants in one stream (resuming those with a
+    checkpoint). Returns, per variant trained now, why it stopped early (None: it finished);
+    False when every variant was already trained."""
+    from dataclasses import replace
+
+    from proteus.commands.train import report
+    from proteus.train.runner import run_together
+
+    configs, names = [], []
+    for variant in group:
+        run = RunFolder(variant.out)
+        config = variant.config
+        if run.has_checkpoint():
+            _check_same_options(variant, run.read_config().get("config", {}))
+            if run.finished():
+                click.echo(f"{variant.name}: already trained, skipping")
+                continue
+            click.echo(f"{variant.name}: resuming from its checkpoint")
+            config = replace(config, resume=True)
+        configs.append(config)
+        names.append(variant.name)
+    if not configs:
+        return False
+    results = run_together(configs)
+    try:
+        report(results)
+    except ProteusError as exc:
+        click.echo(f"Error: {exc}", err=True)
+    return {name: r.error for name, r in zip(names, results, strict=True)}
 
 
 def _evaluate(variant: Variant, rerun: bool) -> None:

@@ -38,18 +38,18 @@ def preempted_after(steps: int) -> Iterator[None]:
     scheduler's preemption): they checkpoint and stop."""
     from proteus.train import runner
 
-    original = runner._Trainer._record
+    original = runner._Learner._record
 
     def record(self, step, values, seconds):
         if step + 1 == steps:
             signal.raise_signal(signal.SIGTERM)
         return original(self, step, values, seconds)
 
-    runner._Trainer._record = record
+    runner._Learner._record = record
     try:
         yield
     finally:
-        runner._Trainer._record = original
+        runner._Learner._record = original
 
 
 def train(cache: Path | None, out: Path, **overrides):

@@ -57,10 +57,13 @@ class TrainConfig:
         "(resnet18, resnet50, convnext_t, convnext_s, efficientnet_b0, mobilenetv4_s, "
         "fastvit_t8, efficientvit_b1), or timm:<any timm backbone>. `proteus students` lists "
         "them. A convnet's dense features are resampled to the teacher's patch grid; its "
-        "masked cells are painted with a learned mask colour.",
+        "masked cells are painted with a learned mask colour. Repeat it to train several "
+        "students from one stream (each step rendered and read once), each into --out/NAME.",
+        multiple=True,
     )
     out: Path = option(
-        help="Run folder: checkpoints, per-step JSONL log, TensorBoard, resolved config.",
+        help="Run folder: checkpoints, per-step JSONL log, TensorBoard, resolved config. With "
+        "several --student, the folder that holds one run folder per student.",
     )
     # A remote --cache is read through this node's shard cache (common/cache/mirror.py).
     shard_cache: Path | None = option(

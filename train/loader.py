@@ -27,8 +27,12 @@ class TrainBatch:
     images: torch.Tensor  # (B, 3, S, S) float32, on the renderer's device
     fetched: list[object]  # per source: what it read ahead for its targets
     n_masked: int
-    masks: np.ndarray  # (n_masked, N_student) bool
+    masks: dict[int, np.ndarray]  # per student patch count N: (n_masked, N) bool
     view_ids: np.ndarray | None  # (B,) recorded view ids; None for a teacher in the loop
+
+    def masks_for(self, num_patches: int) -> np.ndarray:
+        """The masks of a student with ``num_patches`` tokens."""
+        return self.masks[num_patches]
 
 
 class Batches:
@@ -46,13 +50,17 @@ class Batches:
         renderer: Renderer,
         target_names: Sequence[tuple[str, ...]],
         rank: int,
+        patch_counts: Sequence[int] = (),
     ):
+        """``patch_counts``: the token counts of the students fed (several students trained
+        together may have other grids); each gets masks of its own, the sampler's first."""
         self.sources = list(sources)
         self.rows = rows
         self.sampler = sampler
         self.renderer = renderer
         self.pairs = list(zip(self.sources, target_names, strict=True))
         self.rank = rank
+        self.patch_counts = tuple(dict.fromkeys((sampler.num_patches, *patch_counts)))
         self._io = ThreadPoolExecutor(8, thread_name_prefix="proteus-read")
 
     def batch(self, step: int) -> TrainBatch:
@@ -72,7 +80,9 @@ class Batches:
         except RenderError as exc:
             raise first.render_failed(step, str(exc)) from exc
         fetched = [source.fetch(names, samples) for source, names in self.pairs]
-        return TrainBatch(step, images, fetched, plan.n_masked, plan.masks, plan.view_ids)
+        masks = {n: self.sampler.masks(step, self.rank, n) for n in self.patch_counts[1:]}
+        masks[self.sampler.num_patches] = plan.masks
+        return TrainBatch(step, images, fetched, plan.n_masked, masks, plan.view_ids)
 
     def iterate(self, start: int, stop: int) -> Iterator[TrainBatch]:
         return prefetch((self.batch(step) for step in range(start, stop)), depth=2)

@@ -1,4 +1,5 @@
-"""``run_train``: distil a student from a sealed cache, with no teacher in memory.
+"""``run_train``: distil a student from a sealed cache, with no teacher in memory;
+``run_together``: several students from one stream of views and targets.
 
 Every step is a pure function of (model state, optimizer state, step): views, masks and the
 drop-path RNG are all derived from the seed and the step, so a resumed run repeats an
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,7 @@ from proteus.train.schedule import CosineSchedule, EpochCosineSchedule, scaled_l
 from proteus.train.sources import Rows, open_sources, resolve_hints
 from proteus.train.subset import Subset, select_images
 from proteus.train.targets import StudentTargets
+from proteus.train.together import check_together
 
 
 @dataclass
@@ -58,104 +61,89 @@ class TrainResult:
     run: Path
     steps: int  # optimizer steps completed in total
     last: dict[str, float]  # the final step's log record
+    # With several students: why this one stopped early (its loss diverged); None otherwise.
+    error: str | None = None
 
 
 def run_train(cfg: TrainConfig) -> TrainResult:
-    device = resolve_device(cfg.device)
+    return run_together([cfg])[0]
+
+
+def run_together(cfgs: Sequence[TrainConfig]) -> list[TrainResult]:
+    """Train several students from one stream (train/together.py): every step's views are
+    rendered and their targets read once, and each student steps on them in turn, into its
+    own run folder. One config is an ordinary run."""
+    cfgs = list(cfgs)
+    check_together(cfgs)
+    device = resolve_device(cfgs[0].device)
     info = init_distributed(device)
     trainer = None
     try:
-        trainer = _Trainer(cfg, device, info)
+        trainer = _Trainer(cfgs, device, info)
         return trainer.run()
     finally:
         if trainer is not None:
-            for source in trainer.sources:
+            for source in trainer.stream.sources:
                 source.close()  # a remote cache's background fetches: cancelled, not awaited
         close_distributed(info)
 
 
-class _Trainer:
-    def __init__(self, cfg: TrainConfig, device: str, info: DistInfo):
-        # The options as given (config.json's "config", what `proteus sweep` compares) and
-        # with the recipe's values filled in (what this run uses).
-        self.given, self.cfg, self.info = cfg, cfg.resolved(), info
-        self.recipe = cfg.recipe_of()
+class _Diverged(ProteusError):
+    """A student's loss is not finite: it stops, its last good checkpoint is kept."""
+
+
+class _Stream:
+    """What the students of a run share: the sources, the images they train on, the sampler
+    and the step count (all set by the first config; check_together saw that the others
+    agree)."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, info: DistInfo):
+        self.cfg, self.info, self.device = cfg.resolved(), info, device
         self.values = cfg.recipe_values()
         cfg = self.cfg
-        self.device = torch.device(f"cuda:{info.local_rank}" if device == "cuda" else "cpu")
         cfg.check_source()
         self.sources, self.views_sha256 = open_sources(
-            cfg, self.device, progress=cfg.progress and info.is_main
+            cfg, device, progress=cfg.progress and info.is_main
         )
-        first = self.sources[0].info  # whose views are rendered, whose mean/std feed the student
-        torch.manual_seed(cfg.seed)  # initialisation: the same on every rank
-        self.student_style = student_style(
-            first.family, self.recipe.reference_students, get_student_spec(cfg.student).kind
-        )
-        student = build_student(
-            cfg.student,
-            first.image_size,
-            drop_path=self.values.drop_path,
-            style=self.student_style,
-            grid=first.grid,
-        )
-        self.student_grid = student.grid
-        hints = resolve_hints(cfg.hints, student.depth, self.sources)
-        self.objectives = [self._objective(i, hints) for i in range(len(self.sources))]
-        self.standardize, self.target_stats = self._target_stats()
         self.rows = self._rows()
-        # What this run changed from what was asked, and why (and what in the plan works
-        # against it): printed at start, recorded.
+        # What this run changed from what was asked, and why: printed at start, recorded.
         self.adjustments: list[str] = []
         subset = Subset(cfg.subset_classes, cfg.subset_per_class, cfg.subset_fraction)
         self.subset_info: dict = {}
         if subset.active:
             chosen, self.subset_info = select_images(self.rows.labels, subset, cfg.seed)
             self.rows = self.rows.take(chosen)
-        self.sampler = ViewSampler(
-            self.rows.view_ids,
-            cfg.seed,
-            cfg.batch_size,
-            info.world,
-            cfg.mask_probability,
-            cfg.mask_ratio,
-            student.grid[0] * student.grid[1],
-            repeats=self._repeats(),
-            fresh_fraction=cfg.online_fraction or 0.0,
-        )
-        self._check_masking()
-        self.total_steps = cfg.max_steps or cfg.epochs * self.sampler.steps_per_epoch
-        self._check_replays()
-        heads = [
-            (t.dim, o, t.hint_dims) for t, o in zip(self._teachers(), self.objectives, strict=True)
-        ]
-        if cfg.balance_teachers and len(self.sources) < 2:
-            raise ProteusError("--balance-teachers weighs several teachers: give several --cache")
-        self.model = Distiller(student, heads, balance=cfg.balance_teachers).to(self.device)
-        self.parts = ("loss", *self.model.part_names())
-        self.ddp: torch.nn.Module = self.model
-        if info.active:
-            self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[info.local_rank] if self.device.type == "cuda" else None
-            )
-        global_batch = cfg.batch_size * info.world
-        self.peak_lr = scaled_lr(cfg.lr, global_batch, self.recipe.lr_per_512, self.recipe.lr_rule)
-        self.schedule = self._schedule()
-        groups = param_groups(self.model, self.values.weight_decay, self.recipe.decay_tokens)
-        self.optimizer = torch.optim.AdamW(groups, lr=self.peak_lr, betas=(0.9, 0.999))
-        self.ema = None
-        if self.values.ema_decay > 0:
-            self.ema = EMA(self.model.student, self.values.ema_decay, warmup=self.recipe.ema_warmup)
-        self.start_step = 0
-        self._stop_signal: int | None = None
 
-    # ----------------------------------------------------------------------- set-up
+    @property
+    def first(self):
+        """The first source's teacher: whose views are rendered, whose mean/std feed the
+        students."""
+        return self.sources[0].info
+
     def _rows(self) -> Rows:
         """The images every source can train on (aligned caches: those no teacher failed)."""
         rows = self.sources[0].rows(self.cfg.views)
         for other in self.sources[1:]:
             rows = rows.common(other.rows(self.cfg.views))
         return rows
+
+    def plan(self, num_patches: int) -> None:
+        """The sampler and the step count; ``num_patches``: the first student's (the
+        plan's masks; others get theirs from ``masks``)."""
+        cfg = self.cfg
+        self.sampler = ViewSampler(
+            self.rows.view_ids,
+            cfg.seed,
+            cfg.batch_size,
+            self.info.world,
+            cfg.mask_probability,
+            cfg.mask_ratio,
+            num_patches,
+            repeats=self._repeats(),
+            fresh_fraction=cfg.online_fraction or 0.0,
+        )
+        self.total_steps = cfg.max_steps or cfg.epochs * self.sampler.steps_per_epoch
+        self._check_replays()
 
     def _repeats(self) -> int:
         """--repeated-aug, unless it is more than the recorded views: the r copies of an image
@@ -180,7 +168,7 @@ class _Trainer:
         times = replays(epochs, k, self.cfg.online_fraction or 0.0)
         if times <= MAX_REPLAYS:
             return
-        needed, teacher = views_needed(epochs), self.sources[0].info.name
+        needed, teacher = views_needed(epochs), self.first.name
         self.adjustments.append(
             f"{epochs:.4g} epochs replay each of the cache's {k} views about {times:.3g} "
             f"times, past the {MAX_REPLAYS} at which cached students were measured to match "
@@ -190,6 +178,72 @@ class _Trainer:
             f"--teacher {teacher} --online-fraction {fresh_needed(epochs, k):g}"
         )
 
+
+class _Learner:
+    """One student of the stream: its model, heads, objectives, optimizer, schedule, EMA,
+    gauge, log and checkpoints, in its own run folder."""
+
+    def __init__(self, cfg: TrainConfig, stream: _Stream, several: bool):
+        # The options as given (config.json's "config", what `proteus sweep` compares) and
+        # with the recipe's values filled in (what this run uses).
+        self.given, self.cfg, self.info = cfg, cfg.resolved(), stream.info
+        self.stream, self.device = stream, stream.device
+        self.recipe = cfg.recipe_of()
+        self.values = cfg.recipe_values()
+        # Messages name the student when several train together.
+        self.label = f"student {cfg.student} ({cfg.out}): " if several else ""
+        cfg = self.cfg
+        sources, first = stream.sources, stream.first
+        torch.manual_seed(cfg.seed)  # initialisation: the same on every rank, and alone
+        self.student_style = student_style(
+            first.family, self.recipe.reference_students, get_student_spec(cfg.student).kind
+        )
+        student = build_student(
+            cfg.student,
+            first.image_size,
+            drop_path=self.values.drop_path,
+            style=self.student_style,
+            grid=first.grid,
+        )
+        self.student_grid = student.grid
+        self.num_patches = student.grid[0] * student.grid[1]
+        hints = resolve_hints(cfg.hints, student.depth, sources)
+        self.objectives = [self._objective(i, hints) for i in range(len(sources))]
+        self.names = [o.needed_targets() for o in self.objectives]
+        self.standardize, self.target_stats = self._target_stats()
+        self.adjustments: list[str] = []
+        heads = [
+            (t.dim, o, t.hint_dims) for t, o in zip(self._teachers(), self.objectives, strict=True)
+        ]
+        if cfg.balance_teachers and len(sources) < 2:
+            raise ProteusError("--balance-teachers weighs several teachers: give several --cache")
+        self.model = Distiller(student, heads, balance=cfg.balance_teachers).to(self.device)
+        self.parts = ("loss", *self.model.part_names())
+        self.ddp: torch.nn.Module = self.model
+        if self.info.active:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.info.local_rank] if self.device.type == "cuda" else None,
+            )
+        global_batch = cfg.batch_size * self.info.world
+        self.peak_lr = scaled_lr(cfg.lr, global_batch, self.recipe.lr_per_512, self.recipe.lr_rule)
+        groups = param_groups(self.model, self.values.weight_decay, self.recipe.decay_tokens)
+        self.optimizer = torch.optim.AdamW(groups, lr=self.peak_lr, betas=(0.9, 0.999))
+        self.ema = None
+        if self.values.ema_decay > 0:
+            self.ema = EMA(self.model.student, self.values.ema_decay, warmup=self.recipe.ema_warmup)
+        self.start_step = 0
+        self.stopped: str | None = None  # why it stopped early (a diverged loss)
+        self.last: dict[str, float] = {}
+        self.steps_done = 0
+
+    def plan(self) -> None:
+        """After the stream's plan: the masking check and the lr schedule."""
+        self.sampler, self.total_steps = self.stream.sampler, self.stream.total_steps
+        self._check_masking()
+        self.schedule = self._schedule()
+
+    # ----------------------------------------------------------------------- set-up
     def _schedule(self) -> CosineSchedule | EpochCosineSchedule:
         values, per_epoch = self.values, self.sampler.steps_per_epoch
         warmup_epochs = self._warmup_epochs(self.total_steps / per_epoch)
@@ -242,24 +296,25 @@ class _Trainer:
     def _target_stats(self) -> tuple[bool, list[TargetStats | None]]:
         """Whether targets are standardised (--standardize; default: with several caches)
         and, per teacher, the statistics its targets are standardised with."""
+        sources = self.stream.sources
         on = self.cfg.standardize
         if on is None:
-            on = len(self.sources) > 1
+            on = len(sources) > 1
         if not on:
-            return False, [None] * len(self.sources)
+            return False, [None] * len(sources)
         return True, [
-            s.statistics(o.needed_targets())
-            for s, o in zip(self.sources, self.objectives, strict=True)
+            s.statistics(o.needed_targets()) for s, o in zip(sources, self.objectives, strict=True)
         ]
 
     def _objective(self, index: int, hints: tuple[Hint, ...]) -> Objective:
-        source, cfg = self.sources[index], self.cfg
+        sources, cfg = self.stream.sources, self.cfg
+        source = sources[index]
         own = tuple(h for h in hints if h.teacher == index)
         token, fea, patch, hint = (cfg.per_teacher(n, index) for n in LOSS_PARTS)
         try:
             lambdas = resolve_lambdas(source.info.family, token, fea, patch, hint, hints=bool(own))
         except ProteusError as exc:
-            if len(self.sources) == 1:
+            if len(sources) == 1:
                 raise
             raise ProteusError(f"{exc} (for --cache {source.name}, teacher {index + 1})") from None
         if own and not lambdas.hint:
@@ -274,14 +329,14 @@ class _Trainer:
     def _check_masking(self) -> None:
         if not any(o.lambdas.patch for o in self.objectives):
             return
-        if self.sampler.n_masked == 0 or self.sampler.masked_patches == 0:
+        if self.sampler.n_masked == 0 or round(self.num_patches * self.cfg.mask_ratio) == 0:
             raise ProteusError(
-                f"--mask-probability {self.cfg.mask_probability} × --batch-size "
+                f"{self.label}--mask-probability {self.cfg.mask_probability} × --batch-size "
                 f"{self.cfg.batch_size} or --mask-ratio {self.cfg.mask_ratio} masks nothing, so "
                 "the patch loss has no tokens; raise them or set --lambda-patch 0"
             )
 
-    def _prepare_run_folder(self) -> None:
+    def prepare_run_folder(self) -> None:
         run = RunFolder(self.cfg.out)
         if self.cfg.resume:
             if not run.has_checkpoint():
@@ -294,8 +349,10 @@ class _Trainer:
                 f"--out {run.path}: already holds a run ({run.CHECKPOINT}); pass --resume to "
                 "continue it, or choose a new --out"
             )
+        self.steps_done = self.start_step
 
-    def _run_record(self) -> RunRecord:
+    def run_record(self) -> RunRecord:
+        stream = self.stream
         return RunRecord(
             config=self.given.to_json(),
             recipe=self.recipe.to_json(),
@@ -309,13 +366,13 @@ class _Trainer:
             warmup_steps=self.schedule.warmup_steps,
             student_grid=self.student_grid,
             standardize=self.standardize,
-            subset=self.subset_info,
+            subset=stream.subset_info,
             images=len(self.sampler.image_views),
             teachers=self._teachers(),
-            views_sha256=self.views_sha256,
+            views_sha256=stream.views_sha256,
             proteus_version=__version__,
             repeated_aug=self.sampler.repeats,
-            adjustments=list(self.adjustments),
+            adjustments=stream.adjustments + self.adjustments,
             gauge=self._gauge_record(),
         )
 
@@ -323,7 +380,7 @@ class _Trainer:
         """Per source: the teacher, its source's identity, its λ and hints (config and
         checkpoint)."""
         out = []
-        for source, objective in zip(self.sources, self.objectives, strict=True):
+        for source, objective in zip(self.stream.sources, self.objectives, strict=True):
             t = source.info
             out.append(
                 TeacherRecord(
@@ -345,7 +402,7 @@ class _Trainer:
 
     # ----------------------------------------------------------------- checkpoints
     def _checkpoint(self, next_step: int) -> Checkpoint:
-        m = self.sources[0].info
+        m = self.stream.first
         return Checkpoint(
             step=next_step,
             student_name=self.cfg.student,
@@ -368,7 +425,7 @@ class _Trainer:
         )
 
     def _restore(self, saved: Checkpoint) -> None:
-        grown = [s.info.grown_from for s in self.sources]
+        grown = [s.info.grown_from for s in self.stream.sources]
         check_resume(saved, self._checkpoint(0), grown, self.cfg.allow_grown_cache)
         self.model.student.load_state_dict(saved.student)
         self.model.heads.load_state_dict(saved.heads)
@@ -378,93 +435,81 @@ class _Trainer:
             self.optimizer.load_state_dict(saved.optimizer)
         self.start_step = int(saved.step)
 
-    def _save(self, next_step: int) -> None:
+    def save(self, next_step: int) -> None:
         if self.info.is_main:
             self._checkpoint(next_step).save(Path(self.cfg.out))
         barrier(self.info)
 
     # ------------------------------------------------------------------- the loop
-    def run(self) -> TrainResult:
-        self._prepare_run_folder()
-        render = RenderConfig.from_manifest(
-            self.sources[0].info,
-            self.device,
-            device_id=self.info.local_rank,
-            threads=self.cfg.render_threads,
-            max_batch=self.cfg.batch_size,
-        )
-        names = [o.needed_targets() for o in self.objectives]
-        self.loader = Batches(
-            self.sources, self.rows, self.sampler, Renderer(render), names, self.info.rank
-        )
-        grids = [s.info.grid for s in self.sources]
+    @property
+    def active(self) -> bool:
+        return self.stopped is None and self.steps_done < self.total_steps
+
+    def open(self, render: RenderConfig, loader: Batches) -> None:
+        """Its targets' path, gauge, config.json and log, before the first step."""
+        grids = [s.info.grid for s in self.stream.sources]
         self.targets = StudentTargets(
-            self.loader, grids, self.student_grid, self.device, stats=self.target_stats
+            loader,
+            grids,
+            self.student_grid,
+            self.device,
+            stats=self.target_stats,
+            names=self.names,
         )
-        self.gauge = self._gauge(render, names)
+        self.gauge = self._gauge(render)
+        self.log = None
         if self.info.is_main:
             for line in self.adjustments + (self.gauge.notes if self.gauge else []):
-                notice(line)
-            RunFolder(self.cfg.out).write_config(self._run_record().to_json())
-        log = (
-            RunLog(Path(self.cfg.out), self.start_step, self.cfg.tensorboard)
-            if self.info.is_main
-            else None
-        )
-        bar = progress_bar(
-            total=self.total_steps,
-            initial=self.start_step,
-            unit="step",
-            desc="train",
-            disable=not (self.info.is_main and self.cfg.progress),
-        )
-        last: dict[str, float] = {}
-        step = self.start_step
-        try:
-            with self._signals():
-                tick = time.perf_counter()
-                for batch in self.loader.iterate(self.start_step, self.total_steps):
-                    parts = self._step(batch)
-                    now = time.perf_counter()
-                    last = self._record(batch.step, parts, now - tick)
-                    if self.gauge is not None and self._gauge_due(batch.step):
-                        last |= self.gauge.score(self.model, self.cfg.batch_size)
-                        # Its own time, logged: the next step's time is the step's alone.
-                        scored = time.perf_counter()
-                        last["gauge_s"], now = scored - now, scored
-                    tick = now
-                    if log:
-                        log.write(last)
-                    bar.update(1)
-                    bar.set_postfix(_postfix(last))
-                    step = batch.step + 1
-                    failpoint("train-step")  # after a step, before its checkpoint
-                    if step % self.cfg.checkpoint_every == 0 or step == self.total_steps:
-                        self._save(step)
-                    if self._stop_signal is not None:
-                        if step % self.cfg.checkpoint_every and step != self.total_steps:
-                            self._save(step)
-                        raise Interrupted(
-                            f"stopped by signal {self._stop_signal} after step {step}; the "
-                            "checkpoint is saved — rerun with --resume to continue"
-                        )
-        finally:
-            bar.close()
-            if log:
-                log.close()
-        return TrainResult(Path(self.cfg.out), step, last)
+                notice(self.label + line)
+            RunFolder(self.cfg.out).write_config(self.run_record().to_json())
+            self.log = RunLog(Path(self.cfg.out), self.start_step, self.cfg.tensorboard)
 
-    def _gauge(self, render: RenderConfig, names: list[tuple[str, ...]]) -> Gauge | None:
+    def close(self) -> None:
+        if self.log:
+            self.log.close()
+
+    def train_step(
+        self,
+        batch: TrainBatch,
+        images: torch.Tensor,
+        decoded: list[dict[str, torch.Tensor]],
+        seconds: float,
+    ) -> None:
+        """One optimizer step on the stream's batch (``seconds``: the time since the last
+        step's end, shared out to its record), its gauge, log and checkpoint."""
+        start = time.perf_counter()
+        parts = self._step(batch, images, decoded)
+        now = time.perf_counter()
+        last = self._record(batch.step, parts, seconds + now - start)
+        if self.gauge is not None and self._gauge_due(batch.step):
+            last |= self.gauge.score(self.model, self.cfg.batch_size)
+            last["gauge_s"] = time.perf_counter() - now
+        if self.log:
+            self.log.write(last)
+        self.last, self.steps_done = last, batch.step + 1
+        step = self.steps_done
+        failpoint("train-step")  # after a step, before its checkpoint
+        if step % self.cfg.checkpoint_every == 0 or step == self.total_steps:
+            self.save(step)
+
+    def save_on_stop(self) -> None:
+        """A stop signal arrived: checkpoint the steps since the last save."""
+        step = self.steps_done
+        if step % self.cfg.checkpoint_every and step != self.total_steps:
+            self.save(step)
+
+    def _gauge(self, render: RenderConfig) -> Gauge | None:
         """The held-out gauge, on the main process (--eval-every 0: none)."""
         if self.cfg.eval_every == 0 or not self.info.is_main:
             return None
+        stream = self.stream
         gauge = Gauge(
-            self.sources,
-            self.rows,
+            stream.sources,
+            stream.rows,
             render,
             self.targets,
-            names,
-            self.sampler.num_patches,
+            self.names,
+            self.num_patches,
             self.cfg.mask_ratio,
             self.cfg.seed,
             self.device,
@@ -479,30 +524,33 @@ class _Trainer:
         return (step + 1) % self.eval_every == 0 or step + 1 == self.total_steps
 
     def _gauge_record(self) -> dict[str, Any]:
-        if self.gauge is None:
+        gauge = getattr(self, "gauge", None)
+        if gauge is None:
             return {}
-        sets = {p.name: len(p.pixels) for p in self.gauge.probes}
+        sets = {p.name: len(p.pixels) for p in gauge.probes}
         return {"every": self.eval_every, "sets": sets}
 
-    def _step(self, batch: TrainBatch) -> dict[str, float]:
+    def _step(
+        self, batch: TrainBatch, images: torch.Tensor, decoded: list[dict[str, torch.Tensor]]
+    ) -> dict[str, float]:
         cfg, step = self.cfg, batch.step
         # Drop path draws from the global RNG: seed it from the step, so resuming needs no
-        # RNG state and every step is reproducible on its own.
+        # RNG state and every step is reproducible on its own (and alone or together).
         torch.manual_seed(_step_seed(cfg.seed, step, self.info.rank))
         lr = self.schedule(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        images = batch.images.to(self.device, non_blocking=True)
-        masks = torch.from_numpy(batch.masks).to(self.device)
-        targets = self.targets(batch)
+        masks = torch.from_numpy(batch.masks_for(self.num_patches)).to(self.device)
+        targets = self.targets.prepare(decoded)
         self.ddp.train()
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
             parts = self.ddp(images, masks, targets)
         values = self._reduce(parts)
         if not math.isfinite(values["loss"]):
-            raise ProteusError(
-                f"step {step}: the loss is {values['loss']} ({_describe(values)}); stopping. "
-                f"The last good checkpoint in {cfg.out} is kept; lower --lr or set --grad-clip"
+            raise _Diverged(
+                f"{self.label}step {step}: the loss is {values['loss']} ({_describe(values)}); "
+                f"stopping. The last good checkpoint in {cfg.out} is kept; lower --lr or set "
+                "--grad-clip"
             )
         self.optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
@@ -532,6 +580,114 @@ class _Trainer:
             "time": time.time(),
         }
 
+    def result(self) -> TrainResult:
+        return TrainResult(Path(self.cfg.out), self.steps_done, self.last, self.stopped)
+
+
+class _Trainer:
+    """The stream and its students: each step is rendered and read once, then every student
+    that is still training steps on it."""
+
+    def __init__(self, cfgs: list[TrainConfig], device: str, info: DistInfo):
+        torch_device = torch.device(f"cuda:{info.local_rank}" if device == "cuda" else "cpu")
+        self.info = info
+        self.stream = _Stream(cfgs[0], torch_device, info)
+        several = len(cfgs) > 1
+        self.learners = [_Learner(cfg, self.stream, several) for cfg in cfgs]
+        self.stream.plan(self.learners[0].num_patches)
+        for learner in self.learners:
+            learner.plan()
+        self._stop_signal: int | None = None
+
+    def run(self) -> list[TrainResult]:
+        stream, learners = self.stream, self.learners
+        for learner in learners:
+            learner.prepare_run_folder()
+        render = RenderConfig.from_manifest(
+            stream.first,
+            stream.device,
+            device_id=self.info.local_rank,
+            threads=stream.cfg.render_threads,
+            max_batch=stream.cfg.batch_size,
+        )
+        # Per source, every target some student reads, once.
+        names = [
+            tuple(dict.fromkeys(n for learner in learners for n in learner.names[i]))
+            for i in range(len(stream.sources))
+        ]
+        patch_counts = tuple(dict.fromkeys(learner.num_patches for learner in learners))
+        self.loader = Batches(
+            stream.sources,
+            stream.rows,
+            stream.sampler,
+            Renderer(render),
+            names,
+            self.info.rank,
+            patch_counts=patch_counts,
+        )
+        if self.info.is_main:
+            for line in stream.adjustments:
+                notice(line)
+        for learner in learners:
+            learner.open(render, self.loader)
+        start = min((learner.start_step for learner in learners), default=0)
+        total = stream.total_steps
+        bar = progress_bar(
+            total=total,
+            initial=start,
+            unit="step",
+            desc="train" if len(learners) == 1 else f"train ×{len(learners)}",
+            disable=not (self.info.is_main and stream.cfg.progress),
+        )
+        try:
+            with self._signals():
+                self._loop(start, total, bar)
+        finally:
+            bar.close()
+            for learner in learners:
+                learner.close()
+        return [learner.result() for learner in learners]
+
+    def _loop(self, start: int, total: int, bar) -> None:
+        learners = self.learners
+        tick = time.perf_counter()
+        for batch in self.loader.iterate(start, total):
+            due = [x for x in learners if x.active and x.steps_done <= batch.step]
+            if due:
+                images = batch.images.to(self.stream.device, non_blocking=True)
+                decoded = self.loader.targets(batch, self.stream.device)
+                # The shared work (waiting for the batch, its copy and decoding) is shared out.
+                shared = (time.perf_counter() - tick) / len(due)
+                for learner in due:
+                    self._train(learner, batch, images, decoded, shared)
+            tick = time.perf_counter()
+            bar.update(1)
+            bar.set_postfix(_postfix(learners))
+            if not any(x.active for x in learners):
+                break
+            if self._stop_signal is not None:
+                for learner in learners:
+                    if learner.stopped is None:
+                        learner.save_on_stop()
+                raise Interrupted(
+                    f"stopped by signal {self._stop_signal} after step {batch.step + 1}; the "
+                    "checkpoint is saved — rerun with --resume to continue"
+                )
+        stopped = [x.stopped for x in learners if x.stopped]
+        if len(stopped) == len(learners):
+            raise ProteusError(stopped[0] if len(stopped) == 1 else "; ".join(stopped))
+
+    def _train(self, learner: _Learner, batch, images, decoded, shared: float) -> None:
+        try:
+            learner.train_step(batch, images, decoded, shared)
+        except _Diverged as exc:
+            if len(self.learners) == 1:
+                raise
+            # The others go on: this one's last good checkpoint stays in its folder.
+            learner.stopped = str(exc)
+            if self.info.is_main:
+                notice(str(exc).replace("stopping.", "it stops, the others go on."))
+
     @contextmanager
     def _signals(self):
         """SIGTERM/SIGINT (preemption, Ctrl-C): finish the step, checkpoint, stop cleanly."""
@@ -550,7 +706,12 @@ class _Trainer:
                 signal.signal(s, h)
 
 
-def _postfix(record: dict[str, float]) -> dict[str, str]:
+def _postfix(learners: Sequence[_Learner]) -> dict[str, str]:
+    if len(learners) > 1:  # each student's loss, by run folder name
+        return {Path(x.cfg.out).name: f"{x.last['loss']:.4g}" if x.last else "-" for x in learners}
+    record = learners[0].last
+    if not record:
+        return {}
     parts = {k.removeprefix("loss_"): f"{v:.4g}" for k, v in record.items() if k.startswith("loss")}
     return parts | {"img/s": f"{record['images_per_s']:.0f}"}
 

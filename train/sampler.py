@@ -72,6 +72,7 @@ class ViewSampler:
         self.global_batch = batch_size * world
         self.n_masked = int(batch_size * mask_probability)
         self.num_patches = num_patches
+        self.mask_ratio = mask_ratio
         self.masked_patches = round(num_patches * mask_ratio)
         images, k = self.image_views.shape
         if repeats < 1:
@@ -155,13 +156,21 @@ class ViewSampler:
         rows, uses = self.global_samples(step)
         n = self.n_masked
         mine = self._rank_positions(rank)
-        masks = np.stack([self._mask(step, int(j)) for j in mine[:n]]) if n else None
-        if masks is None:
-            masks = np.zeros((0, self.num_patches), bool)
+        masks = self.masks(step, rank, self.num_patches)
         rows, uses = rows[mine], uses[mine]
         views = self.view_ids(rows, uses) if self.image_views.shape[1] else None
         fresh = self._fresh(step)[mine] if self.fresh_fraction else None
         return StepPlan(rows, uses, views, n, masks, fresh)
+
+    def masks(self, step: int, rank: int, num_patches: int) -> np.ndarray:
+        """This rank's patch masks at ``step`` for a student of ``num_patches`` tokens:
+        (n_masked, num_patches) bool. Students trained together with other grids each get
+        their own, drawn from the same seeds."""
+        n = self.n_masked
+        mine = self._rank_positions(rank)[:n]
+        if not n:
+            return np.zeros((0, num_patches), bool)
+        return np.stack([self._mask(step, int(j), num_patches) for j in mine])
 
     def _fresh(self, step: int) -> np.ndarray:
         """Which positions of the step's global batch are fresh: round(p × G) of them,
@@ -172,9 +181,12 @@ class ViewSampler:
         fresh[rng.choice(self.global_batch, count, replace=False)] = True
         return fresh
 
-    def _mask(self, step: int, position: int) -> np.ndarray:
+    def _mask(self, step: int, position: int, num_patches: int) -> np.ndarray:
         # Seeded by the sample's position in the global batch: the same on any rank split.
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 2, step, position]))
-        mask = np.zeros(self.num_patches, bool)
-        mask[rng.choice(self.num_patches, self.masked_patches, replace=False)] = True
+        mask = np.zeros(num_patches, bool)
+        masked = self.masked_patches if num_patches == self.num_patches else None
+        if masked is None:
+            masked = round(num_patches * self.mask_ratio)
+        mask[rng.choice(num_patches, masked, replace=False)] = True
         return mask

@@ -35,9 +35,11 @@ class StudentTargets:
         student_grid: tuple[int, int],
         device: torch.device,
         stats: Sequence[TargetStats | None] | None = None,
+        names: Sequence[tuple[str, ...]] | None = None,
     ):
         """``stats``: per teacher, the statistics to standardise its targets with (None:
-        raw, as Proteus distils)."""
+        raw, as Proteus distils). ``names``: per teacher, the targets this student reads
+        (None: all given); students trained together are handed every student's."""
         self.source = source
         # On the training device once: standardising must not copy them every step.
         given = list(stats) if stats is not None else [None] * len(teacher_grids)
@@ -45,18 +47,23 @@ class StudentTargets:
         self.teacher_grids = [(int(g[0]), int(g[1])) for g in teacher_grids]
         self.student_grid = (int(student_grid[0]), int(student_grid[1]))
         self.device = device
+        self.names = [set(n) for n in names] if names is not None else None
 
     def __call__(self, batch) -> list[dict[str, torch.Tensor]]:
         return self.prepare(self.source.targets(batch, self.device))
 
     def prepare(self, decoded: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
         """Per teacher: standardised (when asked) and on the student's grid."""
+        wanted = self.names or [None] * len(decoded)
         return [
             {
                 name: self._on_student_grid(name, stats.standardize(name, t) if stats else t, grid)
                 for name, t in own.items()
+                if keep is None or name in keep
             }
-            for own, grid, stats in zip(decoded, self.teacher_grids, self.stats, strict=True)
+            for own, grid, stats, keep in zip(
+                decoded, self.teacher_grids, self.stats, wanted, strict=True
+            )
         ]
 
     def _on_student_grid(self, name: str, target: torch.Tensor, grid) -> torch.Tensor:

@@ -29,7 +29,17 @@ import click
     metavar="NAME",
     help="Run (or print) only this variant; repeatable.",
 )
-def sweep(config: Path, print_commands: bool, nproc_per_node: int, only: tuple[str, ...]) -> None:
+@click.option(
+    "--together",
+    is_flag=True,
+    help="Train the variants that share cache, views, seed, batch, masks and schedule length "
+    "in one run: each step is rendered and read once and steps every one of them (each "
+    "still in OUT/NAME). The plan printed first says which share a stream and why the "
+    "others train alone.",
+)
+def sweep(
+    config: Path, print_commands: bool, nproc_per_node: int, only: tuple[str, ...], together: bool
+) -> None:
     """Train the variants of CONFIG one after another over shared caches, evaluate each, and
     print one comparison table (also written to OUT/compare.csv).
 
@@ -49,7 +59,7 @@ def sweep(config: Path, print_commands: bool, nproc_per_node: int, only: tuple[s
 
     plan = load_sweep(config)
     if print_commands:
-        for line in lines_of(plan, nproc_per_node, only):
+        for line in lines_of(plan, nproc_per_node, only, together):
             click.echo(line)
         return
-    run_sweep(plan, only)
+    run_sweep(plan, only, together)

@@ -22,18 +22,61 @@ def train(**kwargs) -> None:
     is fresh views scored by the teacher and the rest is read from the cache: a long
     schedule then replays the recorded views less often.
 
+    With --student repeated, the students train from one stream: every step's views are
+    rendered and their targets read once, and each student steps on them with its own heads,
+    optimizer, EMA, log and checkpoint in --out/NAME (an ordinary run folder each; `proteus
+    sweep --together` does the same for variants with other λ, lr or hints). A student whose
+    loss diverges stops with a message naming it; the others go on.
+
     Under `torchrun --nproc_per_node N` it runs DDP (gloo on CPU, nccl on GPU).
     """
-    from proteus.train.runner import run_train
+    from proteus.train.runner import run_together
 
-    result = run_train(train_config(kwargs))
-    if result.last:
-        parts = ", ".join(f"{k} {result.last[k]:.4g}" for k in result.last if k.startswith("loss"))
-        click.echo(f"trained {result.steps} steps into {result.run}: {parts}")
+    report(run_together(train_configs(kwargs)))
+
+
+def report(results) -> None:
+    """Each student's last losses; a student that stopped early makes the command fail
+    after the others have finished."""
+    from proteus.common.runtime.errors import ProteusError
+
+    for result in results:
+        if result.last and result.error is None:
+            last = result.last
+            parts = ", ".join(f"{k} {last[k]:.4g}" for k in last if k.startswith("loss"))
+            click.echo(f"trained {result.steps} steps into {result.run}: {parts}")
+    stopped = [r for r in results if r.error is not None]
+    if stopped:
+        raise ProteusError(
+            f"{len(stopped)} of {len(results)} students stopped early: "
+            + "; ".join(str(r.error) for r in stopped)
+        )
+
+
+def train_configs(params: dict) -> list:
+    """One TrainConfig per --student (several: each in --out/NAME)."""
+    from proteus.train.together import split_students
+
+    students = params.get("student") or ()
+    if isinstance(students, str):
+        students = (students,)
+    first = train_config(params | {"student": students[0]})
+    return split_students(first, students)
 
 
 def train_config(params: dict):
-    """The TrainConfig of parsed `proteus train` options (also used by `proteus sweep`)."""
+    """The TrainConfig of parsed `proteus train` options for one student (`proteus sweep`:
+    a variant trains one)."""
+    from proteus.common.runtime.errors import ProteusError
+
+    students = params.get("student")
+    if isinstance(students, tuple | list):
+        if len(students) != 1:
+            raise ProteusError(
+                f"--student {' --student '.join(students)}: a sweep variant trains one student; "
+                "give each its own variant and run the sweep with --together"
+            )
+        params = params | {"student": students[0]}
     caches = tuple(params.get("cache") or ())
     cache = caches[0] if len(caches) == 1 else (caches or None)
     params = dict(params)
