@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from proteus.common.cache.codec import PCAAccumulator, PCABasis, TargetCodec
+from proteus.common.cache.codec import PCAAccumulator, PCABasis, TargetCodec, fidelity, rotated
 from proteus.common.cache.layout import shard_bounds
 from proteus.common.cache.manifest import Manifest
 from proteus.common.cache.stats import StatsSums
@@ -85,26 +85,61 @@ class ShardBuffer:
         return [self.failed[i] for i in sorted(self.failed)]
 
 
+# Views set aside from the PCA fit to measure each codec on (at most; a fifth of a small
+# cache): what `cache info` reports as its held-out fidelity.
+FIDELITY_VIEWS = 256
+
+
 def fit_bases(
     teacher: Teacher,
     feed: ShardFeed,
-    names: list[str],
-    k: int,
+    codecs: dict[str, TargetCodec],
     sample: int,
     seed: int,
     precision: str,
     progress: bool = True,
 ) -> tuple[dict[str, PCABasis], dict[str, dict]]:
-    """PCA of every named target's tokens over a seeded sample of views (streamed: only
-    D×D sums are kept, so the sample size costs time, not memory)."""
+    """PCA of every PCA codec's tokens over a seeded sample of views (streamed: only D×D
+    sums are kept, so the sample size costs time, not memory), rotated for int8 storage
+    (codec.rotated), then each codec's fidelity on views the fit never saw."""
+    names = [name for name, codec in codecs.items() if codec.pca_k]
     views = len(feed.views)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xCA]))
-    ids = np.sort(rng.choice(views, min(sample, views), replace=False))
-    device = next(teacher.parameters()).device
+    order = rng.permutation(views)
+    held = min(FIDELITY_VIEWS, views // 5)
+    heldout, ids = np.sort(order[:held]), np.sort(order[held:][:sample])
     sums = {name: PCAAccumulator() for name in names}
+    for named in _teacher_tokens(teacher, feed, ids, names, precision, "fit PCA", progress):
+        for name in names:
+            sums[name].update(named[name])
+    bases, info = {}, {}
+    for name in names:
+        codec = codecs[name]
+        basis, kept = sums[name].basis(codec.pca_k or 0)
+        info[name] = {"k": codec.pca_k, "variance_kept": kept, "sample_views": len(ids)}
+        if codec.kind == "int8":
+            rotation_seed = int(np.random.SeedSequence([seed, 0x207]).generate_state(1)[0])
+            basis, kind = rotated(basis, rotation_seed)
+            info[name]["rotation"] = {"kind": kind, "seed": rotation_seed}
+        bases[name] = basis
+    if held:
+        tokens = {name: [] for name in names}
+        for named in _teacher_tokens(teacher, feed, heldout, names, precision, "codec", progress):
+            for name in names:
+                tokens[name].append(named[name].cpu())
+        for name in names:
+            fitted = codecs[name].fit(bases[name])
+            info[name]["heldout"] = fidelity(fitted, torch.cat(tokens[name])) | {"views": held}
+    return bases, info
+
+
+def _teacher_tokens(teacher, feed: ShardFeed, ids, names, precision, desc, progress):
+    """Per batch of ``ids``: each named target's tokens as (M, D) float32 (failed views
+    left out)."""
+    device = next(teacher.parameters()).device
     for start in progress_bar(
         range(0, len(ids), feed.batch_size),
-        desc="fit PCA",
+        desc=desc,
         unit="batch",
         leave=False,
         disable=not progress,
@@ -113,12 +148,8 @@ def fit_bases(
         pixels, failed = feed.render(batch)
         keep = [r for r in range(len(batch)) if r not in failed]
         named = forward(teacher, pixels.to(device), precision)
+        out = {}
         for name in names:
             tokens = named[name][keep].float()
-            sums[name].update(tokens.reshape(-1, tokens.shape[-1]))
-    bases, info = {}, {}
-    for name in names:
-        basis, kept = sums[name].basis(k)
-        bases[name] = basis
-        info[name] = {"k": k, "variance_kept": kept, "sample_views": len(ids)}
-    return bases, info
+            out[name] = tokens.reshape(-1, tokens.shape[-1])
+        yield out

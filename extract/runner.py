@@ -335,12 +335,11 @@ def _create(
             cfg.batch_size,
             manifest.shard_views,
         )
-        pca_names = [n for n, e in manifest.encoding.items() if e.pca_k]
+        codecs = {n: TargetCodec.of(manifest, n) for n in manifest.encoding}
         bases, manifest.pca = fit_bases(
             teacher,
             feed,
-            pca_names,
-            cfg.pca,
+            codecs,
             cfg.pca_sample,
             cfg.seed,
             manifest.precision,

@@ -7,6 +7,12 @@ with large norms (registers, ViT "high-norm" tokens) would ruin one scale per te
 the first K principal directions of a target's tokens, fitted on a sample of views when the
 cache is created.
 
+PCA coefficients are outlier-heavy by construction (the first few carry most of the variance),
+so one absmax scale per token rounds the small ones away. PCA + int8 therefore stores the
+coefficients in a rotated basis (:func:`rotation`: a randomised Hadamard, as PHI-S rotates
+before quantising), which spreads every token's energy over all K: the rotation is folded
+into the stored basis, so the basis rows stay orthonormal and decoding is unchanged.
+
 A codec owns its fitted state (``TargetCodec.fitted``: PCA's mean and basis), so callers
 encode and decode without knowing which codec needs what: the cache reader hands out codecs
 with their state loaded, and the layout stores any codec's state as named arrays
@@ -114,10 +120,16 @@ class TargetCodec:
             return {self.name: q, f"{self.name}_scale": scale}
         return {self.name: x.to(getattr(torch, self.kind))}
 
-    def decode(self, stored: dict[str, torch.Tensor]) -> torch.Tensor:
+    def decode_coefficients(self, stored: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The stored values as float, before any PCA basis (a PCA codec: its K
+        coefficients, what training in coefficient space reads)."""
         x = stored[self.name].float()
         if self.kind == "int8":
             x = x * stored[f"{self.name}_scale"].float().unsqueeze(-1)
+        return x
+
+    def decode(self, stored: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = self.decode_coefficients(stored)
         if self.pca_k:
             pca = self._state()
             x = x @ pca.components + pca.mean
@@ -159,6 +171,44 @@ class PCAAccumulator:
         mean, values, vectors = self.eigen()
         kept = float(values[:k].sum() / values.sum().clamp_min(1e-30))
         return PCABasis(mean.float(), vectors[:, :k].T.contiguous().float()), kept
+
+
+def rotation(k: int, seed: int) -> tuple[torch.Tensor, str]:
+    """A fixed K×K orthogonal matrix and its kind: a randomised Hadamard (H·diag(±1)/√K, the
+    signs seeded) when K is a power of two, else a seeded random orthogonal matrix (QR of a
+    Gaussian, signs fixed so it is unique)."""
+    generator = torch.Generator().manual_seed(seed)
+    if k & (k - 1) == 0:
+        h = torch.ones(1, 1, dtype=torch.float64)
+        while h.shape[0] < k:
+            h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+        signs = torch.randint(0, 2, (k,), generator=generator).double() * 2 - 1
+        return (h * signs / k**0.5).float(), "hadamard"
+    q, r = torch.linalg.qr(torch.randn(k, k, generator=generator, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r))).float(), "orthogonal"
+
+
+def rotated(basis: PCABasis, seed: int) -> tuple[PCABasis, str]:
+    """The same subspace with its coefficients rotated (:func:`rotation`): rows R·components,
+    still orthonormal, so encode and decode stay as they are."""
+    r, kind = rotation(basis.components.shape[0], seed)
+    return PCABasis(basis.mean, (r @ basis.components).contiguous()), kind
+
+
+def fidelity(codec: TargetCodec, tokens: torch.Tensor) -> dict[str, float]:
+    """How well a fitted ``codec`` keeps (M, D) tokens it was not fitted on: the mean and
+    1st-percentile cosine of each token with its decoded self, and the share of the
+    tokens' variance the decoded ones keep (int8 rounding included)."""
+    x = tokens.float()
+    decoded = codec.decode(codec.encode(x))
+    cosine = torch.nn.functional.cosine_similarity(decoded, x, dim=-1).double()
+    spread = ((x - x.mean(0)) ** 2).sum().double().clamp_min(1e-30)
+    return {
+        "cosine_mean": float(cosine.mean()),
+        "cosine_p1": float(torch.quantile(cosine, 0.01)),
+        "variance_kept": float(1 - ((x - decoded) ** 2).sum().double() / spread),
+        "tokens": len(x),
+    }
 
 
 def fit_pca(tokens: torch.Tensor, k: int) -> tuple[PCABasis, float]:

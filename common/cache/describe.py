@@ -39,11 +39,7 @@ def info_lines(path: Path | str, m: Manifest) -> list[str]:
             else []
         ),
         f"targets    {targets}; {m.shard_views} views per shard; {m.codec}",
-        *[
-            f"pca        {name}: K={p['k']} keeps {100 * p['variance_kept']:.2f}% of the "
-            f"variance (fitted on {p['sample_views']} views)"
-            for name, p in m.pca.items()
-        ],
+        *[line for name, p in m.pca.items() for line in _pca_lines(name, p)],
         *_stats_lines(m),
         f"compute    {m.precision} on {m.extract.get('device', '?')}, "
         f"{m.extract.get('batch_size', '?')} views per forward",
@@ -51,6 +47,24 @@ def info_lines(path: Path | str, m: Manifest) -> list[str]:
         f"           fingerprint {dataset.fingerprint}",
     ]
     return lines + _count_lines(m)
+
+
+def _pca_lines(name: str, p: dict) -> list[str]:
+    """A PCA codec's fit, its rotation (int8) and its fidelity on held-out views."""
+    rotation = p.get("rotation")
+    lines = [
+        f"pca        {name}: K={p['k']} keeps {100 * p['variance_kept']:.2f}% of the "
+        f"variance (fitted on {p['sample_views']} views)"
+        + (f", coefficients rotated ({rotation['kind']})" if rotation else "")
+    ]
+    held = p.get("heldout")
+    if held:
+        lines.append(
+            f"           held out ({held['views']} views): cosine mean {held['cosine_mean']:.4f}, "
+            f"1st percentile {held['cosine_p1']:.4f}; {100 * held['variance_kept']:.2f}% of "
+            "the variance kept, storage included"
+        )
+    return lines
 
 
 def summary_lines(path: Path | str, m: Manifest, elapsed: float | None = None) -> list[str]:

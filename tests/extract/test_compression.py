@@ -71,6 +71,13 @@ def test_cli_options_and_refusals(world, tmp_path):
     assert result.exit_code == 0, result.output
     info = CliRunner().invoke(main, ["cache", "info", str(tmp_path / "c")])
     assert "(int8, PCA 8)" in info.output and "keeps" in info.output
+    # int8 PCA coefficients are stored rotated; the codec is measured on views it never saw.
+    assert "coefficients rotated (hadamard)" in info.output
+    assert "held out (" in info.output and "1st percentile" in info.output
+    m = Cache(tmp_path / "c").manifest
+    held = m.pca["patch"]["heldout"]
+    assert 0 < held["views"] and -1 <= held["cosine_p1"] <= held["cosine_mean"] <= 1
+    assert m.pca["patch"]["rotation"]["kind"] == "hadamard"
     again = CliRunner().invoke(main, cli_args(data, tmp_path / "c", weights, "--dtype", "int8"))
     assert again.exit_code == 1 and "encoding" in again.output
     too_many = CliRunner().invoke(main, cli_args(data, tmp_path / "d", weights, "--pca", "32"))
