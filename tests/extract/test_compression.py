@@ -76,7 +76,7 @@ def test_cli_options_and_refusals(world, tmp_path):
     assert "held out (" in info.output and "1st percentile" in info.output
     m = Cache(tmp_path / "c").manifest
     held = m.pca["patch"]["heldout"]
-    assert 0 < held["views"] and -1 <= held["cosine_p1"] <= held["cosine_mean"] <= 1
+    assert held["views"] > 0 and -1 <= held["cosine_p1"] <= held["cosine_mean"] <= 1
     assert m.pca["patch"]["rotation"]["kind"] == "hadamard"
     again = CliRunner().invoke(main, cli_args(data, tmp_path / "c", weights, "--dtype", "int8"))
     assert again.exit_code == 1 and "encoding" in again.output
