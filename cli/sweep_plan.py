@@ -22,8 +22,9 @@ variants and resumes interrupted ones.
 
 from __future__ import annotations
 
+import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # the config module imports torch; the sweep only needs the t
 KEYS = ("out", "train", "variants", "evaluate")
 EVALUATIONS = ("knn", "linear", "agreement")
 _SET_BY_SWEEP = ("out", "resume", "checkpoint")
-_RUN_ONLY = {"resume", "progress"}  # options that may differ between a run and its rerun
+_RUN_ONLY = {"resume", "progress", "compile"}  # may differ between a run and its rerun
 
 
 @dataclass(frozen=True)
@@ -350,11 +351,21 @@ def _evaluate(variant: Variant, rerun: bool) -> None:
 
 def _check_same_options(variant: Variant, stored: dict[str, Any]) -> None:
     """A rerun must not continue a run folder with other options than it was started with."""
+    from proteus.train.config import TrainConfig
+
     wanted = variant.config.to_json()
+    # An option newer than the run folder is the same when left at its default.
+    defaults = {
+        f.name: json.loads(json.dumps(f.default, default=str))
+        for f in fields(TrainConfig)
+        if f.default is not MISSING
+    }
     changed = [
         f"{k}: {stored.get(k)!r} → {wanted.get(k)!r}"
         for k in wanted
-        if k not in _RUN_ONLY and stored.get(k) != wanted.get(k)
+        if k not in _RUN_ONLY
+        and stored.get(k) != wanted.get(k)
+        and not (k not in stored and k in defaults and wanted[k] == defaults[k])
     ]
     if changed:
         raise ProteusError(

@@ -12,6 +12,7 @@ from proteus.common.runtime.errors import ProteusError
 from proteus.common.runtime.options import option
 from proteus.common.views.records import DEFAULT_PRESET, PRESETS, AugPolicy
 from proteus.train.recipe import Recipe, get_recipe
+from proteus.train.target_space import SPACES
 
 PerTeacher = float | tuple[float, ...] | None  # one value for every teacher, or one per cache
 
@@ -194,6 +195,14 @@ class TrainConfig:
         "Recorded in config.json.",
         choices=LOSS_KINDS,
     )
+    target_space: str = option(
+        "auto",
+        help="Where PCA-coded targets (extract --pca K) are learnt: coefficients = the heads "
+        "predict the K coefficients and the MSE is computed on them, exactly the decoded "
+        "loss without decoding to teacher width (mse, raw targets only); teacher = decode "
+        "first; auto = coefficients where they apply (config.json's target_space says).",
+        choices=SPACES,
+    )
     # None: on with several --cache (no teacher dominates by scale), off with one (Proteus
     # distils raw features).
     standardize: bool | None = option(
@@ -202,6 +211,14 @@ class TrainConfig:
         "each cache recorded at extraction, so no teacher dominates by the scale of its "
         "features; eval agreement and export map predictions back to teacher units. "
         "[default: on with several --cache, off with one]",
+        negatable=True,
+    )
+    compile: bool = option(
+        False,
+        help="torch.compile the student's step (its two passes and the losses). The first "
+        "steps pay the compile time; docs/PERFORMANCE.md (B13) measures its cost and gain. "
+        "Where torch cannot compile (no C++ compiler, an unsupported model) it says so in one "
+        "line and trains uncompiled.",
         negatable=True,
     )
     balance_teachers: bool = option(

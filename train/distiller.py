@@ -27,17 +27,24 @@ class Distiller(nn.Module):
         student: Student,
         teachers: Sequence[tuple[int, Objective, dict[str, int]]],
         balance: bool = False,
+        dense_dims: Sequence[int | None] | None = None,
     ):
         """``balance``: weigh each teacher's loss by (mean of the teachers' losses) / (its
         own), both without gradient, so every teacher pulls with the same loss magnitude
-        whatever the scale of its features (its own λ still apply inside its loss)."""
+        whatever the scale of its features (its own λ still apply inside its loss).
+        ``dense_dims``: per teacher, the width its feature/patch heads predict when it is
+        not the teacher's (PCA coefficients; ``hint_dims`` then give the hint heads')."""
         super().__init__()
         self.balance = balance and len(teachers) > 1
         self.student = student
         self.objectives = [objective for _, objective, _ in teachers]
+        dense = list(dense_dims) if dense_dims is not None else [None] * len(teachers)
+        # Per teacher: name -> PCABasis of targets learnt as coefficients (the trainer sets
+        # it), so what is reported in teacher units (the gauge's cosines) can be mapped back.
+        self.coefficient_bases: list[dict] = [{} for _ in teachers]
         self.heads = nn.ModuleList(
-            make_heads(student, dim, objective.lambdas, objective.hints, hint_dims)
-            for dim, objective, hint_dims in teachers
+            make_heads(student, dim, objective.lambdas, objective.hints, hint_dims, d_dense)
+            for (dim, objective, hint_dims), d_dense in zip(teachers, dense, strict=True)
         )
         self.hint_blocks = tuple(sorted({h.block for o in self.objectives for h in o.hints}))
         self.clean_pass = any(o.needs_clean_pass for o in self.objectives)

@@ -173,6 +173,9 @@ def _cosines(
             assert mask is not None  # set with the masked pass
             pred = heads.patch_head(out.masked_patch)[mask]
             want = own["patch"][: mask.shape[0]][mask]
+            basis = model.coefficient_bases[index].get("patch")
+            if basis is not None:  # coefficients: the cosine is the teacher units' one
+                pred, want = (x @ basis.components + basis.mean for x in (pred, want))
             values[f"patch_cosine{suffix}"] = float(F.cosine_similarity(pred, want).mean())
     return values
 

@@ -17,6 +17,7 @@ import torch
 
 from proteus.common.runtime.prefetch import prefetch
 from proteus.common.views.renderer import Renderer, RenderError
+from proteus.train.feed import DeviceFeed, Staged
 from proteus.train.sampler import ViewSampler
 from proteus.train.sources import Rows, Samples, TargetSource
 
@@ -29,6 +30,7 @@ class TrainBatch:
     n_masked: int
     masks: dict[int, np.ndarray]  # per student patch count N: (n_masked, N) bool
     view_ids: np.ndarray | None  # (B,) recorded view ids; None for a teacher in the loop
+    staged: Staged | None = None  # on a GPU: its copies in flight (train/feed.py)
 
     def masks_for(self, num_patches: int) -> np.ndarray:
         """The masks of a student with ``num_patches`` tokens."""
@@ -51,6 +53,7 @@ class Batches:
         target_names: Sequence[tuple[str, ...]],
         rank: int,
         patch_counts: Sequence[int] = (),
+        feed: DeviceFeed | None = None,
     ):
         """``patch_counts``: the token counts of the students fed (several students trained
         together may have other grids); each gets masks of its own, the sampler's first."""
@@ -60,6 +63,7 @@ class Batches:
         self.renderer = renderer
         self.pairs = list(zip(self.sources, target_names, strict=True))
         self.rank = rank
+        self.feed = feed
         self.patch_counts = tuple(dict.fromkeys((sampler.num_patches, *patch_counts)))
         self._io = ThreadPoolExecutor(8, thread_name_prefix="proteus-read")
 
@@ -82,7 +86,8 @@ class Batches:
         fetched = [source.fetch(names, samples) for source, names in self.pairs]
         masks = {n: self.sampler.masks(step, self.rank, n) for n in self.patch_counts[1:]}
         masks[self.sampler.num_patches] = plan.masks
-        return TrainBatch(step, images, fetched, plan.n_masked, masks, plan.view_ids)
+        batch = TrainBatch(step, images, fetched, plan.n_masked, masks, plan.view_ids)
+        return batch if self.feed is None else self.feed.stage(batch, self.sources)
 
     def iterate(self, start: int, stop: int) -> Iterator[TrainBatch]:
         return prefetch((self.batch(step) for step in range(start, stop)), depth=2)

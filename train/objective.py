@@ -34,6 +34,9 @@ class Objective:
     lambdas: Lambdas
     hints: tuple[Hint, ...] = ()
     loss: str = "mse"  # one of LOSS_KINDS
+    # Targets given as PCA coefficients (train/target_space.py), each with its teacher
+    # width D: their MSE is the coefficients' squared error summed, over tokens × D.
+    coefficients: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.loss not in LOSS_KINDS:
@@ -48,6 +51,10 @@ class Objective:
         if part == "hint":
             return bool(self.hints) and self.lambdas.hint > 0
         return getattr(self.lambdas, part) > 0
+
+    def width(self, name: str) -> int | None:
+        """The teacher width of target ``name`` if it is given as coefficients."""
+        return dict(self.coefficients).get(name)
 
     @property
     def needs_clean_pass(self) -> bool:
@@ -109,25 +116,44 @@ def losses(
             parts["loss_token"] = summary_loss(objective.loss, cls_pred, t_cls)
         if lambdas.fea:
             fea_pred = _given(heads.fea_head, "the feature head")(clean["patch"])
-            pred = torch.cat([cls_pred.unsqueeze(1), fea_pred], 1)
             t_patch = _given(targets.get("patch"), "the patch target")
-            target = torch.cat([t_cls.unsqueeze(1), t_patch], 1)
-            parts["loss_fea"] = token_loss(objective.loss, pred, target)
+            width = objective.width("patch")
+            if width is None:
+                pred = torch.cat([cls_pred.unsqueeze(1), fea_pred], 1)
+                target = torch.cat([t_cls.unsqueeze(1), t_patch], 1)
+                parts["loss_fea"] = token_loss(objective.loss, pred, target)
+            else:  # the same mean over [cls; patch] × D, the patch part from coefficients
+                squared = _squared(cls_pred, t_cls) + _squared(fea_pred, t_patch)
+                parts["loss_fea"] = squared / (t_cls.shape[0] * (1 + t_patch.shape[1]) * width)
     if lambdas.patch and mask is not None and mask.any():
         n = mask.shape[0]
         masked = _given(student.masked_patch, "the masked pass")
         pred = _given(heads.patch_head, "the patch head")(masked)[mask]
         t_patch = _given(targets.get("patch"), "the patch target")
-        parts["loss_patch"] = token_loss(objective.loss, pred, t_patch[:n][mask])
+        parts["loss_patch"] = _token_loss(objective, "patch", pred, t_patch[:n][mask])
     for hint in objective.hints:
         layers = _given(student.clean, "the clean pass")["layers"]
         pred = heads.hint_heads[hint.key](layers[hint.block])
-        term = token_loss(objective.loss, pred, targets[hint.target])
+        term = _token_loss(objective, hint.target, pred, targets[hint.target])
         parts["loss_hint"] = parts["loss_hint"] + term
     total = lambdas.token * parts["loss_token"]
     for part in LOSS_PARTS[1:]:
         total = total + getattr(lambdas, part) * parts[f"loss_{part}"]
     return parts | {"loss": total}
+
+
+def _squared(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (pred.float() - target.float()).pow(2).sum()
+
+
+def _token_loss(
+    objective: Objective, name: str, pred: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """token_loss, or for a target given as coefficients its MSE in teacher units."""
+    width = objective.width(name)
+    if width is None:
+        return token_loss(objective.loss, pred, target)
+    return _squared(pred, target) / (target[..., 0].numel() * width)
 
 
 def summary_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

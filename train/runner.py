@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,11 @@ from proteus.common.runtime.progress import notice, progress_bar
 from proteus.common.runtime.version import __version__
 from proteus.common.views.renderer import RenderConfig, Renderer
 from proteus.common.views.replays import MAX_REPLAYS, fresh_needed, replays, views_needed
+from proteus.train import target_space
 from proteus.train.config import TrainConfig
 from proteus.train.distiller import Distiller, param_groups
 from proteus.train.ema import EMA
+from proteus.train.feed import DeviceFeed
 from proteus.train.gauge import Gauge, default_every
 from proteus.train.loader import Batches, TrainBatch
 from proteus.train.objective import Objective, resolve_lambdas
@@ -212,12 +214,20 @@ class _Learner:
         self.names = [o.needed_targets() for o in self.objectives]
         self.standardize, self.target_stats = self._target_stats()
         self.adjustments: list[str] = []
-        heads = [
-            (t.dim, o, t.hint_dims) for t, o in zip(self._teachers(), self.objectives, strict=True)
-        ]
+        self.spaces = self._spaces()
+        dense_dims, heads = [], []
+        for t, o, space in zip(self._teachers(), self.objectives, self.spaces, strict=True):
+            dense, hint_widths = target_space.head_widths(space, t.dim, o.hints, t.hint_dims)
+            dense_dims.append(dense if space else None)
+            heads.append((t.dim, o, hint_widths))
         if cfg.balance_teachers and len(sources) < 2:
             raise ProteusError("--balance-teachers weighs several teachers: give several --cache")
-        self.model = Distiller(student, heads, balance=cfg.balance_teachers).to(self.device)
+        self.model = Distiller(
+            student, heads, balance=cfg.balance_teachers, dense_dims=dense_dims
+        ).to(self.device)
+        self.model.coefficient_bases = [
+            {n: c.basis.to(self.device) for n, c in space.items()} for space in self.spaces
+        ]
         self.parts = ("loss", *self.model.part_names())
         self.ddp: torch.nn.Module = self.model
         if self.info.active:
@@ -225,6 +235,8 @@ class _Learner:
                 self.model,
                 device_ids=[self.info.local_rank] if self.device.type == "cuda" else None,
             )
+        # --compile: the forward (both passes and the losses) compiled; eager on failure.
+        self.compiled: Any = torch.compile(self.ddp) if cfg.compile else None
         global_batch = cfg.batch_size * self.info.world
         self.peak_lr = scaled_lr(cfg.lr, global_batch, self.recipe.lr_per_512, self.recipe.lr_rule)
         groups = param_groups(self.model, self.values.weight_decay, self.recipe.decay_tokens)
@@ -306,6 +318,27 @@ class _Learner:
             s.statistics(o.needed_targets()) for s, o in zip(sources, self.objectives, strict=True)
         ]
 
+    def _spaces(self) -> list[dict[str, target_space.Coefficients]]:
+        """Per teacher, the targets learnt as PCA coefficients (--target-space); each
+        objective is told their teacher widths."""
+        spaces = []
+        for index, (source, objective) in enumerate(
+            zip(self.stream.sources, self.objectives, strict=True)
+        ):
+            space, note = target_space.choose(
+                self.cfg.target_space,
+                source,
+                objective.needed_targets(),
+                self.cfg.loss,
+                self.standardize,
+            )
+            if note and self.cfg.target_space == "auto":
+                self.adjustments.append(note)
+            widths = tuple((name, c.dim) for name, c in space.items())
+            self.objectives[index] = replace(objective, coefficients=widths)
+            spaces.append(space)
+        return spaces
+
     def _objective(self, index: int, hints: tuple[Hint, ...]) -> Objective:
         sources, cfg = self.stream.sources, self.cfg
         source = sources[index]
@@ -374,6 +407,7 @@ class _Learner:
             repeated_aug=self.sampler.repeats,
             adjustments=stream.adjustments + self.adjustments,
             gauge=self._gauge_record(),
+            target_space=[{n: c.record() for n, c in space.items()} for space in self.spaces],
         )
 
     def _teachers(self) -> list[TeacherRecord]:
@@ -416,7 +450,9 @@ class _Learner:
             batch_size=self.cfg.batch_size,
             world=self.info.world,
             student=self.model.student.state_dict(),
-            heads=self.model.heads.state_dict(),
+            # Heads in teacher units (what eval, export and viz read), and as trained.
+            heads=self._heads_in_teacher_units(),
+            coefficient_heads=self.model.heads.state_dict() if any(self.spaces) else None,
             ema=self.ema.model.state_dict() if self.ema else None,
             optimizer=self.optimizer.state_dict(),
             config=self.given.to_json(),
@@ -424,11 +460,26 @@ class _Learner:
             target_stats=[s.to_state() if s else None for s in self.target_stats],
         )
 
+    def _heads_in_teacher_units(self) -> dict[str, torch.Tensor]:
+        state = self.model.heads.state_dict()
+        if not any(self.spaces):
+            return state
+        hints = [o.hints for o in self.objectives]
+        return target_space.fold_heads(state, self.spaces, hints)
+
     def _restore(self, saved: Checkpoint) -> None:
         grown = [s.info.grown_from for s in self.stream.sources]
         check_resume(saved, self._checkpoint(0), grown, self.cfg.allow_grown_cache)
         self.model.student.load_state_dict(saved.student)
-        self.model.heads.load_state_dict(saved.heads)
+        coefficient_heads = any(self.spaces)
+        if coefficient_heads and saved.coefficient_heads is None:
+            raise ProteusError(
+                f"--resume: {self.cfg.out} was trained in teacher units; resume it with "
+                "--target-space teacher"
+            )
+        self.model.heads.load_state_dict(
+            saved.coefficient_heads if coefficient_heads else saved.heads
+        )
         if self.ema and saved.ema is not None:
             self.ema.model.load_state_dict(saved.ema)
         if saved.optimizer is not None:
@@ -447,14 +498,23 @@ class _Learner:
 
     def open(self, render: RenderConfig, loader: Batches) -> None:
         """Its targets' path, gauge, config.json and log, before the first step."""
-        grids = [s.info.grid for s in self.stream.sources]
+        sources = self.stream.sources
+        # Targets the stream gives as coefficients that this student learns in teacher units.
+        expand = [
+            {
+                n: c.fitted.to(self.device)
+                for n, c in s.pca_codecs(tuple(s.coefficients - set(space))).items()
+            }
+            for s, space in zip(sources, self.spaces, strict=True)
+        ]
         self.targets = StudentTargets(
             loader,
-            grids,
+            [s.info.grid for s in sources],
             self.student_grid,
             self.device,
             stats=self.target_stats,
             names=self.names,
+            expand=expand,
         )
         self.gauge = self._gauge(render)
         self.log = None
@@ -543,8 +603,7 @@ class _Learner:
         masks = torch.from_numpy(batch.masks_for(self.num_patches)).to(self.device)
         targets = self.targets.prepare(decoded)
         self.ddp.train()
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"):
-            parts = self.ddp(images, masks, targets)
+        parts = self._forward(step, images, masks, targets)
         values = self._reduce(parts)
         if not math.isfinite(values["loss"]):
             raise _Diverged(
@@ -560,6 +619,29 @@ class _Learner:
         if self.ema:
             self.ema.update(self.model.student, step)
         return values | {"lr": lr}
+
+    def _forward(self, step: int, images, masks, targets) -> dict[str, torch.Tensor]:
+        """The loss parts of the two passes: compiled with --compile, unless torch cannot
+        compile here (then one line, and eager from this step on)."""
+        autocast = torch.autocast(
+            self.device.type, torch.bfloat16, enabled=self.device.type == "cuda"
+        )
+        if self.compiled is not None:
+            try:
+                with autocast:
+                    return self.compiled(images, masks, targets)
+            except Exception as exc:  # any compiler failure: train eager
+                reason = next((x for x in str(exc).splitlines() if x.strip()), type(exc).__name__)
+                if self.info.is_main:
+                    notice(
+                        f"{self.label}--compile: torch cannot compile this student here "
+                        f"({type(exc).__name__}: {reason[:200]}); training uncompiled"
+                    )
+                self.compiled = None
+                # The failed attempt may have drawn drop-path numbers: the step's seed again.
+                torch.manual_seed(_step_seed(self.cfg.seed, step, self.info.rank))
+        with autocast:
+            return self.ddp(images, masks, targets)
 
     def _reduce(self, parts: dict[str, torch.Tensor]) -> dict[str, float]:
         """Loss parts averaged over ranks: the global batch's loss, the same on every rank."""
@@ -595,6 +677,9 @@ class _Trainer:
         several = len(cfgs) > 1
         self.learners = [_Learner(cfg, self.stream, several) for cfg in cfgs]
         self.stream.plan(self.learners[0].num_patches)
+        for index, source in enumerate(self.stream.sources):
+            # Read once as coefficients where any student learns them so (the others expand).
+            source.coefficients = frozenset(n for x in self.learners for n in x.spaces[index])
         for learner in self.learners:
             learner.plan()
         self._stop_signal: int | None = None
@@ -624,6 +709,7 @@ class _Trainer:
             names,
             self.info.rank,
             patch_counts=patch_counts,
+            feed=DeviceFeed(stream.device),
         )
         if self.info.is_main:
             for line in stream.adjustments:
@@ -654,6 +740,7 @@ class _Trainer:
         for batch in self.loader.iterate(start, total):
             due = [x for x in learners if x.active and x.steps_done <= batch.step]
             if due:
+                DeviceFeed.wait(batch)  # a GPU's copies, issued in the loader's thread
                 images = batch.images.to(self.stream.device, non_blocking=True)
                 decoded = self.loader.targets(batch, self.stream.device)
                 # The shared work (waiting for the batch, its copy and decoding) is shared out.

@@ -36,10 +36,13 @@ class StudentTargets:
         device: torch.device,
         stats: Sequence[TargetStats | None] | None = None,
         names: Sequence[tuple[str, ...]] | None = None,
+        expand: Sequence[dict] | None = None,
     ):
         """``stats``: per teacher, the statistics to standardise its targets with (None:
         raw, as Proteus distils). ``names``: per teacher, the targets this student reads
-        (None: all given); students trained together are handed every student's."""
+        (None: all given); students trained together are handed every student's.
+        ``expand``: per teacher, name -> PCABasis of targets given as coefficients that this
+        student learns in teacher units (another student of the stream reads them so)."""
         self.source = source
         # On the training device once: standardising must not copy them every step.
         given = list(stats) if stats is not None else [None] * len(teacher_grids)
@@ -48,6 +51,7 @@ class StudentTargets:
         self.student_grid = (int(student_grid[0]), int(student_grid[1]))
         self.device = device
         self.names = [set(n) for n in names] if names is not None else None
+        self.expand = list(expand) if expand is not None else [{} for _ in teacher_grids]
 
     def __call__(self, batch) -> list[dict[str, torch.Tensor]]:
         return self.prepare(self.source.targets(batch, self.device))
@@ -55,16 +59,21 @@ class StudentTargets:
     def prepare(self, decoded: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
         """Per teacher: standardised (when asked) and on the student's grid."""
         wanted = self.names or [None] * len(decoded)
-        return [
-            {
-                name: self._on_student_grid(name, stats.standardize(name, t) if stats else t, grid)
-                for name, t in own.items()
-                if keep is None or name in keep
-            }
-            for own, grid, stats, keep in zip(
-                decoded, self.teacher_grids, self.stats, wanted, strict=True
-            )
-        ]
+        out = []
+        for own, grid, stats, keep, expand in zip(
+            decoded, self.teacher_grids, self.stats, wanted, self.expand, strict=True
+        ):
+            prepared = {}
+            for name, t in own.items():
+                if keep is not None and name not in keep:
+                    continue
+                if name in expand:
+                    t = t @ expand[name].components + expand[name].mean
+                if stats:
+                    t = stats.standardize(name, t)
+                prepared[name] = self._on_student_grid(name, t, grid)
+            out.append(prepared)
+        return out
 
     def _on_student_grid(self, name: str, target: torch.Tensor, grid) -> torch.Tensor:
         if name == "cls":

@@ -38,13 +38,17 @@ class ProteusHeads(nn.Module):
         *,
         d_summary: int | None = None,
         hint_inputs: dict[str, int] | None = None,
+        d_dense: int | None = None,
     ):
+        """``d_dense``: what the feature and patch heads predict when not ``d_teacher`` (K
+        coefficients of a PCA-coded patch target, train/target_space.py)."""
         super().__init__()
         summary = d_summary or d_student
         inputs = hint_inputs or {}
+        dense = d_dense or d_teacher
         self.token_head = _head(summary, d_teacher) if lambdas.token or lambdas.fea else None
-        self.fea_head = _head(d_student, d_teacher) if lambdas.fea else None
-        self.patch_head = _head(d_student, d_teacher) if lambdas.patch else None
+        self.fea_head = _head(d_student, dense) if lambdas.fea else None
+        self.patch_head = _head(d_student, dense) if lambdas.patch else None
         self.hint_heads = nn.ModuleDict(
             {key: _head(inputs.get(key, d_student), dim) for key, dim in (hint_dims or {}).items()}
         )
@@ -56,6 +60,7 @@ def make_heads(
     lambdas: Lambdas,
     hints: Sequence[Hint],
     hint_dims: dict[str, int],
+    d_dense: int | None = None,
 ) -> ProteusHeads:
     """One teacher's heads, sized for this student's summary, dense and hinted-block widths."""
     return ProteusHeads(
@@ -65,4 +70,5 @@ def make_heads(
         hint_dims,
         d_summary=student.summary_dim,
         hint_inputs={h.key: student.block_dim(h.block) for h in hints},
+        d_dense=d_dense,
     )

@@ -52,6 +52,9 @@ class Checkpoint:
     # Per teacher: the statistics its targets were standardised with (TargetStats state), or
     # None where they were learnt raw (--no-standardize, and every run before 0.2).
     target_stats: list[dict[str, Any] | None] | None = None
+    # A student that learnt PCA coefficients (train/target_space.py): its heads as trained,
+    # to resume; ``heads`` holds them folded into teacher units. None otherwise.
+    coefficient_heads: dict[str, Any] | None = None
     format: int = FORMAT  # as read: resuming needs the current one
 
     REQUIRED = ("student_name", "image_size", "student", "heads", "mean", "std")

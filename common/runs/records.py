@@ -124,6 +124,9 @@ class RunRecord:
     repeated_aug: int | None = None  # copies of each image per epoch the sampler took
     gauge: dict[str, Any] = field(default_factory=dict)  # {"every": N, "sets": {name: count}}
     adjustments: list[str] = field(default_factory=list)  # what the run changed, and why
+    # Per teacher: the targets learnt as PCA coefficients (train/target_space.py), name ->
+    # {"k", "dim", "loss_scale_to_decoded"}; empty where all are learnt in teacher units.
+    target_space: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         teachers = [t.to_json() for t in self.teachers]
@@ -155,4 +158,5 @@ class RunRecord:
             "repeated_aug": self.repeated_aug,
             "gauge": self.gauge,
             "adjustments": self.adjustments,
+            "target_space": self.target_space,
         }

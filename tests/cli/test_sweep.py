@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import yaml
@@ -79,6 +80,12 @@ def test_a_two_entry_sweep_makes_two_runs_and_one_table(world, tmp_path):
     assert again.exit_code == 0, again.output
     assert again.output.count("already trained, skipping") == 2
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")} == stamps
+    # A run folder from before an option existed: the option at its default is no change.
+    record = json.loads((out / "full" / "config.json").read_text())
+    del record["config"]["target_space"], record["config"]["compile"]
+    (out / "full" / "config.json").write_text(json.dumps(record))
+    older = _invoke("sweep", config, "--only", "full")
+    assert older.exit_code == 0 and "already trained, skipping" in older.output, older.output
 
     # compare on its own gives the same rows; a changed variant is refused, not continued.
     table = _invoke("compare", out / "full", out / "token-only", "--csv", tmp_path / "t.csv")

@@ -154,6 +154,15 @@ class TargetSource(ABC):
     def render_failed(self, step: int, reason: str) -> ProteusError:
         """The message for a batch of its views that DALI could not render."""
 
+    def pca_codecs(self, names: tuple[str, ...]) -> dict:
+        """Of ``names``, the targets stored as PCA coefficients, with their fitted codecs
+        (train/target_space.py); none but a cache's."""
+        return {}
+
+    # Targets ``targets`` gives as their PCA coefficients instead of decoded (a student
+    # learns them in coefficient space; the stream sets it before the first step).
+    coefficients: frozenset[str] = frozenset()
+
     @property
     def remote(self) -> bool:
         """Whether ``prefetch`` does anything (a cache on an object store)."""

@@ -125,9 +125,17 @@ class CacheSource(TargetSource):
         assert isinstance(fetched, dict)
         return {name: self.decode(name, stored, device) for name, stored in fetched.items()}
 
-    def decode(self, name: str, stored: dict[str, np.ndarray], device: torch.device):
-        arrays = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in stored.items()}
-        return self.cache.codec(name).to(device).decode(arrays)
+    def decode(self, name: str, stored: dict, device: torch.device):
+        # numpy arrays, or tensors already copied to the device (train/feed.py)
+        arrays = {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in stored.items()}
+        codec = self.cache.codec(name).to(device)
+        if name in self.coefficients:
+            return codec.decode_coefficients(arrays)
+        return codec.decode(arrays)
+
+    def pca_codecs(self, names: tuple[str, ...]) -> dict:
+        codecs = {name: self.cache.codec(name) for name in names}
+        return {name: codec for name, codec in codecs.items() if codec.pca_k}
 
     def render_failed(self, step: int, reason: str) -> ProteusError:
         return ProteusError(
