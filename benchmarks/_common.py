@@ -182,6 +182,7 @@ def target_loop_speed(
     label: str = "",
     baseline: str = "stored",
     fresh: Callable[[], list] | None = None,
+    coefficients: bool = False,
 ) -> list[dict]:
     """steps/s of a student's training step (all heads, the real loss, AdamW; bf16 autocast
     on CUDA) fed by the trainer's target path (stored bytes read in a prefetch thread, moved to
@@ -190,7 +191,9 @@ def target_loop_speed(
     compared); "decoded" keeps float targets already on ``device`` (read, transfer and decode
     are all compared). Images are pre-rendered in both; one teacher per cache. ``fresh``:
     each timed pass reads from the caches it returns (remote caches on an empty shard cache:
-    a cold start), asking for the next 4 steps' shards ahead as the trainer does."""
+    a cold start), asking for the next 4 steps' shards ahead as the trainer does.
+    ``coefficients``: a PCA-coded patch target is learnt as its K coefficients
+    (train/target_space.py: heads predict K, no decode to teacher width), in both loops."""
     import torch
 
     from proteus.common.models.parts import Lambdas
@@ -202,8 +205,17 @@ def target_loop_speed(
     torch.manual_seed(0)
     on = torch.device(device)
     names = ("cls", "patch")
-    heads = [(c.manifest.embed_dim, Objective(Lambdas()), {}) for c in caches]
-    model = Distiller(build_student(student, image_size), heads).to(on)
+    in_k = [coefficients and bool(c.codec("patch").pca_k) for c in caches]
+    heads = [
+        (
+            c.manifest.embed_dim,
+            Objective(Lambdas(), coefficients=(("patch", c.manifest.embed_dim),) if k else ()),
+            {},
+        )
+        for c, k in zip(caches, in_k, strict=True)
+    ]
+    dense = [c.codec("patch").pca_k if k else None for c, k in zip(caches, in_k, strict=True)]
+    model = Distiller(build_student(student, image_size), heads, dense_dims=dense).to(on)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     images = torch.randn(batch, 3, image_size, image_size, device=on)
     tokens = int(np.prod(model.student.grid))
@@ -215,7 +227,10 @@ def target_loop_speed(
 
     def decode(cache, name, stored):
         moved = {k: torch.from_numpy(v).to(on, non_blocking=True) for k, v in stored.items()}
-        return cache.codec(name).to(on).decode(moved)
+        codec = cache.codec(name).to(on)
+        if coefficients and name == "patch" and codec.pca_k:
+            return codec.decode_coefficients(moved)
+        return codec.decode(moved)
 
     def step(targets):
         with torch.autocast(on.type, torch.bfloat16, enabled=on.type == "cuda"):

@@ -6,6 +6,10 @@ views/s at 224 px next to a PIL/torchvision pipeline doing the same crop + resiz
 The student here is deliberately small (a 4-block ViT at 224 px) so that a step is short and
 any input stall would show; a real student on a GPU is the same situation.
 
+Also: the loop learning a PCA 64 int8 cache's coefficients directly (train/target_space.py)
+against the same coefficients in memory (goal ≥ 0.95), and the bytes per second each codec
+of DINOv2-g targets needs at 4,600 images/s (arithmetic).
+
     python benchmarks/b2_input_overhead.py [--steps 20] [--batch 32]
 """
 
@@ -23,9 +27,42 @@ from _common import bench_vit, synthetic_cache, table, target_loop_speed, timed
 from proteus.common.cache.reader import Cache
 
 
-def loop_speed(caches: list[Cache], steps: int, batch: int, label: str) -> list[dict]:
+def loop_speed(caches: list[Cache], steps: int, batch: int, label: str, **options) -> list[dict]:
     """One teacher per cache (aligned caches share view ids): both loops train all heads."""
-    return target_loop_speed(caches, bench_vit(14), 224, steps, batch, label=label)
+    return target_loop_speed(caches, bench_vit(14), 224, steps, batch, label=label, **options)
+
+
+# What one H200 trains of ViT-S/14 at 40% of its bf16 peak (the issue's arithmetic).
+NODE_RATE = 4600
+
+
+def coefficient_rows(root: Path, steps: int, batch: int) -> tuple[list[dict], list[str]]:
+    """A PCA 64 int8 cache learnt in coefficient space (no decode to teacher width) against
+    the same coefficients held in memory, and the teacher-units loop on the same cache; and
+    the bytes per second each target encoding needs at NODE_RATE images/s per GPU."""
+    shapes = {"cls": (384,), "patch": (256, 384)}
+    pca = synthetic_cache(root / "pca", views=2048, per_view=shapes, dtype="int8", pca_k=64)
+    rows = loop_speed([pca], steps, batch, "PCA 64 int8, coefficient space", coefficients=True)
+    rows += loop_speed([pca], steps, batch, "PCA 64 int8, teacher units", baseline="decoded")
+    lines = []
+    for name, per_view in _bytes_per_view().items():
+        lines.append(
+            f"{name}: {per_view / 1e3:,.1f} kB a view, {per_view * NODE_RATE / 1e9:.3f} GB/s"
+        )
+    return rows, lines
+
+
+def _bytes_per_view() -> dict[str, int]:
+    """DINOv2-g targets (cls + 256 patch tokens of 1536), as each codec stores them."""
+    from proteus.common.cache.codec import TargetCodec
+
+    out = {}
+    codecs = [("float16", "float16", None), ("int8", "int8", None)]
+    codecs += [(f"PCA {k} int8", "int8", k) for k in (256, 128, 64, 32)]
+    for label, kind, k in codecs:
+        patch = TargetCodec("patch", (256, 1536), kind, k).bytes_per_view()
+        out[label] = patch + TargetCodec("cls", (1536,), "float16").bytes_per_view()
+    return out
 
 
 def render_speed(root: Path, views: int = 64) -> list[dict]:
@@ -88,6 +125,11 @@ def main() -> None:
         rows = loop_speed([cache], args.steps, args.batch, "one teacher")
         rows += loop_speed([cache, second], args.steps, args.batch, "two teachers, two caches")
         print(table(rows, ["loop", "steps/s", "ratio"]))
+        coefficient, lines = coefficient_rows(root, args.steps, args.batch)
+        print(f"\nB2  coefficient space, batch {args.batch}, 224 px, targets 257×384, PCA 64")
+        print(table(coefficient, ["loop", "steps/s", "ratio"]))
+        print(f"\nB2  DINOv2-g targets needed at {NODE_RATE:,} images/s per GPU (arithmetic)")
+        print("\n".join(lines))
         print("\nB2  rendering 64 views at 224 px (random-resized crop + flip) from 500×375 JPEGs")
         print(table(render_speed(root), ["pipeline", "views/s", "ratio"]))
     finally:

@@ -13,8 +13,15 @@ Sections, each against a baseline measured in the same run:
 - train: a ViT-S/14 student's step fed from float16, int8 and PCA caches (stored bytes read in
   the prefetch thread, moved, decoded on the GPU) against the same step with the targets
   already decoded in GPU memory (goal ≥ 0.95); images/s and the target bytes/s each needs.
+  A PCA cache's patch target is also learnt in coefficient space (train/target_space.py).
 - ddp: `torchrun --nproc_per_node N` (N = the GPUs present, nccl) runs `proteus train` for a few
   steps; its losses must equal one process's at the same global batch.
+- together: 4 students (the train student, 4 lrs) trained from one stream of the extract
+  section's cache against one of them alone: wall time, and the first student's losses
+  equal its losses alone.
+
+DALI on a device-tool machine: benchmarks/gpu_proof_dali.sh packs its wheels into parts of
+under 60 MB, carried one per run and joined there (docs/PERFORMANCE.md, "GPU proof").
 
 --cpu-rehearsal runs every step at toy size on the CPU (tests/test_gpu_proof.py runs it in CI,
 so it cannot rot) and says which checks it skips because they need CUDA. A section whose
@@ -45,7 +52,8 @@ HERE = Path(__file__).resolve().parent
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "B200": 2250.0}
 RENDER_TOLERANCE = 1.0  # mean |GPU - CPU| in 0-255 levels (nvJPEG's IDCT is not libjpeg's)
 DDP_RTOL = {"cpu": 1e-4, "cuda": 2e-2}  # float32 on the CPU; bf16 autocast sums differently
-SECTIONS = ("extract", "renderer", "train", "ddp")
+SECTIONS = ("extract", "renderer", "train", "ddp", "together")
+TOGETHER = 4  # students in the several-students row
 
 
 @dataclass(frozen=True)
@@ -209,6 +217,27 @@ class Proof:
                 self.goal(f"{kind}: cache / in memory ≥ 0.95", measured[1]["ratio"] >= 0.95)
             )
             self.free()
+        pca = caches[f"PCA {s.pca_k}"]
+        measured = target_loop_speed(
+            [pca],
+            s.student,
+            s.image_size,
+            s.train_steps,
+            s.train_batch,
+            self.device,
+            f"PCA {s.pca_k} coefficient space",
+            baseline="decoded",
+            coefficients=True,
+        )
+        per_view = pca.manifest.counts["target_bytes"] / pca.manifest.counts["views"]
+        for row in measured:
+            row["images/s"] = row.pop("steps/s") * s.train_batch
+            row["target MB/s"] = row["images/s"] * per_view / 1e6
+        rows += measured
+        checks.append(
+            self.goal("coefficient space: cache / in memory ≥ 0.95", measured[1]["ratio"] >= 0.95)
+        )
+        self.free()
         return {
             "student": f"{s.student} at {s.image_size} px, batch {s.train_batch}",
             "targets": f"{s.teacher}'s cls + {grid} patch tokens of {spec.embed_dim}",
@@ -245,6 +274,59 @@ class Proof:
             ],
             "max_rel_diff": worst,
             "checks": [_check(f"losses equal (rtol {DDP_RTOL[self.device]})", close)],
+        }
+
+    def together(self) -> dict:
+        from dataclasses import replace
+
+        from proteus.common.runs.logs import read_log
+        from proteus.train.config import TrainConfig
+        from proteus.train.runner import run_together
+
+        cache = self.need_cache()
+        s = self.size
+        folder = self.root / "together"
+        shutil.rmtree(folder, ignore_errors=True)
+        base = TrainConfig(
+            cache=cache,
+            student=s.student,
+            out=folder / "alone",
+            max_steps=s.train_steps,
+            batch_size=s.train_batch,
+            warmup_epochs=0,
+            eval_every=0,
+            device=self.device,
+            tensorboard=False,
+            progress=False,
+            checkpoint_every=10**9,
+        )
+        started = time.perf_counter()
+        run_together([base])
+        alone = time.perf_counter() - started
+        several = [replace(base, lr=1e-4 * (i + 1), out=folder / f"s{i}") for i in range(TOGETHER)]
+        several[0] = replace(several[0], lr=base.lr)
+        started = time.perf_counter()
+        run_together(several)
+        together = time.perf_counter() - started
+        one = [r["loss"] for r in read_log(base.out)]
+        first = [r["loss"] for r in read_log(several[0].out)]
+        close = np.allclose(first, one, rtol=DDP_RTOL[self.device], atol=0)
+        ratio = together / (TOGETHER * alone)
+        return {
+            "student": f"{s.student} at {s.image_size} px, batch {s.train_batch}",
+            "rows": [
+                {"what": "1 student alone (baseline)", "seconds": alone, "ratio": 1.0},
+                {
+                    "what": f"{TOGETHER} students from one stream",
+                    "seconds": together,
+                    "ratio": together / alone,
+                },
+            ],
+            "together_vs_apart": ratio,
+            "checks": [
+                _check(f"first student's losses as alone (rtol {DDP_RTOL[self.device]})", close),
+                self.goal(f"{TOGETHER} together < {TOGETHER} apart", ratio < 1),
+            ],
         }
 
     # ------------------------------------------------------------------ helpers

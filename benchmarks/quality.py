@@ -88,6 +88,11 @@ class Bench:
             ),
             ("cache K=16 int8", lambda: self.train_row("k16-int8", cache="k16-int8")),
             ("cache K=16 PCA", lambda: self.train_row("k16-pca", cache="k16-pca")),
+            # PCA-64 stored as rotated int8 and learnt in coefficient space (the default).
+            (
+                "cache K=16 PCA int8",
+                lambda: self.train_row("k16-pca-int8", cache="k16-pca-int8"),
+            ),
             (
                 "0.1 defaults (K=4)",
                 lambda: self.train_row("legacy", cache="legacy-k4", recipe="legacy"),
@@ -123,6 +128,8 @@ class Bench:
             kwargs = {"views_from": self.cache("k16"), "dtype": "int8"}
         elif name == "k16-pca":
             kwargs = {"views_from": self.cache("k16"), "pca": 64}
+        elif name == "k16-pca-int8":
+            kwargs = {"views_from": self.cache("k16"), "pca": 64, "dtype": "int8"}
         elif name == "legacy-k4":
             kwargs = {"views": 4, "policy": parse_policy(list(LEGACY_AUG))}
         elif name in ("k16-small", "k16-glyphs"):

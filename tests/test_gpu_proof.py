@@ -28,7 +28,7 @@ def test_the_rehearsal_runs_every_section_and_judges_only_what_a_cpu_can_show(tm
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(out.read_text())
     sections = report["sections"]
-    assert list(sections) == ["extract", "renderer", "train", "ddp"]
+    assert list(sections) == ["extract", "renderer", "train", "ddp", "together"]
     assert not any("error" in s or "skipped" in s for s in sections.values()), sections
 
     extract = sections["extract"]
@@ -44,14 +44,18 @@ def test_the_rehearsal_runs_every_section_and_judges_only_what_a_cpu_can_show(tm
     assert sections["renderer"]["views"] == 32
 
     train = sections["train"]
-    assert len(train["rows"]) == 6 and all(r["images/s"] > 0 for r in train["rows"])
+    assert len(train["rows"]) == 8 and all(r["images/s"] > 0 for r in train["rows"])
     # int8 and PCA need fewer target bytes per image than float16.
     mb_per_image = [r["target MB/s"] / r["images/s"] for r in train["rows"][::2]]
     assert mb_per_image[0] > mb_per_image[1] and mb_per_image[0] > mb_per_image[2]
+    assert "coefficient space" in train["rows"][-1]["loop"]
 
     ddp = sections["ddp"]
     assert [c["ok"] for c in ddp["checks"]] == [True]
     assert ddp["rows"][0]["losses"] == ddp["rows"][1]["losses"]
+    together = sections["together"]
+    assert [c["ok"] for c in together["checks"]] == [True, None]  # exact on the CPU
+    assert together["rows"][1]["seconds"] > 0
     assert "0 failed" in done.stdout
 
 
@@ -63,4 +67,6 @@ def test_an_unknown_section_is_a_one_line_error():
         timeout=120,
     )
     assert done.returncode == 2
-    assert "--sections: unknown warp; choose from extract,renderer,train,ddp" in done.stderr
+    assert (
+        "--sections: unknown warp; choose from extract,renderer,train,ddp,together" in done.stderr
+    )
