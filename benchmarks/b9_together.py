@@ -5,10 +5,12 @@ student's step that is the stream's work (rendering the views, reading and decod
 targets), measured by running the loader alone over the same steps.
 
 The students are the 4-block, 96-wide ViT /16 of the other benchmarks and vit_ti16 (other
-architectures and lrs: what an ablation sweep trains), on the real EfficientNet-Lite0 cache
-of the digits set at 128 px. Goal on this CPU: N = 2 together ≤ 0.8 × the two apart.
+architectures and lrs: what an ablation sweep trains), on a real EfficientNet-Lite0 cache:
+of the digits set at 128 px (`--data digits`), or of ImageNet-sized JPEGs (500×375 crops of
+scikit-image's photos, `--data photos`) at 224 px, where decoding weighs as on ImageNet.
+Goal on this CPU: N = 2 together ≤ 0.8 × the two apart.
 
-    python benchmarks/b9_together.py --out /tmp/b9 [--steps 12 --rounds 2 --batch-size 64]
+    python benchmarks/b9_together.py --out /tmp/b9 [--data digits|photos --steps 12 --rounds 2]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--teacher", default="effnet_lite0")
+    parser.add_argument("--data", choices=("digits", "photos"), default="digits")
     args = parser.parse_args()
 
     import torch
@@ -44,8 +47,12 @@ def main() -> None:
     from proteus.train.runner import run_together
 
     torch.set_num_threads(2)
-    train_dir, _ = write_dataset("digits", args.out / "data" / "digits", SIZE)
-    cache = extract_quietly(args.teacher, train_dir, args.out / "cache", SIZE, views=2)
+    size = SIZE if args.data == "digits" else 224
+    if args.data == "digits":
+        train_dir, _ = write_dataset("digits", args.out / "data" / "digits", size)
+    else:
+        train_dir = photos(args.out / "data" / "photos")
+    cache = extract_quietly(args.teacher, train_dir, args.out / f"cache-{args.data}", size, views=2)
     small = bench_vit(16)
     students = [(small, 1e-3), ("vit_ti16", 1e-3), (small, 3e-4), ("vit_ti16", 3e-4)]
     base = TrainConfig(
@@ -98,14 +105,37 @@ def main() -> None:
             }
         )
     print(
-        f"\nB9  {args.steps} steps of batch {args.batch_size} at {SIZE} px from the "
-        f"{args.teacher} cache, median of {args.rounds} rounds (wall time of the whole runs)"
+        f"\nB9  {args.steps} steps of batch {args.batch_size} at {size} px from the "
+        f"{args.teacher} cache of {args.data}, median of {args.rounds} rounds (wall time of "
+        "the whole runs)"
     )
     print(table(rows, ["students", "apart_s", "together_s", "together_vs_apart"]))
     print(
         f"\nthe stream's work (render + read + decode, the loader alone): {stream:.2f} s of a "
         f"single student's {one:.2f} s run ({stream / one:.0%})"
     )
+
+
+def photos(folder: Path, per_class: int = 48) -> Path:
+    """ImageNet-sized JPEGs: seeded 500×375 crops of scikit-image's photos, one class each."""
+    import numpy as np
+    import skimage.data as data
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        picture = Image.fromarray(getattr(data, name)()).convert("RGB")
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            path = folder / name / f"{i:03d}.jpg"
+            if path.exists():
+                continue
+            w, h = picture.size
+            cw, ch = int(rng.integers(w // 2, w + 1)), int(rng.integers(h // 2, h + 1))
+            x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            crop = picture.crop((x, y, x + cw, y + ch)).resize((500, 375))
+            crop.save(path, quality=90)
+    return folder
 
 
 def stream_seconds(cfg, steps: int) -> float:
@@ -120,7 +150,8 @@ def stream_seconds(cfg, steps: int) -> float:
 
     sources, _ = open_sources(cfg, torch.device("cpu"), progress=False)
     rows = sources[0].rows(None)
-    sampler = ViewSampler(rows.view_ids, 0, cfg.batch_size, 1, 0.5, 0.5, 64, repeats=2)
+    grid = cfg_grid(sources[0])
+    sampler = ViewSampler(rows.view_ids, 0, cfg.batch_size, 1, 0.5, 0.5, grid, repeats=2)
     render = RenderConfig.from_manifest(
         sources[0].info, "cpu", device_id=0, threads=2, max_batch=cfg.batch_size
     )
@@ -130,6 +161,11 @@ def stream_seconds(cfg, steps: int) -> float:
     for batch in loader.iterate(0, steps):
         loader.targets(batch, torch.device("cpu"))
     return time.perf_counter() - start
+
+
+def cfg_grid(source) -> int:
+    """The token count of a /16 student at the cache's image size (the masks' length)."""
+    return (source.info.image_size // 16) ** 2
 
 
 if __name__ == "__main__":

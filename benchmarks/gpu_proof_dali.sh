@@ -6,8 +6,8 @@
 # gpu_proof.py's renderer and extract sections run. Prints the device commands, in order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=.whl/dali-wheels
-rm -rf "$out" .whl/dali.tar .whl/dali-parts
+out=.dali/wheels
+rm -rf .dali
 mkdir -p "$out"
 pin=$(grep -i '^nvidia-dali-cuda130==' constraints.txt)
 python3 -m pip download --quiet --only-binary=:all: --python-version 3.12 \
@@ -17,5 +17,5 @@ python3 -m pip download --quiet --only-binary=:all: --python-version 3.12 \
 # What the device image has already (with PyTorch): kept out, so its versions stay.
 rm -f "$out"/numpy-* "$out"/packaging-* "$out"/six-* "$out"/typing_extensions-* \
     "$out"/pyyaml-* "$out"/PyYAML-* "$out"/wheel-*
-tar -cf .whl/dali.tar -C "$out" .
-python3 benchmarks/wheel_parts.py split .whl/dali.tar --out .whl/dali-parts
+tar -cf .dali/dali.tar -C "$out" .
+python3 benchmarks/wheel_parts.py split .dali/dali.tar --out .dali/parts

@@ -7,8 +7,8 @@ device, and the last run joins them, checks every part's and the whole wheel's S
 against the list made here, and installs it. Standard library only: the device's Python has
 no proteus installed when it joins.
 
-    python benchmarks/wheel_parts.py split WHEEL --out .whl/dali      # here
-    python benchmarks/wheel_parts.py join .whl/dali-device --check .whl/dali/parts.json \
+    python benchmarks/wheel_parts.py split WHEEL --out .dali/parts     # here
+    python benchmarks/wheel_parts.py join $HOME/dali-parts --check .dali/parts/parts.json \
         --out /tmp/dali                                                # there, after the parts
 
 Any file splits: benchmarks/gpu_proof_dali.sh packs DALI's wheel and its dependencies into

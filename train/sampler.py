@@ -185,8 +185,5 @@ class ViewSampler:
         # Seeded by the sample's position in the global batch: the same on any rank split.
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 2, step, position]))
         mask = np.zeros(num_patches, bool)
-        masked = self.masked_patches if num_patches == self.num_patches else None
-        if masked is None:
-            masked = round(num_patches * self.mask_ratio)
-        mask[rng.choice(num_patches, masked, replace=False)] = True
+        mask[rng.choice(num_patches, round(num_patches * self.mask_ratio), replace=False)] = True
         return mask
