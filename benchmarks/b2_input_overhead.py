@@ -10,7 +10,7 @@ Also: the loop learning a PCA 64 int8 cache's coefficients directly (train/targe
 against the same coefficients in memory (goal ≥ 0.95), and the bytes per second each codec
 of DINOv2-g targets needs at 4,600 images/s (arithmetic).
 
-    python benchmarks/b2_input_overhead.py [--steps 20] [--batch 32]
+    python benchmarks/b2_input_overhead.py [--steps 20] [--batch 32] [--coefficients-only]
 """
 
 from __future__ import annotations
@@ -50,6 +50,14 @@ def coefficient_rows(root: Path, steps: int, batch: int) -> tuple[list[dict], li
             f"{name}: {per_view / 1e3:,.1f} kB a view, {per_view * NODE_RATE / 1e9:.3f} GB/s"
         )
     return rows, lines
+
+
+def print_coefficients(root: Path, args) -> None:
+    coefficient, lines = coefficient_rows(root, args.steps, args.batch)
+    print(f"\nB2  coefficient space, batch {args.batch}, 224 px, targets 257×384, PCA 64")
+    print(table(coefficient, ["loop", "steps/s", "ratio"]))
+    print(f"\nB2  DINOv2-g targets needed at {NODE_RATE:,} images/s per GPU (arithmetic)")
+    print("\n".join(lines))
 
 
 def _bytes_per_view() -> dict[str, int]:
@@ -115,9 +123,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument(
+        "--coefficients-only", action="store_true", help="only the coefficient-space part"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="proteus-b2-"))
     try:
+        if args.coefficients_only:
+            print_coefficients(root, args)
+            return
         shapes = {"cls": (384,), "patch": (256, 384)}
         cache = synthetic_cache(root / "cache", views=2048, per_view=shapes)
         second = synthetic_cache(root / "cache2", views=2048, per_view=shapes)
@@ -125,11 +139,7 @@ def main() -> None:
         rows = loop_speed([cache], args.steps, args.batch, "one teacher")
         rows += loop_speed([cache, second], args.steps, args.batch, "two teachers, two caches")
         print(table(rows, ["loop", "steps/s", "ratio"]))
-        coefficient, lines = coefficient_rows(root, args.steps, args.batch)
-        print(f"\nB2  coefficient space, batch {args.batch}, 224 px, targets 257×384, PCA 64")
-        print(table(coefficient, ["loop", "steps/s", "ratio"]))
-        print(f"\nB2  DINOv2-g targets needed at {NODE_RATE:,} images/s per GPU (arithmetic)")
-        print("\n".join(lines))
+        print_coefficients(root, args)
         print("\nB2  rendering 64 views at 224 px (random-resized crop + flip) from 500×375 JPEGs")
         print(table(render_speed(root), ["pipeline", "views/s", "ratio"]))
     finally:

@@ -3,6 +3,8 @@ fitting the PCA bases of a cache from a sample of its own views."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -112,7 +114,8 @@ def fit_bases(
     for named in _teacher_tokens(teacher, feed, ids, names, precision, "fit PCA", progress):
         for name in names:
             sums[name].update(named[name])
-    bases, info = {}, {}
+    bases: dict[str, PCABasis] = {}
+    info: dict[str, dict[str, Any]] = {}
     for name in names:
         codec = codecs[name]
         basis, kept = sums[name].basis(codec.pca_k or 0)
@@ -123,7 +126,7 @@ def fit_bases(
             info[name]["rotation"] = {"kind": kind, "seed": rotation_seed}
         bases[name] = basis
     if held:
-        tokens = {name: [] for name in names}
+        tokens: dict[str, list[torch.Tensor]] = {name: [] for name in names}
         for named in _teacher_tokens(teacher, feed, heldout, names, precision, "codec", progress):
             for name in names:
                 tokens[name].append(named[name].cpu())

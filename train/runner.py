@@ -477,9 +477,9 @@ class _Learner:
                 f"--resume: {self.cfg.out} was trained in teacher units; resume it with "
                 "--target-space teacher"
             )
-        self.model.heads.load_state_dict(
-            saved.coefficient_heads if coefficient_heads else saved.heads
-        )
+        heads = saved.coefficient_heads if coefficient_heads else saved.heads
+        assert heads is not None  # checked just above
+        self.model.heads.load_state_dict(heads)
         if self.ema and saved.ema is not None:
             self.ema.model.load_state_dict(saved.ema)
         if saved.optimizer is not None:

@@ -55,7 +55,7 @@ def choose(
     and, for ``auto``, a line saying why none could be (None when there is nothing to say)."""
     if asked == "teacher":
         return {}, None
-    codecs = getattr(source, "pca_codecs", lambda names: {})(names)
+    codecs: dict = source.pca_codecs(names)
     why = None
     if not codecs:
         why = f"{source.option} stores no PCA-coded target this run reads"
@@ -90,7 +90,7 @@ def fold_heads(
     with its basis (``hints``: per teacher, its hints, to find the layer each head reads)."""
     folded = dict(state)
     for index, space in enumerate(spaces):
-        heads = {}
+        heads: dict[str, Coefficients] = {}
         if "patch" in space:
             heads |= {
                 f"{index}.fea_head.1": space["patch"],

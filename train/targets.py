@@ -58,7 +58,9 @@ class StudentTargets:
 
     def prepare(self, decoded: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
         """Per teacher: standardised (when asked) and on the student's grid."""
-        wanted = self.names or [None] * len(decoded)
+        wanted: list[set[str] | None] = [None] * len(decoded)
+        if self.names is not None:
+            wanted = list(self.names)
         out = []
         for own, grid, stats, keep, expand in zip(
             decoded, self.teacher_grids, self.stats, wanted, self.expand, strict=True

@@ -57,9 +57,12 @@ def train_configs(params: dict) -> list:
     """One TrainConfig per --student (several: each in --out/NAME)."""
     from proteus.train.together import split_students
 
-    students = params.get("student") or ()
-    if isinstance(students, str):
-        students = (students,)
+    given = params.get("student") or ()
+    students: tuple[str, ...] = (given,) if isinstance(given, str) else tuple(given)
+    if not students:
+        from proteus.common.runtime.errors import ProteusError
+
+        raise ProteusError("--student: give at least one (`proteus students` lists them)")
     first = train_config(params | {"student": students[0]})
     return split_students(first, students)
 
