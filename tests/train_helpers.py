@@ -56,13 +56,17 @@ def train(cache: Path | None, out: Path, **overrides):
     return run_train(train_config(cache, out, **overrides))
 
 
-def train_args(cache: Path | None, out: Path, *extra: str) -> list[str]:
+def train_args(
+    cache: Path | None, out: Path, *extra: str, student: str = "tiny_vit14"
+) -> list[str]:
+    """`proteus train` arguments (--student repeated trains several students: pass
+    ``student`` to train another one)."""
     source = [] if cache is None else ["--cache", str(cache)]
     return [
         "train",
         *source,
         "--student",
-        "tiny_vit14",
+        student,
         "--out",
         str(out),
         "--max-steps",

@@ -86,7 +86,7 @@ def test_resuming_a_checkpoint_of_another_student(world, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(world / "run", run)
     before = _snapshot(run)
-    args = train_args(world / "cache", run, "--resume", "--student", "tiny_vit7")
+    args = train_args(world / "cache", run, "--resume", student="tiny_vit7")
     _refused(run_cli(*args), "student_name='tiny_vit14', this run asks 'tiny_vit7'")
     assert _snapshot(run) == before
 

@@ -179,7 +179,7 @@ def test_unsealed_and_newer_caches_are_refused(world, tmp_path):
 
 
 def test_cli_errors_are_one_line(world, tmp_path):
-    run = run_cli(*train_args(world / "cache", tmp_path / "r", "--student", "vit_s16"))
+    run = run_cli(*train_args(world / "cache", tmp_path / "r", student="vit_s16"))
     assert run.returncode == 1
     assert run.stderr.strip().startswith("Error: ") and "Traceback" not in run.stderr
 
