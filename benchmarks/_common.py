@@ -6,6 +6,7 @@ baseline measured in the same run, on the same data, right before or after.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -324,6 +325,34 @@ def bench_vit(patch: int) -> str:
         {"embed_dim": 96, "depth": 4, "num_heads": 3},
     )
     return register_student(spec).name
+
+
+def train_parser(
+    doc: str, steps: int, rounds: int | None = None, teacher: str | None = "effnet_lite0"
+) -> argparse.ArgumentParser:
+    """The options the training benchmarks share: ``--out``, ``--steps``, ``--batch-size``,
+    and where they have them ``--rounds`` and ``--teacher`` (the packaged EfficientNet-Lite0,
+    which runs offline)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="work folder (reused)")
+    parser.add_argument("--steps", type=int, default=steps, help="training steps a run")
+    if rounds is not None:
+        parser.add_argument(
+            "--rounds", type=int, default=rounds, help="rounds, alternating the order"
+        )
+    parser.add_argument("--batch-size", type=int, default=64)
+    if teacher is not None:
+        parser.add_argument("--teacher", default=teacher, help="the cache's teacher")
+    return parser
+
+
+def quiet_train(**fields):
+    """A TrainConfig for a benchmark row: on the CPU, no progress bars, no TensorBoard, both
+    cores rendering; ``fields`` set the rest (and may override these)."""
+    from proteus.train.config import TrainConfig
+
+    quiet = {"device": "cpu", "tensorboard": False, "progress": False, "render_threads": 2}
+    return TrainConfig(**(quiet | fields))
 
 
 def finished(run: Path) -> bool:

@@ -11,7 +11,6 @@ measured within the run; the second run (--eval-every 0) gives the wall-time rat
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -20,40 +19,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import table
+from _common import extract_quietly, quiet_train, table, train_parser
 from quality_data import write_dataset
 
 TEACHER, STUDENT, SIZE = "effnet_lite0", "vit_ti16", 64
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=201, help="three scorings at batch 64")
-    parser.add_argument("--batch-size", type=int, default=64)
-    args = parser.parse_args()
+    # 201 steps at batch 64: three scorings at the default period.
+    args = train_parser(__doc__, steps=201, teacher=None).parse_args()
 
     from proteus.common.runs.logs import read_log
     from proteus.evaluate.compare import summarize_run
-    from proteus.extract.config import ExtractConfig
-    from proteus.extract.runner import run_extract
-    from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
     train_dir, _ = write_dataset("digits", args.out / "data" / "digits", SIZE)
-    cache = args.out / "cache"
-    run_extract(
-        ExtractConfig(
-            teacher=TEACHER,
-            data=train_dir,
-            out=cache,
-            image_size=SIZE,
-            views=2,
-            holdout_views=1,
-            holdout_images=100,
-            device="cpu",
-            progress=False,
-        )
+    cache = extract_quietly(
+        TEACHER, train_dir, args.out / "cache", SIZE, views=2, holdout_views=1, holdout_images=100
     )
     rows = []
     for name, every in (("no gauge (baseline)", 0), ("gauge at its default period", None)):
@@ -61,17 +43,13 @@ def main() -> None:
         shutil.rmtree(run, ignore_errors=True)
         started = time.perf_counter()
         run_train(
-            TrainConfig(
+            quiet_train(
                 cache=cache,
                 student=STUDENT,
                 out=run,
                 max_steps=args.steps,
                 batch_size=args.batch_size,
                 eval_every=every,
-                device="cpu",
-                tensorboard=False,
-                progress=False,
-                render_threads=2,
             )
         )
         wall = time.perf_counter() - started

@@ -13,7 +13,6 @@ floor on what a large teacher gains.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -21,40 +20,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import finished, table
+from _common import extract_quietly, finished, quiet_train, table, train_parser
 from quality_data import write_dataset
 
 STUDENT, SIZE = "vit_ti16", 64
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--teacher", default="effnet_lite0")
-    args = parser.parse_args()
+    args = train_parser(__doc__, steps=12, rounds=3).parse_args()
 
     from proteus.evaluate.compare import summarize_run
-    from proteus.extract.config import ExtractConfig
-    from proteus.extract.runner import run_extract
-    from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
     train_dir, _ = write_dataset("digits", args.out / "data" / "digits", SIZE)
-    cache = args.out / "cache"
-    run_extract(
-        ExtractConfig(
-            teacher=args.teacher,
-            data=train_dir,
-            out=cache,
-            image_size=SIZE,
-            views=2,
-            device="cpu",
-            progress=False,
-        )
-    )
+    cache = extract_quietly(args.teacher, train_dir, args.out / "cache", SIZE, views=2)
     variants = [("targets from the cache (baseline)", {"cache": cache})]
     for p in (0.1, 0.25, 0.5):
         variants.append(
@@ -72,16 +51,12 @@ def main() -> None:
             if not finished(run):  # else: a round of an earlier, interrupted run
                 shutil.rmtree(run, ignore_errors=True)
                 run_train(
-                    TrainConfig(
+                    quiet_train(
                         student=STUDENT,
                         out=run,
                         max_steps=args.steps,
                         batch_size=args.batch_size,
                         eval_every=0,
-                        device="cpu",
-                        tensorboard=False,
-                        progress=False,
-                        render_threads=2,
                         **source,
                     )
                 )

@@ -10,7 +10,6 @@ CPU numbers say what inductor's C++ backend does for a small ViT on two cores; a
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -19,22 +18,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import bench_vit, extract_quietly, table
+from _common import bench_vit, extract_quietly, quiet_train, table, train_parser
 from quality_data import write_dataset
 
 SIZE, WARM = 64, 5  # steps left out of the steady-state speed
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--teacher", default="effnet_lite0")
-    args = parser.parse_args()
+    args = train_parser(__doc__, steps=40).parse_args()
 
     from proteus.common.runs.logs import read_log
-    from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
     train_dir, _ = write_dataset("digits", args.out / "data" / "digits", SIZE)
@@ -45,17 +38,13 @@ def main() -> None:
         shutil.rmtree(run, ignore_errors=True)
         started = time.perf_counter()
         run_train(
-            TrainConfig(
+            quiet_train(
                 cache=cache,
                 student=bench_vit(16),
                 out=run,
                 max_steps=args.steps,
                 batch_size=args.batch_size,
                 eval_every=0,
-                device="cpu",
-                tensorboard=False,
-                progress=False,
-                render_threads=2,
                 compile=compiled,
             )
         )

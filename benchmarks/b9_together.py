@@ -16,7 +16,6 @@ Goal on this CPU: N = 2 together ≤ 0.8 × the two apart.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -26,19 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import bench_vit, extract_quietly, table
+from _common import bench_vit, extract_quietly, quiet_train, table, train_parser
 from quality_data import write_dataset
 
 SIZE = 128
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--teacher", default="effnet_lite0")
+    parser = train_parser(__doc__, steps=12, rounds=2)
     parser.add_argument("--data", choices=("digits", "photos"), default="digits")
     args = parser.parse_args()
 
@@ -59,17 +53,13 @@ def main() -> None:
     else:  # students whose step is as short as a GPU makes a ViT-S's, next to decoding
         small, other = tiny_vit(2), tiny_vit(3)
     students = [(small, 1e-3), (other, 1e-3), (small, 3e-4), (other, 3e-4)]
-    base = TrainConfig(
+    base = quiet_train(
         cache=cache,
         student=small,
         out=args.out,
         max_steps=args.steps,
         batch_size=args.batch_size,
         eval_every=0,
-        device="cpu",
-        tensorboard=False,
-        progress=False,
-        render_threads=2,
         checkpoint_every=10**9,  # the last step's checkpoint only, in both ways
     )
 

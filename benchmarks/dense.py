@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import extract_quietly, finished
+from _common import extract_quietly, finished, quiet_train
 from dense_data import write_dense_sets
 
 TEACHER, STUDENT, SIZE, CLASSES = "effnet_lite0", "vit_ti16", 128, 10
@@ -93,22 +93,18 @@ def _source(row: str, data: Path, args) -> dict:
 
 def _distil(run: Path, data: Path, args, ablation: bool) -> None:
     from proteus.common.runs.folder import RunFolder
-    from proteus.train.config import TrainConfig
     from proteus.train.runner import run_train
 
     cache = extract_quietly(
         TEACHER, data / "distil", args.out / "caches" / "distil", SIZE, epochs=args.epochs
     )
     zero = {"lambda_patch": (0.0,), "lambda_fea": (0.0,)} if ablation else {}
-    config = TrainConfig(
+    config = quiet_train(
         cache=cache,
         student=STUDENT,
         out=run,
         epochs=args.epochs,
         batch_size=64,
-        device="cpu",
-        tensorboard=False,
-        progress=False,
         resume=RunFolder(run).has_checkpoint(),
         render_threads=1,
         **zero,

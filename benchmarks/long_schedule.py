@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import bytes_per_image, extract_quietly, finished
+from _common import bytes_per_image, extract_quietly, finished, quiet_train
 from quality_data import write_dataset
 
 TEACHER, STUDENT, SIZE, PRESET = "effnet_lite0", "vit_ti16", 64, "small"
@@ -125,7 +125,6 @@ class Bench:
 
     def config(self, run: Path, cache: Path | None, **overrides):
         from proteus.common.runs.folder import RunFolder
-        from proteus.train.config import TrainConfig
 
         online = cache is None
         source = (
@@ -139,7 +138,7 @@ class Bench:
             if online
             else {"cache": cache}
         )
-        return TrainConfig(
+        return quiet_train(
             student=STUDENT,
             out=run,
             epochs=self.args.epochs,
@@ -147,11 +146,7 @@ class Bench:
             repeated_aug=1,
             eval_every=self.args.eval_every,
             seed=self.args.seed,
-            device="cpu",
-            tensorboard=False,
-            progress=False,
             resume=RunFolder(run).has_checkpoint(),
-            render_threads=2,
             **(source | overrides),
         )
 

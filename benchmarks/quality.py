@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import bytes_per_image, extract_quietly, finished
+from _common import bytes_per_image, extract_quietly, finished, quiet_train
 from quality_data import write_dataset
 
 TEACHER, STUDENT, SIZE = "effnet_lite0", "vit_ti16", 64
@@ -150,7 +150,6 @@ class Bench:
         repeated_aug: int | None = None,
     ) -> dict:
         from proteus.common.runs.folder import RunFolder
-        from proteus.train.config import TrainConfig
         from proteus.train.runner import run_train
 
         student = self.args.student
@@ -158,7 +157,7 @@ class Bench:
         started = time.perf_counter()
         cache_path = None if online else self.cache(cache)
         extract_s = time.perf_counter() - started
-        config = TrainConfig(
+        config = quiet_train(
             cache=cache_path,
             student=student,
             out=run,
@@ -171,11 +170,7 @@ class Bench:
             teacher=TEACHER if online else None,
             data=self.train_dir if online else None,
             image_size=SIZE if online else None,
-            device="cpu",
-            tensorboard=False,
-            progress=False,
             resume=RunFolder(run).has_checkpoint(),
-            render_threads=2,
         )
         train_started = time.perf_counter()
         if not finished(run):

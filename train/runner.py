@@ -508,7 +508,6 @@ class _Learner:
             for s, space in zip(sources, self.spaces, strict=True)
         ]
         self.targets = StudentTargets(
-            loader,
             [s.info.grid for s in sources],
             self.student_grid,
             self.device,
@@ -584,10 +583,9 @@ class _Learner:
         return (step + 1) % self.eval_every == 0 or step + 1 == self.total_steps
 
     def _gauge_record(self) -> dict[str, Any]:
-        gauge = getattr(self, "gauge", None)
-        if gauge is None:
+        if self.gauge is None:
             return {}
-        sets = {p.name: len(p.pixels) for p in gauge.probes}
+        sets = {p.name: len(p.pixels) for p in self.gauge.probes}
         return {"every": self.eval_every, "sets": sets}
 
     def _step(

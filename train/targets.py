@@ -9,18 +9,11 @@ is the one path between the two, for cached, aligned-cache and online training a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 import torch
 
 from proteus.common.cache.stats import TargetStats
 from proteus.common.models.grid import resize_layer_targets, resize_patch_targets
-
-
-class BatchTargets(Protocol):
-    """A batch's targets per teacher, float on ``device`` (the loader, ``Batches``)."""
-
-    def targets(self, batch, device: torch.device) -> list[dict[str, torch.Tensor]]: ...
 
 
 class StudentTargets:
@@ -30,7 +23,6 @@ class StudentTargets:
 
     def __init__(
         self,
-        source: BatchTargets,
         teacher_grids: Sequence[tuple[int, int]],
         student_grid: tuple[int, int],
         device: torch.device,
@@ -43,7 +35,6 @@ class StudentTargets:
         (None: all given); students trained together are handed every student's.
         ``expand``: per teacher, name -> PCABasis of targets given as coefficients that this
         student learns in teacher units (another student of the stream reads them so)."""
-        self.source = source
         # On the training device once: standardising must not copy them every step.
         given = list(stats) if stats is not None else [None] * len(teacher_grids)
         self.stats = [s.to(device) if s else None for s in given]
@@ -52,9 +43,6 @@ class StudentTargets:
         self.device = device
         self.names = [set(n) for n in names] if names is not None else None
         self.expand = list(expand) if expand is not None else [{} for _ in teacher_grids]
-
-    def __call__(self, batch) -> list[dict[str, torch.Tensor]]:
-        return self.prepare(self.source.targets(batch, self.device))
 
     def prepare(self, decoded: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
         """Per teacher: standardised (when asked) and on the student's grid."""

@@ -60,11 +60,8 @@ def test_manifest_statistics_are_those_of_the_stored_targets(world):
 def test_targets_are_standardised_per_channel_and_restored():
     stats = TargetStats({"cls": torch.tensor([1.0, -2.0])}, {"cls": torch.tensor([2.0, 0.5])})
 
-    class Source:
-        def targets(self, batch, device):
-            return [{"cls": torch.tensor([[3.0, -1.0]]), "patch": torch.ones(1, 4, 2)}]
-
-    out = StudentTargets(Source(), [(2, 2)], (2, 2), torch.device("cpu"), stats=[stats])(None)
+    decoded = [{"cls": torch.tensor([[3.0, -1.0]]), "patch": torch.ones(1, 4, 2)}]
+    out = StudentTargets([(2, 2)], (2, 2), torch.device("cpu"), stats=[stats]).prepare(decoded)
     torch.testing.assert_close(out[0]["cls"], torch.tensor([[1.0, 2.0]]))
     torch.testing.assert_close(out[0]["patch"], torch.ones(1, 4, 2))  # no stats: untouched
     torch.testing.assert_close(stats.restore("cls", out[0]["cls"]), torch.tensor([[3.0, -1.0]]))
