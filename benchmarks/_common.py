@@ -27,6 +27,24 @@ def timed(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
     return statistics.median(samples)
 
 
+def timed_alternating(
+    fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1
+) -> dict[str, float]:
+    """Median seconds per call of each of ``fns``, their passes interleaved (A B, then B A,
+    …): a shared machine's load drifts, and each then meets the same drift on average."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns.items())
+    for k in range(repeats):
+        for name, fn in order if k % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
 def synthetic_targets(
     folder: Path,
     views: int,
@@ -260,8 +278,8 @@ def target_loop_speed(
                 ]
             )
 
-    base = steps / timed(synced(from_memory), repeats=3)
-    fed = steps / timed(synced(from_cache), repeats=3)
+    seconds = timed_alternating({"memory": synced(from_memory), "cache": synced(from_cache)}, 4)
+    base, fed = steps / seconds["memory"], steps / seconds["cache"]
     return [
         {"loop": f"{label}: targets in memory (baseline)", "steps/s": base, "ratio": 1.0},
         {"loop": f"{label}: targets from the cache", "steps/s": fed, "ratio": fed / base},

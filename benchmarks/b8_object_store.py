@@ -110,7 +110,7 @@ def loop_rows(local: Cache, url: str, root: Path, steps: int, batch: int) -> lis
 
     loop = functools.partial(target_loop_speed, student=bench_vit(14), image_size=224)
     rows = loop([local], steps=steps, batch=batch, label="local cache")
-    # timed() runs one warm-up pass first: every shard the plan touches is local after it.
+    # Each loop runs one warm-up pass first: every shard the plan touches is local after it.
     rows += loop([warm], steps=steps, batch=batch, label="s3, warm shard cache")
     rows += loop([warm], steps=steps, batch=batch, label="s3, cold shard cache", fresh=cold)
     return rows
