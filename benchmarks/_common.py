@@ -29,9 +29,9 @@ def timed(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
 
 def timed_alternating(
     fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1
-) -> dict[str, float]:
-    """Median seconds per call of each of ``fns``, their passes interleaved (A B, then B A,
-    …): a shared machine's load drifts, and each then meets the same drift on average."""
+) -> dict[str, list[float]]:
+    """Seconds of each call of each of ``fns``, their passes interleaved (A B, then B A, …),
+    so that pass k of every one ran next to pass k of the others."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -42,7 +42,14 @@ def timed_alternating(
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return samples
+
+
+def paired_ratio(base: list[float], other: list[float]) -> float:
+    """Speed of ``other`` over ``base`` from interleaved passes' seconds: the median of the
+    passes' own ratios. A shared machine's speed drifts by a quarter within minutes here, and
+    adjacent passes share the drift where the two medians need not."""
+    return statistics.median(b / o for b, o in zip(base, other, strict=True))
 
 
 def synthetic_targets(
@@ -278,11 +285,13 @@ def target_loop_speed(
                 ]
             )
 
-    seconds = timed_alternating({"memory": synced(from_memory), "cache": synced(from_cache)}, 4)
-    base, fed = steps / seconds["memory"], steps / seconds["cache"]
+    seconds = timed_alternating({"memory": synced(from_memory), "cache": synced(from_cache)}, 6)
+    base = steps / statistics.median(seconds["memory"])
+    fed = steps / statistics.median(seconds["cache"])
+    ratio = paired_ratio(seconds["memory"], seconds["cache"])
     return [
         {"loop": f"{label}: targets in memory (baseline)", "steps/s": base, "ratio": 1.0},
-        {"loop": f"{label}: targets from the cache", "steps/s": fed, "ratio": fed / base},
+        {"loop": f"{label}: targets from the cache", "steps/s": fed, "ratio": ratio},
     ]
 
 
