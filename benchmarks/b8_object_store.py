@@ -8,7 +8,7 @@ the same bytes) and B2 (the training loop fed from memory), measured in the same
   are local.
 - B2 rows: the training step of B2 fed from the remote cache, warm, and cold (every timed
   pass on an empty shard cache, prefetching ahead as the trainer does), each against the
-  in-memory loop measured right before it.
+  in-memory loop, their passes interleaved (``_common.target_loop_speed``).
 
     python benchmarks/b8_object_store.py [--views 2048] [--steps 15] [--batch 32]
 """
